@@ -1,0 +1,43 @@
+# feastline: two commands on a fresh machine: `make serve` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+REPO := feature_repo
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: install data apply materialize serve test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.3
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	$(BIN)/feastline build-data --repo $(REPO)
+
+apply: data
+	$(BIN)/feastline apply --repo $(REPO)
+
+materialize: apply
+	$(BIN)/feastline materialize --repo $(REPO)
+
+serve: materialize
+	$(BIN)/feastline serve --repo $(REPO) --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check service lineage feature_repo tests bench
+	$(BIN)/ruff format --check service lineage feature_repo tests bench
+
+test: install lint
+	$(BIN)/python -m pytest tests
+
+bench: materialize
+	$(BIN)/python bench/training_set.py
+
+clean:
+	rm -rf $(REPO)/data
