@@ -1,0 +1,59 @@
+"""Domain errors of the lineage package.
+
+Every error derives from :class:`LineageError` and carries the offending value as a structured field,
+so the HTTP layer can map the type to a status and render the fields without parsing messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lineage.model import Edge, NodeRef
+
+
+class LineageError(Exception):
+    """Base class of every error raised by ``lineage``."""
+
+
+class NodeNotFound(LineageError):
+    """A node was asked for (or referenced by an edge) that the graph or store does not hold.
+
+    Attributes:
+        ref: the missing node's reference.
+    """
+
+    def __init__(self, ref: NodeRef) -> None:
+        self.ref = ref
+        super().__init__(f"no lineage node {str(ref)!r}")
+
+
+class CycleRefused(LineageError):
+    """Adding an edge would close a cycle; lineage must stay a DAG, so the edge was refused.
+
+    Attributes:
+        edge: the refused edge.
+        cycle: the nodes of the cycle it would close, starting and ending at ``edge.source``
+            (``[source, target, ..., source]``).
+    """
+
+    def __init__(self, edge: Edge, cycle: Sequence[NodeRef] = ()) -> None:
+        self.edge = edge
+        self.cycle = tuple(cycle)
+        shown = " -> ".join(str(ref) for ref in self.cycle) or f"{edge.source} -> {edge.target}"
+        super().__init__(f"edge {edge.source} -{edge.relation}-> {edge.target} would close a cycle: {shown}")
+
+
+class InvalidNodeId(LineageError, ValueError):
+    """A node id (``"kind:name"``) could not be parsed.
+
+    Attributes:
+        text: the text that was given.
+        reason: why it was rejected, e.g. ``"unknown kind 'tabel'"``.
+    """
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"invalid node id {text!r}: {reason}")

@@ -1,0 +1,39 @@
+"""The app factory. Nothing heavy happens at import: ``create_app(settings)`` wires the routers and a
+lifespan that opens the Feast store and the lineage database on ``app.state``."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from feast import FeatureStore
+
+from lineage import LineageStore
+from service.errors import install_error_handlers
+from service.routers import health, lineage, online, training_sets
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.feature_store = FeatureStore(repo_path=str(settings.repo_path))
+        app.state.lineage = LineageStore(settings.lineage_database_url)
+        try:
+            yield
+        finally:
+            app.state.lineage.dispose()
+
+    app = FastAPI(
+        title="feastline",
+        version="0.1.0",
+        description="Feature store service with lineage: point-in-time training sets, online features "
+        "(drop-in for feast serve) and a lineage graph from raw data to models.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, training_sets, online, lineage):
+        app.include_router(module.router)
+    return app

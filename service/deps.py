@@ -1,0 +1,26 @@
+"""Typed dependencies: what routes need, taken from ``app.state`` (opened in the app's lifespan)."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from feast import FeatureStore
+
+from lineage import LineageStore
+from service.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_feature_store(request: Request) -> FeatureStore:
+    return request.app.state.feature_store
+
+
+def get_lineage_store(request: Request) -> LineageStore:
+    return request.app.state.lineage
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[FeatureStore, Depends(get_feature_store)]
+LineageDep = Annotated[LineageStore, Depends(get_lineage_store)]

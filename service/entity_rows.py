@@ -1,0 +1,121 @@
+"""Turn JSON entity rows into a validated entity DataFrame (pandera), or list every problem.
+
+Shape out: one row per input row, in input order; the join-key columns (``object`` dtype, str or
+None), ``event_timestamp`` as ``datetime64[ns, UTC]``, request fields and every other column (labels)
+exactly as sent. Nothing is coerced silently: a naive timestamp is refused unless the request names
+the timezone to assume.
+"""
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from service.offline.errors import EntityRowsInvalid
+from service.offline.views import RetrievalPlan
+
+TS = "event_timestamp"
+
+
+def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timestamp | None, str | None]:
+    if value is None:
+        return None, "is null; give an ISO 8601 timestamp such as 2013-05-01T13:00:00Z"
+    if not isinstance(value, str):
+        return None, f"must be an ISO 8601 string, got {type(value).__name__} {value!r}"
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None, f"{value!r} is not an ISO 8601 timestamp"
+    if pd.isna(ts):
+        return None, f"{value!r} is not a timestamp"
+    if ts.tzinfo is None:
+        if assume_tz is None:
+            return None, (
+                f"{value!r} has no timezone; end it with 'Z' or an offset such as '+00:00', "
+                'or set "timezone" in the request to say which to assume'
+            )
+        ts = ts.tz_localize(assume_tz, ambiguous="raise", nonexistent="raise")
+    return ts.tz_convert("UTC"), None
+
+
+def _string_or_null(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def entity_frame(
+    rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None
+) -> pd.DataFrame:
+    """Validate ``rows`` for ``plan`` and build the entity DataFrame.
+
+    Checks, for every row: ``event_timestamp`` present and timezone-aware (or ``timezone`` given);
+    every join key of the plan's views present, a string or null (null matches no feature row);
+    every request field of the plan's on-demand views present and an integer.
+
+    Raises:
+        EntityRowsInvalid: lists every problem as ``{"row", "field", "problem"}``.
+    """
+    if not rows:
+        raise EntityRowsInvalid([{"row": None, "field": "entity_rows", "problem": "is empty"}])
+    try:
+        assume = ZoneInfo(timezone) if timezone else None
+    except (ZoneInfoNotFoundError, ValueError):
+        raise EntityRowsInvalid(
+            [{"row": None, "field": "timezone", "problem": f"{timezone!r} is not an IANA timezone"}]
+        ) from None
+    problems: list[dict[str, Any]] = []
+    required = [TS, *plan.join_keys, *plan.request_fields]
+    for i, row in enumerate(rows):
+        problems.extend({"row": i, "field": f, "problem": "is missing"} for f in required if f not in row)
+    frame = pd.DataFrame.from_records(rows)
+    for f in required:
+        if f not in frame.columns:
+            frame[f] = None
+    stamps = []
+    for i, value in enumerate(frame[TS].tolist()):
+        ts, problem = _timestamp_problem(value, assume)
+        if problem and TS in rows[i]:
+            problems.append({"row": i, "field": TS, "problem": problem})
+        stamps.append(ts)
+    columns = {
+        k: pa.Column(
+            object, pa.Check(_string_or_null, element_wise=True, name="string_or_null"), nullable=True
+        )
+        for k in plan.join_keys
+    }
+    columns |= {
+        f: pa.Column(object, pa.Check(_integer, element_wise=True, name="integer"), nullable=True)
+        for f in plan.request_fields
+    }
+    schema = pa.DataFrameSchema(columns, name="entity_rows")
+    present = frame[[*plan.join_keys, *plan.request_fields]].astype(object).where(lambda d: d.notna(), None)
+    try:
+        schema.validate(present, lazy=True)
+    except SchemaErrors as err:
+        for case in err.failure_cases.itertuples():
+            if pd.notna(case.index) and case.column in rows[int(case.index)]:
+                expected = "a string (or null)" if case.check == "string_or_null" else "an integer"
+                problems.append(
+                    {
+                        "row": int(case.index),
+                        "field": case.column,
+                        "problem": f"must be {expected}, got {case.failure_case!r}",
+                    }
+                )
+    for f in plan.request_fields:
+        problems.extend(
+            {"row": i, "field": f, "problem": "is null"}
+            for i, r in enumerate(rows)
+            if f in r and r[f] is None
+        )
+    if problems:
+        raise EntityRowsInvalid(sorted(problems, key=lambda p: (p["row"] is None, p["row"] or 0, p["field"])))
+    frame[TS] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
+    for f in plan.request_fields:
+        frame[f] = frame[f].astype("int64")
+    return frame

@@ -1,0 +1,132 @@
+"""Map domain errors to HTTP statuses and render every error as ``application/problem+json`` (RFC 9457).
+
+One table, ``PROBLEM_STATUS``, says which status each domain error gets; routes raise domain errors
+and never build error responses by hand. Every problem body has ``type``, ``title``, ``status``,
+``detail`` and, where known, ``field`` plus structured details (``problems``: one item per bad row
+or field, each naming ``row`` and ``field``).
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lineage import CycleRefused, InvalidNodeId, NodeNotFound
+from service.offline.errors import (
+    EntityRowsInvalid,
+    FeatureNameCollision,
+    FeatureReferenceInvalid,
+    RetrievalError,
+    SourceDataMissing,
+    UnknownFeature,
+    UnknownFeatureService,
+)
+from service.online import OnlineRequestInvalid
+
+log = logging.getLogger("feastline")
+PROBLEM_JSON = "application/problem+json"
+
+PROBLEM_STATUS: dict[type[Exception], int] = {
+    UnknownFeatureService: 404,
+    UnknownFeature: 404,
+    NodeNotFound: 404,
+    FeatureReferenceInvalid: 422,
+    FeatureNameCollision: 422,
+    EntityRowsInvalid: 422,
+    OnlineRequestInvalid: 422,
+    InvalidNodeId: 422,
+    CycleRefused: 409,
+    SourceDataMissing: 503,
+}
+
+
+def _slug(exc_type: type) -> str:
+    name = exc_type.__name__
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"https://feastline.dev/problems/{title}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
+
+
+def status_for(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in PROBLEM_STATUS:
+            return PROBLEM_STATUS[cls]
+    return 500
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    extra: dict[str, Any] = {}
+    if isinstance(exc, RetrievalError | OnlineRequestInvalid):
+        extra = {"field": exc.field, **exc.details()}
+    elif isinstance(exc, NodeNotFound | InvalidNodeId):
+        extra = {"field": "node_id"}
+    return problem(status_for(exc), _slug(type(exc)), str(exc), **extra)
+
+
+def _row_of(loc: tuple[Any, ...]) -> int | None:
+    """``("body", "entity_rows", 3, "origin")`` -> 3: the row a validation error is about."""
+    for i, part in enumerate(loc[:-1]):
+        if part in ("entity_rows", "rows") and isinstance(loc[i + 1], int):
+            return loc[i + 1]
+    return None
+
+
+async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        e = errors[0]
+        return problem(
+            400,
+            "malformed-json",
+            f"request body is not valid JSON: {e.get('msg')}",
+            field="body",
+            problems=[
+                {"field": "body", "row": None, "problem": str(e.get("ctx", {}).get("error", e.get("msg")))}
+            ],
+        )
+    problems = [
+        {
+            "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+            "row": _row_of(tuple(e["loc"])),
+            "problem": e["msg"],
+        }
+        for e in errors
+    ]
+    first = problems[0]
+    return problem(
+        422,
+        "request-invalid",
+        f"{len(problems)} problem(s); first: {first['field']}: {first['problem']}",
+        field=first["field"],
+        problems=problems,
+    )
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return problem(exc.status_code, "http-error", str(exc.detail))
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "internal-error", f"{type(exc).__name__}: {exc}")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for exc_type in PROBLEM_STATUS:
+        app.add_exception_handler(exc_type, _domain_error)
+    app.add_exception_handler(RequestValidationError, _request_invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

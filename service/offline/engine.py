@@ -1,0 +1,181 @@
+"""feastline's point-in-time join, on DuckDB.
+
+The contract, for each entity row and each feature view: the value comes from the feature row with
+the greatest event timestamp such that
+- ``feature_ts <= entity_ts`` and, when the view has a TTL, ``feature_ts >= entity_ts - ttl``;
+- ``created_ts <= entity_ts`` when the source has a created-timestamp column (a row written after
+  the moment being modelled never reaches training), unless the caller turns this off explicitly;
+- ties on event time go to the greatest ``created_ts``, then to the row that comes later in the
+  source file (greater file row number);
+- no such row: null.
+One output row per input row, in input order; duplicate entity rows are kept; other entity columns
+pass through unchanged; on-demand views are computed after the join.
+
+How: a row is *available* from ``avail = max(feature_ts, created_ts)``. Within a key, rank rows by
+``(feature_ts, created_ts, file_row)``; the best row among those available at ``t`` is the running
+maximum of that rank over rows ordered by ``avail``. One ``ASOF JOIN`` on ``avail <= t`` then finds
+it, and the TTL test on the winner decides (it has the greatest ``feature_ts`` of all candidates, so
+if it is too old, every candidate is). O(n log n), exact, no range join.
+"""
+
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from service.offline.errors import FeatureNameCollision, SourceDataMissing
+from service.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
+
+ROW_ID = "__row_id"
+TS = "event_timestamp"
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    full_feature_names: bool = False
+    created_filter: bool = True  # refuse rows created after the entity timestamp
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _view_sql(v: ViewSpec, created_filter: bool) -> str:
+    """SQL giving, per distinct (join keys, event_timestamp) of ``entity``, the view's chosen row."""
+    keys = [_q(k) for k in v.join_keys]
+    key_list = ", ".join(keys)
+    src_cols = ", ".join(f"{_q(v.columns[c])} AS {_q(c)}" for c in (*v.join_keys, *v.features))
+    created = _q(v.created_field) if v.created_field else _q(v.timestamp_field)
+    avail = "greatest(__ts, __created)" if created_filter else "__ts"
+    feats = ", ".join(f"r.{_q(f)} AS {_q(f'{v.name}__{f}')}" for f in v.features)
+    on_keys = " AND ".join(f"e.{k} = fr.{k}" for k in keys)
+    on_rank = " AND ".join(f"r.{k} = fr.{k}" for k in keys)
+    path = str(v.path).replace("'", "''")
+    ttl = (
+        f"CASE WHEN r.__ts >= e.{_q(TS)} - to_microseconds({int(v.ttl.total_seconds() * 1e6)}) "
+        "THEN 1 ELSE 0 END"
+        if v.ttl
+        else "1"
+    )
+    return f"""
+    WITH src AS (
+        SELECT {src_cols}, {_q(v.timestamp_field)}::TIMESTAMPTZ AS __ts,
+               {created}::TIMESTAMPTZ AS __created, file_row_number AS __frow
+        FROM read_parquet('{path}', file_row_number = true)
+    ),
+    ranked AS (
+        SELECT *, {avail} AS __avail,
+               row_number() OVER (PARTITION BY {key_list} ORDER BY __ts, __created, __frow) AS __rank
+        FROM src
+    ),
+    frontier AS (
+        SELECT DISTINCT {key_list}, __avail,
+               max(__rank) OVER (PARTITION BY {key_list} ORDER BY __avail
+                                 RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
+        FROM ranked
+    ),
+    ent AS (SELECT DISTINCT {key_list}, {_q(TS)} FROM entity)
+    SELECT e.*, r.__ts AS __feature_ts, r.__created AS __created_ts, {ttl} AS __in_ttl, {feats}
+    FROM ent e
+    ASOF LEFT JOIN frontier fr ON {on_keys} AND e.{_q(TS)} >= fr.__avail
+    LEFT JOIN ranked r ON {on_rank} AND r.__rank = fr.__best
+    """
+
+
+def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32()}
+    return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if t in ints else None)
+
+
+def join_views(
+    entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_filter: bool = True
+) -> pd.DataFrame:
+    """Point-in-time join of ``entity_df`` with each view (see the module docstring for the rules).
+
+    Args:
+        entity_df: join-key columns of every view plus ``event_timestamp`` (datetime64[ns, UTC]).
+        views: batch views to join.
+
+    Returns:
+        ``len(entity_df)`` rows in input order, with, per view ``v`` and feature ``f``, a column
+        ``v__f``, plus ``v____feature_ts`` and ``v____created_ts`` (UTC, null when no row matched).
+
+    Raises:
+        SourceDataMissing: a view's Parquet file does not exist.
+    """
+    for v in views:
+        if not v.path.exists():
+            raise SourceDataMissing(v.name, str(v.path))
+    keys = sorted({k for v in views for k in v.join_keys})
+    entity = entity_df[[*keys, TS]].copy()
+    entity.insert(0, ROW_ID, range(len(entity)))
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("entity_in", entity)
+        ts = _q(TS)
+        con.execute(
+            f"CREATE TEMP TABLE entity AS SELECT * EXCLUDE ({ts}), {ts}::TIMESTAMPTZ AS {ts} FROM entity_in"
+        )
+        selects, joins = [], []
+        for i, v in enumerate(views):
+            alias = f"v{i}"
+            feats = [f"{v.name}__{f}" for f in v.features]
+            hidden = {"__feature_ts": f"{v.name}____feature_ts", "__created_ts": f"{v.name}____created_ts"}
+            cols = [
+                *(f"CASE WHEN {alias}.__in_ttl = 1 THEN {alias}.{_q(c)} END AS {_q(c)}" for c in feats),
+                *(
+                    f"CASE WHEN {alias}.__in_ttl = 1 THEN {alias}.{src} END AS {_q(dst)}"
+                    for src, dst in hidden.items()
+                ),
+            ]
+            selects.extend(cols)
+            on = " AND ".join(
+                f"{alias}.{_q(k)} IS NOT DISTINCT FROM entity.{_q(k)}" for k in (*v.join_keys, TS)
+            )
+            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter)}) {alias} ON {on}")
+        sql = (
+            f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
+            f"FROM entity {' '.join(joins)} ORDER BY entity.{ROW_ID}"
+        )
+        result = _arrow_to_pandas(con.execute(sql).to_arrow_table())
+    finally:
+        con.close()
+    assert len(result) == len(entity_df), "point-in-time join changed the row count"
+    return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
+
+
+def _apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDemandSpec) -> pd.DataFrame:
+    inputs = pd.DataFrame(index=joined.index)
+    for view, feats in spec.source_features.items():
+        for f in feats:
+            inputs[f"{view}__{f}"] = joined[f"{view}__{f}"]
+    for field in spec.request_fields:
+        inputs[field] = entity_df[field]
+    out = spec.definition.transform_arrow(pa.Table.from_pandas(inputs, preserve_index=False), False)
+    frame = _arrow_to_pandas(out)
+    return pd.DataFrame({f"{spec.name}__{f}": frame[f].to_numpy() for f in spec.features}, index=joined.index)
+
+
+def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: JoinOptions) -> pd.DataFrame:
+    """The training frame: every ``entity_df`` column (unchanged, in order) then the requested features.
+
+    Feature columns are named ``feature`` or, with ``full_feature_names``, ``view__feature``.
+
+    Raises:
+        FeatureNameCollision: two requested features share a name and full names were not asked for.
+        SourceDataMissing: see ``join_views``.
+    """
+    names = [f"{v}__{f}" if options.full_feature_names else f for v, f in plan.requested]
+    clashes = sorted({n for n in names if names.count(n) > 1 or n in entity_df.columns})
+    if clashes:
+        raise FeatureNameCollision(clashes)
+    joined = join_views(entity_df, plan.views, options.created_filter)
+    for spec in plan.on_demand:
+        joined = pd.concat([joined, _apply_on_demand(joined, entity_df, spec)], axis=1)
+    features = pd.DataFrame(
+        {name: joined[f"{v}__{f}"] for name, (v, f) in zip(names, plan.requested, strict=True)},
+        index=entity_df.index,
+    )
+    return pd.concat([entity_df, features], axis=1)

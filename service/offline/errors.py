@@ -1,0 +1,87 @@
+"""Errors of offline retrieval. Each carries structured fields; ``service.errors`` maps them to HTTP."""
+
+from typing import Any
+
+
+class RetrievalError(Exception):
+    """Base class: a training-set request that cannot be answered as asked."""
+
+    field: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+
+class UnknownFeatureService(RetrievalError):
+    field = "feature_service"
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"feature service {name!r} is not in the registry")
+
+    def details(self) -> dict[str, Any]:
+        return {"feature_service": self.name}
+
+
+class UnknownFeature(RetrievalError):
+    field = "features"
+
+    def __init__(self, reference: str):
+        self.reference = reference
+        super().__init__(f"feature {reference!r} is not in the registry (expected 'view:feature')")
+
+    def details(self) -> dict[str, Any]:
+        return {"feature": self.reference}
+
+
+class FeatureReferenceInvalid(RetrievalError):
+    field = "features"
+
+    def __init__(self, reference: str):
+        self.reference = reference
+        super().__init__(f"feature reference {reference!r} is not of the form 'view:feature'")
+
+    def details(self) -> dict[str, Any]:
+        return {"feature": self.reference}
+
+
+class FeatureNameCollision(RetrievalError):
+    field = "features"
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        super().__init__(f"features {names} appear in more than one view; ask for full_feature_names=true")
+
+    def details(self) -> dict[str, Any]:
+        return {"colliding": self.names}
+
+
+class EntityRowsInvalid(RetrievalError):
+    """Entity rows fail validation. ``problems`` lists every failure: ``{"row", "field", "problem"}``."""
+
+    field = "entity_rows"
+    MAX_LISTED = 100
+
+    def __init__(self, problems: list[dict[str, Any]]):
+        self.problems = problems
+        first = problems[0] if problems else {}
+        super().__init__(
+            f"{len(problems)} problem(s) in entity rows; first: row {first.get('row')}, "
+            f"field {first.get('field')!r}: {first.get('problem')}"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"problem_count": len(self.problems), "problems": self.problems[: self.MAX_LISTED]}
+
+
+class SourceDataMissing(RetrievalError):
+    """A view's source file does not exist: ``feastline build-data`` has not run."""
+
+    field = None
+
+    def __init__(self, view: str, path: str):
+        self.view, self.path = view, path
+        super().__init__(f"source of feature view {view!r} not found at {path}; run `feastline build-data`")
+
+    def details(self) -> dict[str, Any]:
+        return {"feature_view": self.view, "path": self.path}

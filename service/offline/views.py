@@ -1,0 +1,152 @@
+"""Resolve feature references against a Feast registry into the plain specs the engine joins.
+
+A feature reference is ``"<view>:<feature>"``; a feature service expands to all references of its
+projections. Both regular and on-demand feature views are resolved.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from feast import FeatureStore, FeatureView, FileSource, OnDemandFeatureView
+from feast.data_source import PushSource
+
+from service.offline.errors import FeatureReferenceInvalid, UnknownFeature, UnknownFeatureService
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One batch feature view as the engine needs it.
+
+    ``path`` is the Parquet file of its batch source; ``columns`` maps the names the engine uses
+    (join keys, features) to the source columns, field mapping applied. ``ttl`` of None means no
+    lower bound on feature age.
+    """
+
+    name: str
+    path: Path
+    join_keys: tuple[str, ...]
+    features: tuple[str, ...]
+    timestamp_field: str
+    created_field: str | None
+    ttl: timedelta | None
+    columns: dict[str, str]
+    definition: FeatureView
+
+
+@dataclass(frozen=True)
+class OnDemandSpec:
+    """An on-demand feature view: computed after the join from its source features and request fields."""
+
+    name: str
+    features: tuple[str, ...]
+    source_features: dict[str, tuple[str, ...]]  # source view -> features it reads
+    request_fields: tuple[str, ...]
+    definition: OnDemandFeatureView
+
+
+@dataclass(frozen=True)
+class RetrievalPlan:
+    """Everything one retrieval joins: batch views (requested + needed by on-demand views) and outputs."""
+
+    views: tuple[ViewSpec, ...]
+    on_demand: tuple[OnDemandSpec, ...]
+    requested: tuple[tuple[str, str], ...]  # (view, feature) in request order
+
+    @property
+    def join_keys(self) -> tuple[str, ...]:
+        keys: dict[str, None] = {}
+        for v in self.views:
+            keys.update(dict.fromkeys(v.join_keys))
+        return tuple(keys)
+
+    @property
+    def request_fields(self) -> tuple[str, ...]:
+        fields: dict[str, None] = {}
+        for o in self.on_demand:
+            fields.update(dict.fromkeys(o.request_fields))
+        return tuple(fields)
+
+
+def parse_reference(ref: str) -> tuple[str, str]:
+    view, sep, feature = ref.partition(":")
+    if not sep or not view or not feature:
+        raise FeatureReferenceInvalid(ref)
+    return view, feature
+
+
+def service_references(store: FeatureStore, service: str) -> list[str]:
+    """The ``view:feature`` references of a feature service, in its declared order."""
+    try:
+        fs = store.get_feature_service(service)
+    except Exception as exc:  # Feast raises FeatureServiceNotFoundException
+        raise UnknownFeatureService(service) from exc
+    return [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
+
+
+def _batch_spec(store: FeatureStore, fv: FeatureView) -> ViewSpec:
+    source = fv.batch_source
+    if isinstance(source, PushSource):
+        source = source.batch_source
+    if not isinstance(source, FileSource):
+        raise FeatureReferenceInvalid(f"{fv.name}: only file (Parquet) sources are supported offline")
+    reverse = {dst: src for src, dst in (source.field_mapping or {}).items()}
+    join_keys = tuple(fv.join_keys) if hasattr(fv, "join_keys") else tuple(e.name for e in fv.entity_columns)
+    features = tuple(f.name for f in fv.features)
+    ttl = fv.ttl if fv.ttl and fv.ttl > timedelta(0) else None
+    path = Path(FileSource.get_uri_for_file_path(store.repo_path, source.path))
+    return ViewSpec(
+        name=fv.name,
+        path=path,
+        join_keys=join_keys,
+        features=features,
+        timestamp_field=source.timestamp_field,
+        created_field=source.created_timestamp_column or None,
+        ttl=ttl,
+        columns={c: reverse.get(c, c) for c in (*join_keys, *features)},
+        definition=fv,
+    )
+
+
+def plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan:
+    """Resolve ``view:feature`` references into a plan.
+
+    Raises:
+        FeatureReferenceInvalid: a reference is not ``view:feature``.
+        UnknownFeature: the view or the feature does not exist in the registry.
+    """
+    batch = {fv.name: fv for fv in store.list_feature_views()}
+    odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+    requested: list[tuple[str, str]] = []
+    needed: dict[str, None] = {}
+    on_demand: dict[str, OnDemandSpec] = {}
+    for ref in references:
+        view, feature = parse_reference(ref)
+        if view in batch:
+            if feature not in {f.name for f in batch[view].features}:
+                raise UnknownFeature(ref)
+            needed[view] = None
+        elif view in odfvs:
+            odfv = odfvs[view]
+            if feature not in {f.name for f in odfv.features}:
+                raise UnknownFeature(ref)
+            if view not in on_demand:
+                sources = {
+                    p.name: tuple(f.name for f in p.features)
+                    for p in odfv.source_feature_view_projections.values()
+                }
+                request_fields = tuple(
+                    f.name for rs in odfv.source_request_sources.values() for f in rs.schema
+                )
+                on_demand[view] = OnDemandSpec(
+                    view, tuple(f.name for f in odfv.features), sources, request_fields, odfv
+                )
+                needed.update(dict.fromkeys(sources))
+        else:
+            raise UnknownFeature(ref)
+        requested.append((view, feature))
+    return RetrievalPlan(
+        views=tuple(_batch_spec(store, batch[name]) for name in needed),
+        on_demand=tuple(on_demand.values()),
+        requested=tuple(requested),
+    )
