@@ -90,14 +90,13 @@ def materialize_cmd(
     end: Annotated[str | None, typer.Option(help="ISO 8601 end; default now")] = None,
 ) -> None:
     """Load feature values from the offline data into the online store."""
-    from feast import FeatureStore
+    from service.materialize import materialize
 
     def parse(text: str) -> datetime:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
-    store = FeatureStore(repo_path=str(repo))
-    store.materialize(parse(start), parse(end) if end else datetime.now(UTC))
+    materialize(repo, parse(start), parse(end) if end else datetime.now(UTC))
 
 
 @app.command("serve")

@@ -40,6 +40,20 @@ def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Times
     return ts.tz_convert("UTC"), None
 
 
+def _passthrough_column(values: list[Any]) -> pd.Series:
+    """A column exactly as sent: ints (with nulls) stay integers (Int64), floats float64, bools
+    boolean, strings and anything mixed object. Never a silent int -> float coercion."""
+    present = [v for v in values if v is not None]
+    kinds = {type(v) for v in present}
+    if kinds == {int}:
+        return pd.Series(values, dtype="Int64")
+    if kinds and kinds <= {int, float}:
+        return pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
+    if kinds == {bool}:
+        return pd.Series(values, dtype="boolean")
+    return pd.Series(values, dtype="object")
+
+
 def _string_or_null(v: Any) -> bool:
     return v is None or isinstance(v, str)
 
@@ -72,7 +86,8 @@ def entity_frame(
     required = [TS, *plan.join_keys, *plan.request_fields]
     for i, row in enumerate(rows):
         problems.extend({"row": i, "field": f, "problem": "is missing"} for f in required if f not in row)
-    frame = pd.DataFrame.from_records(rows)
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    frame = pd.DataFrame({c: _passthrough_column([row.get(c) for row in rows]) for c in names})
     for f in required:
         if f not in frame.columns:
             frame[f] = None

@@ -103,7 +103,7 @@ def build_data(repo_path: Path) -> dict[str, Any]:
     Raises:
         feature_repo.pipeline.quarantine.SchemaBroken: an output fails its schema as a whole.
     """
-    data_dir = Path(repo_path) / "data"
+    data_dir = Path(repo_path).resolve() / "data"
     (data_dir / "quarantine").mkdir(parents=True, exist_ok=True)
     raw = {t: load_raw(t) for t in sorted({t for s in STEPS for t in s.reads})}
     started = datetime.now(UTC)

@@ -139,7 +139,7 @@ def join_views(
             f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
             f"FROM entity {' '.join(joins)} ORDER BY entity.{ROW_ID}"
         )
-        result = _arrow_to_pandas(con.execute(sql).to_arrow_table())
+        result = _arrow_to_pandas(con.sql(sql).to_arrow_table())
     finally:
         con.close()
     assert len(result) == len(entity_df), "point-in-time join changed the row count"
