@@ -68,6 +68,7 @@ def test_one_row_per_flight_in_input_order(v1_answer):
     assert [r["origin"] for r in body["rows"]] == sample.origin.tolist()
     expected_labels = [None if pd.isna(d) else int(d >= 15) for d in sample.dep_delay]
     assert [r["label_delayed"] for r in body["rows"]] == expected_labels
+    assert {type(r["label_delayed"]) for r in body["rows"]} == {int, type(None)}  # not coerced to float
     assert body["columns"][:5] == ["origin", "carrier", "event_timestamp", "label_delayed", "flight"]
     assert body["id"].startswith("ts-")
 

@@ -1,0 +1,171 @@
+"""Bad input gets a 4xx ``application/problem+json`` naming the field and the row; never a 5xx."""
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, NodeRef, Relation
+from service.errors import PROBLEM_STATUS, install_error_handlers
+from service.offline.errors import (
+    EntityRowsInvalid,
+    FeatureNameCollision,
+    FeatureReferenceInvalid,
+    SourceDataMissing,
+    UnknownFeature,
+    UnknownFeatureService,
+)
+from service.online import OnlineRequestInvalid
+
+GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
+
+
+def post(client, body=None, content=None):
+    if content is not None:
+        return client.post("/training-sets", content=content, headers={"content-type": "application/json"})
+    return client.post("/training-sets", json=body)
+
+
+CASES = {
+    "no event_timestamp": (
+        {"feature_service": "delay_model_v1", "entity_rows": [GOOD, {"origin": "EWR", "carrier": "UA"}]},
+        422,
+        "event_timestamp",
+        1,
+    ),
+    "unknown feature service": (
+        {"feature_service": "delay_model_v9", "entity_rows": [GOOD]},
+        404,
+        "feature_service",
+        None,
+    ),
+    "missing join key": (
+        {
+            "feature_service": "delay_model_v1",
+            "entity_rows": [GOOD, GOOD, {"origin": "JFK", "event_timestamp": "2013-05-01T13:00:00Z"}],
+        },
+        422,
+        "carrier",
+        2,
+    ),
+    "naive timestamp": (
+        {
+            "feature_service": "delay_model_v1",
+            "entity_rows": [{**GOOD, "event_timestamp": "2013-05-01 13:00"}],
+        },
+        422,
+        "event_timestamp",
+        0,
+    ),
+    "unparseable timestamp": (
+        {
+            "feature_service": "delay_model_v1",
+            "entity_rows": [GOOD, {**GOOD, "event_timestamp": "yesterday"}],
+        },
+        422,
+        "event_timestamp",
+        1,
+    ),
+    "join key of the wrong type": (
+        {"feature_service": "delay_model_v1", "entity_rows": [{**GOOD, "carrier": 42}]},
+        422,
+        "carrier",
+        0,
+    ),
+    "request field missing": (
+        {"feature_service": "delay_model_v2", "entity_rows": [{**GOOD, "tailnum": "N14228"}]},
+        422,
+        "sched_year",
+        0,
+    ),
+    "unknown feature": ({"features": ["origin_weather:nope"], "entity_rows": [GOOD]}, 404, "features", None),
+    "bad feature reference": ({"features": ["temp"], "entity_rows": [GOOD]}, 422, "features", None),
+    "entity row not an object": (
+        {"feature_service": "delay_model_v1", "entity_rows": [GOOD, 5]},
+        422,
+        "entity_rows.1",
+        1,
+    ),
+    "no entity rows": ({"feature_service": "delay_model_v1", "entity_rows": []}, 422, "entity_rows", None),
+    "unknown timezone": (
+        {"feature_service": "delay_model_v1", "entity_rows": [GOOD], "timezone": "Mars/Olympus"},
+        422,
+        "timezone",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_training_set_request(client, case):
+    body, status, field, row = CASES[case]
+    response = post(client, body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    named = [problem.get("field")] + [p["field"] for p in problem.get("problems", [])]
+    assert field in named, problem
+    if row is not None:
+        assert any(p["row"] == row and p["field"] == field for p in problem["problems"]), problem
+
+
+def test_every_problem_is_listed_not_just_the_first(client):
+    rows = [
+        GOOD,
+        {"origin": "EWR"},
+        {**GOOD, "event_timestamp": "2013-01-01T00:00"},
+        {"carrier": "UA", "event_timestamp": "x"},
+    ]
+    problems = post(client, {"feature_service": "delay_model_v1", "entity_rows": rows}).json()["problems"]
+    assert {(p["row"], p["field"]) for p in problems} == {
+        (1, "carrier"),
+        (1, "event_timestamp"),
+        (2, "event_timestamp"),
+        (3, "origin"),
+        (3, "event_timestamp"),
+    }
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"", b'{"feature_service": "delay_model_v1", "entity_rows": [', b"[1,2]"]
+)
+def test_malformed_json(client, content):
+    response = post(client, content=content)
+    assert 400 <= response.status_code < 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["field"]
+
+
+EXAMPLES = {
+    UnknownFeatureService: UnknownFeatureService("x"),
+    UnknownFeature: UnknownFeature("v:f"),
+    NodeNotFound: NodeNotFound(NodeRef(NodeKind.FEATURE, "v.f")),
+    FeatureReferenceInvalid: FeatureReferenceInvalid("f"),
+    FeatureNameCollision: FeatureNameCollision(["temp"]),
+    EntityRowsInvalid: EntityRowsInvalid([{"row": 3, "field": "origin", "problem": "is missing"}]),
+    OnlineRequestInvalid: OnlineRequestInvalid(
+        [{"row": 0, "field": "entities.origin", "problem": "is missing"}]
+    ),
+    InvalidNodeId: InvalidNodeId("bogus", "unknown kind"),
+    CycleRefused: CycleRefused(
+        Edge(NodeRef(NodeKind.FEATURE, "a"), NodeRef(NodeKind.FEATURE, "b"), Relation.DERIVES)
+    ),
+    SourceDataMissing: SourceDataMissing("origin_weather", "/nowhere.parquet"),
+}
+
+
+@pytest.mark.parametrize("exc_type", list(PROBLEM_STATUS), ids=lambda t: t.__name__)
+def test_problem_table_is_what_clients_see(exc_type):
+    """Walk the one table: each domain error, raised in a route, renders as problem+json with its status."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom():
+        raise EXAMPLES[exc_type]
+
+    response = TestClient(app).get("/boom")
+    assert response.status_code == PROBLEM_STATUS[exc_type]
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == PROBLEM_STATUS[exc_type]
+    assert response.json()["detail"] == str(EXAMPLES[exc_type])

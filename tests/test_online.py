@@ -1,0 +1,93 @@
+"""``POST /get-online-features``: feast serve's JSON, latest materialized values, validated input."""
+
+import pandas as pd
+import pytest
+
+
+def as_table(body: dict) -> dict:
+    names = body["metadata"]["feature_names"]
+    return {
+        n: (r["values"], r["statuses"], r["event_timestamps"])
+        for n, r in zip(names, body["results"], strict=True)
+    }
+
+
+def test_returns_latest_materialized_values_for_ewr_and_ua(client, built_repo):
+    body = client.post(
+        "/get-online-features",
+        json={"feature_service": "delay_model_v1", "entities": {"origin": ["EWR"], "carrier": ["UA"]}},
+    ).json()
+    table = as_table(body)
+    weather = pd.read_parquet(built_repo / "data" / "origin_weather.parquet")
+    latest_w = weather[weather.origin == "EWR"].sort_values("event_timestamp").iloc[-1]
+    stats = pd.read_parquet(built_repo / "data" / "carrier_daily_stats.parquet")
+    latest_c = stats[stats.carrier == "UA"].sort_values("event_timestamp").iloc[-1]
+    assert table["origin"][0] == ["EWR"] and table["carrier"][0] == ["UA"]
+    for col in ("temp", "dewp", "humid", "wind_speed", "pressure", "visib"):
+        assert table[col][0][0] == pytest.approx(latest_w[col]), col
+        assert table[col][2][0] == latest_w.event_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert table["flights_7d"][0][0] == latest_c.flights_7d
+    assert table["mean_dep_delay_7d"][0][0] == pytest.approx(latest_c.mean_dep_delay_7d)
+
+
+def test_feature_list_and_on_demand_view(client):
+    body = client.post(
+        "/get-online-features",
+        json={
+            "features": ["plane_profile:seats", "plane_age:plane_age_years"],
+            "entities": {"tailnum": ["N14228", "NOPE"], "sched_year": [2013, 2013]},
+        },
+    ).json()
+    table = as_table(body)
+    assert table["seats"][0] == [149, None]
+    assert table["seats"][1] == ["PRESENT", "NOT_FOUND"]
+    assert table["plane_age_years"][0][0] == pytest.approx(14.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "row"),
+    [
+        ({"feature_service": "delay_model_v1", "entities": {"origin": ["EWR"]}}, "entities.carrier", None),
+        (
+            {"feature_service": "delay_model_v1", "entities": {"origin": ["EWR", "JFK"], "carrier": ["UA"]}},
+            "entities",
+            None,
+        ),
+        (
+            {
+                "feature_service": "delay_model_v1",
+                "entities": {"origin": ["EWR", 7], "carrier": ["UA", "AA"]},
+            },
+            "entities.origin",
+            1,
+        ),
+        (
+            {"features": ["plane_age:plane_age_years"], "entities": {"tailnum": ["N14228"]}},
+            "entities.sched_year",
+            None,
+        ),
+        (
+            {
+                "features": ["plane_age:plane_age_years"],
+                "entities": {"tailnum": ["N14228"], "sched_year": ["2013"]},
+            },
+            "entities.sched_year",
+            0,
+        ),
+        ({"entities": {"origin": ["EWR"]}}, "features", None),
+    ],
+)
+def test_bad_requests_get_422_naming_the_key(client, body, field, row):
+    response = client.post("/get-online-features", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problems = response.json()["problems"]
+    assert any(p["field"] == field and p["row"] == row for p in problems), problems
+
+
+def test_unknown_feature_service_is_404(client):
+    response = client.post(
+        "/get-online-features", json={"feature_service": "nope", "entities": {"origin": ["EWR"]}}
+    )
+    assert response.status_code == 404
+    assert response.json()["field"] == "feature_service"
