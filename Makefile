@@ -6,13 +6,15 @@ REPO := feature_repo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+LINT_DIRS := service lineage feature_repo tests $(wildcard bench)
 
 .PHONY: install data apply materialize serve test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.3
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import feast, service, lineage, feature_repo"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,8 +32,8 @@ serve: materialize
 	$(BIN)/feastline serve --repo $(REPO) --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check service lineage feature_repo tests bench
-	$(BIN)/ruff format --check service lineage feature_repo tests bench
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 test: install lint
 	$(BIN)/python -m pytest tests
