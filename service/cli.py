@@ -116,11 +116,10 @@ def serve_cmd(
         "feature_service": "delay_model_v1",
         "entity_rows": [{"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}],
     }
-    console.print(f"feastline serving [bold]{repo.resolve()}[/] on {base}  (docs: {base}/docs)")
-    console.print(
-        "try:\n  curl -s -X POST " + base + "/training-sets -H 'content-type: application/json' \\\n"
-        f"    -d '{json.dumps(example)}'"
-    )
+    # plain print: rich would wrap the JSON and break copy-paste
+    print(f"feastline serving {repo.resolve()} on {base}  (docs: {base}/docs)")
+    print(f"try:\n  curl -s -X POST {base}/training-sets -H 'content-type: application/json' \\")
+    print(f"    -d '{json.dumps(example)}'", flush=True)
     uvicorn.run(create_app(Settings(repo=repo)), host=host, port=port, log_level="info")
 
 
