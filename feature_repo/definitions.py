@@ -63,8 +63,7 @@ carrier_stats_source = FileSource(
     path="data/carrier_daily_stats.parquet",
     timestamp_field="event_timestamp",
     created_timestamp_column="created",
-    description="Rolling 7-day carrier statistics at each local midnight; output of "
-    "transform:carrier_daily_stats.",
+    description="Rolling 7-day carrier statistics at each local midnight; output of transform:carrier_daily_stats.",
 )
 plane_source = FileSource(
     name="plane_profile_source",
@@ -117,9 +116,7 @@ carrier_daily_stats = FeatureView(
     schema=[
         Field(name="flights_7d", dtype=Int64, description="Flights with a known outcome, last 7 days."),
         Field(name="mean_dep_delay_7d", dtype=Float64, description="Mean departure delay, minutes."),
-        Field(
-            name="share_delayed_15_7d", dtype=Float64, description="Share of departed flights ≥ 15 min late."
-        ),
+        Field(name="share_delayed_15_7d", dtype=Float64, description="Share of departed flights ≥ 15 min late."),
         Field(name="share_cancelled_7d", dtype=Float64, description="Share of flights cancelled."),
     ],
     source=carrier_stats_source,

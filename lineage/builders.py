@@ -22,10 +22,30 @@ def _ref(kind: NodeKind, name: str) -> NodeRef:
     return NodeRef(kind, name)
 
 
-def _spec_hash(obj: Any) -> str:
-    """sha256 of a Feast object's spec proto (deterministic; excludes registry timestamps)."""
+def _strip_volatile(message: Any) -> None:
+    """Clear what changes without the definition changing: registry ``meta`` (timestamps,
+    materialization intervals) anywhere inside, and pickled UDF bytes (``body``; the UDF's source
+    text ``body_text`` stays and is hashed)."""
+    for field, value in message.ListFields():
+        if field.name == "meta" or (field.name == "body" and field.type == field.TYPE_BYTES):
+            message.ClearField(field.name)
+        elif field.type == field.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                for item in value.values():
+                    if hasattr(item, "ListFields"):
+                        _strip_volatile(item)
+            elif getattr(field, "is_repeated", False) or isinstance(value, Iterable):
+                for item in value:
+                    _strip_volatile(item)
+            else:
+                _strip_volatile(value)
+
+
+def spec_hash(obj: Any) -> str:
+    """sha256 of a Feast object's spec proto, deterministic and free of registry timestamps."""
     proto = obj.to_proto()
     spec = getattr(proto, "spec", proto)
+    _strip_volatile(spec)
     return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -38,7 +58,7 @@ def _source_node(ds: DataSource) -> Node:
         attrs["timestamp_field"] = ds.timestamp_field
     if ds.created_timestamp_column:
         attrs["created_timestamp_column"] = ds.created_timestamp_column
-    return Node(_ref(NodeKind.DATA_SOURCE, ds.name), _spec_hash(ds), attrs)
+    return Node(_ref(NodeKind.DATA_SOURCE, ds.name), spec_hash(ds), attrs)
 
 
 def from_registry(store: FeatureStore) -> Graph:
@@ -59,7 +79,7 @@ def from_registry(store: FeatureStore) -> Graph:
         add(
             Node(
                 _ref(NodeKind.ENTITY, ent.name),
-                _spec_hash(ent),
+                spec_hash(ent),
                 {
                     "join_keys": [ent.join_key],
                     "value_type": ent.value_type.name,
@@ -72,7 +92,7 @@ def from_registry(store: FeatureStore) -> Graph:
         view = add(
             Node(
                 _ref(NodeKind.FEATURE_VIEW, fv.name),
-                _spec_hash(fv),
+                spec_hash(fv),
                 {
                     "ttl_seconds": fv.ttl.total_seconds() if fv.ttl else 0,
                     "schema": {f.name: str(f.dtype) for f in fv.features},
@@ -103,15 +123,13 @@ def from_registry(store: FeatureStore) -> Graph:
         view = add(
             Node(
                 _ref(NodeKind.ON_DEMAND_FEATURE_VIEW, odfv.name),
-                _spec_hash(odfv),
+                spec_hash(odfv),
                 {
                     "schema": {f.name: str(f.dtype) for f in odfv.features},
                     "owner": odfv.owner,
                     "description": odfv.description,
                     "mode": odfv.mode,
-                    "request_fields": [
-                        f.name for rs in odfv.source_request_sources.values() for f in rs.schema
-                    ],
+                    "request_fields": [f.name for rs in odfv.source_request_sources.values() for f in rs.schema],
                 },
             )
         )
@@ -136,15 +154,13 @@ def from_registry(store: FeatureStore) -> Graph:
         service = add(
             Node(
                 _ref(NodeKind.FEATURE_SERVICE, fs.name),
-                _spec_hash(fs),
+                spec_hash(fs),
                 {"owner": fs.owner, "description": fs.description, "tags": dict(fs.tags)},
             )
         )
         for p in fs.feature_view_projections:
             for f in p.features:
-                edges.add(
-                    Edge(_ref(NodeKind.FEATURE, f"{p.name_to_use()}.{f.name}"), service, Relation.INCLUDES)
-                )
+                edges.add(Edge(_ref(NodeKind.FEATURE, f"{p.name_to_use()}.{f.name}"), service, Relation.INCLUDES))
     return list(nodes.values()), sorted(edges)
 
 
@@ -203,10 +219,7 @@ def training_set_graph(
 ) -> Graph:
     """A ``training_set:<id>`` node with ``trained_on`` edges from every feature (and the service)."""
     node = Node(_ref(NodeKind.TRAINING_SET, ts_id), attributes.get("fingerprint"), attributes)
-    edges = {
-        Edge(_ref(NodeKind.FEATURE, ref.replace(":", ".", 1)), node.ref, Relation.TRAINED_ON)
-        for ref in features
-    }
+    edges = {Edge(_ref(NodeKind.FEATURE, ref.replace(":", ".", 1)), node.ref, Relation.TRAINED_ON) for ref in features}
     if feature_service:
         edges.add(Edge(_ref(NodeKind.FEATURE_SERVICE, feature_service), node.ref, Relation.TRAINED_ON))
     return [node], sorted(edges)

@@ -16,9 +16,7 @@ from lineage.errors import CycleRefused, NodeNotFound
 from lineage.model import Edge, Node, NodeKind, NodeRef
 
 #: Kinds that consume features; :meth:`LineageGraph.impact_of` reports these.
-IMPACTED_KINDS: frozenset[NodeKind] = frozenset(
-    {NodeKind.FEATURE_SERVICE, NodeKind.TRAINING_SET, NodeKind.MODEL}
-)
+IMPACTED_KINDS: frozenset[NodeKind] = frozenset({NodeKind.FEATURE_SERVICE, NodeKind.TRAINING_SET, NodeKind.MODEL})
 
 
 @dataclass(frozen=True)
@@ -194,9 +192,7 @@ class LineageGraph:
         if ref not in self:
             raise NodeNotFound(ref)
 
-    def _reach(
-        self, start: NodeRef, step: Callable[[NodeRef], Iterator[NodeRef]], depth: int | None
-    ) -> set[NodeRef]:
+    def _reach(self, start: NodeRef, step: Callable[[NodeRef], Iterator[NodeRef]], depth: int | None) -> set[NodeRef]:
         """Breadth-first: the refs within ``depth`` hops of ``start`` following ``step``."""
         self._require(start)
         if depth is not None and depth < 0:

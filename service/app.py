@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from feast import FeatureStore
 
 from lineage import LineageStore
+from service.catalog import TrainingSetCatalog
 from service.errors import install_error_handlers
 from service.routers import health, lineage, online, training_sets
 from service.settings import Settings
@@ -21,10 +22,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.feature_store = FeatureStore(repo_path=str(settings.repo_path))
         app.state.lineage = LineageStore(settings.lineage_database_url)
+        app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
         try:
             yield
         finally:
             app.state.lineage.dispose()
+            app.state.catalog.dispose()
 
     app = FastAPI(
         title="feastline",

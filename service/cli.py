@@ -51,8 +51,7 @@ def build_data_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
     for s in record["steps"]:
         for f in s["quality"]["failures"][:10]:
             console.print(
-                f"[yellow]quarantined[/] {s['step']} row {f['row']}: "
-                f"{f['column']} {f['check']} (value {f['value']})"
+                f"[yellow]quarantined[/] {s['step']} row {f['row']}: {f['column']} {f['check']} (value {f['value']})"
             )
 
 

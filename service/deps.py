@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 from feast import FeatureStore
 
 from lineage import LineageStore
+from service.catalog import TrainingSetCatalog
 from service.settings import Settings
 
 
@@ -21,6 +22,11 @@ def get_lineage_store(request: Request) -> LineageStore:
     return request.app.state.lineage
 
 
+def get_catalog(request: Request) -> TrainingSetCatalog:
+    return request.app.state.catalog
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[FeatureStore, Depends(get_feature_store)]
 LineageDep = Annotated[LineageStore, Depends(get_lineage_store)]
+CatalogDep = Annotated[TrainingSetCatalog, Depends(get_catalog)]

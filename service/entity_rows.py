@@ -62,9 +62,7 @@ def _integer(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def entity_frame(
-    rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None
-) -> pd.DataFrame:
+def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
     """Validate ``rows`` for ``plan`` and build the entity DataFrame.
 
     Checks, for every row: ``event_timestamp`` present and timezone-aware (or ``timezone`` given);
@@ -98,9 +96,7 @@ def entity_frame(
             problems.append({"row": i, "field": TS, "problem": problem})
         stamps.append(ts)
     columns = {
-        k: pa.Column(
-            object, pa.Check(_string_or_null, element_wise=True, name="string_or_null"), nullable=True
-        )
+        k: pa.Column(object, pa.Check(_string_or_null, element_wise=True, name="string_or_null"), nullable=True)
         for k in plan.join_keys
     }
     columns |= {
@@ -124,13 +120,60 @@ def entity_frame(
                 )
     for f in plan.request_fields:
         problems.extend(
-            {"row": i, "field": f, "problem": "is null"}
-            for i, r in enumerate(rows)
-            if f in r and r[f] is None
+            {"row": i, "field": f, "problem": "is null"} for i, r in enumerate(rows) if f in r and r[f] is None
         )
     if problems:
         raise EntityRowsInvalid(sorted(problems, key=lambda p: (p["row"] is None, p["row"] or 0, p["field"])))
     frame[TS] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
     for f in plan.request_fields:
         frame[f] = frame[f].astype("int64")
+    return frame
+
+
+def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
+    """Validate an entity table that came as Parquet or Arrow (any size) and normalise it.
+
+    ``event_timestamp`` must be a timestamp column, timezone-aware (or ``timezone`` given), no nulls;
+    each join key a string column (nulls allowed: they match nothing); each request field an integer
+    column without nulls. Other columns pass through untouched.
+
+    Raises:
+        EntityRowsInvalid: every problem, with the rows it concerns (the first 100 listed, all counted).
+    """
+    problems: list[dict[str, Any]] = []
+    required = [TS, *plan.join_keys, *plan.request_fields]
+    problems.extend({"row": None, "field": f, "problem": "column is missing"} for f in required if f not in frame)
+    if TS in frame:
+        ts = frame[TS]
+        if isinstance(ts.dtype, pd.DatetimeTZDtype):
+            frame[TS] = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        elif pd.api.types.is_datetime64_dtype(ts.dtype) and timezone:
+            try:
+                frame[TS] = ts.dt.tz_localize(ZoneInfo(timezone)).dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                problems.append({"row": None, "field": "timezone", "problem": str(exc)})
+        elif pd.api.types.is_datetime64_dtype(ts.dtype):
+            problems.append(
+                {
+                    "row": None,
+                    "field": TS,
+                    "problem": "timestamps have no timezone; store them as "
+                    "timestamp[ns, tz=UTC] or pass ?timezone=<IANA name> to say which to assume",
+                }
+            )
+        else:
+            problems.append({"row": None, "field": TS, "problem": f"must be a timestamp column, got {ts.dtype}"})
+        problems.extend({"row": int(i), "field": TS, "problem": "is null"} for i in frame.index[frame[TS].isna()])
+    for key in plan.join_keys:
+        if key in frame and not (pd.api.types.is_string_dtype(frame[key].dtype) or frame[key].isna().all()):
+            problems.append({"row": None, "field": key, "problem": f"must be a string column, got {frame[key].dtype}"})
+    for f in plan.request_fields:
+        if f in frame:
+            if not pd.api.types.is_integer_dtype(frame[f].dtype):
+                problems.append(
+                    {"row": None, "field": f, "problem": f"must be an integer column, got {frame[f].dtype}"}
+                )
+            problems.extend({"row": int(i), "field": f, "problem": "is null"} for i in frame.index[frame[f].isna()])
+    if problems:
+        raise EntityRowsInvalid(problems)
     return frame

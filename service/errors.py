@@ -16,6 +16,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
+from service.catalog import TrainingSetNotFound
+from service.formats import BodyUnreadable
+from service.offline.audit import LeakageDetected
 from service.offline.errors import (
     EntityRowsInvalid,
     FeatureNameCollision,
@@ -26,6 +29,7 @@ from service.offline.errors import (
     UnknownFeatureService,
 )
 from service.online import OnlineRequestInvalid
+from service.routers.training_sets import TooLargeForJson
 
 log = logging.getLogger("feastline")
 PROBLEM_JSON = "application/problem+json"
@@ -39,7 +43,11 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     EntityRowsInvalid: 422,
     OnlineRequestInvalid: 422,
     InvalidNodeId: 422,
+    TrainingSetNotFound: 404,
+    BodyUnreadable: 400,
+    TooLargeForJson: 413,
     CycleRefused: 409,
+    LeakageDetected: 409,
     SourceDataMissing: 503,
 }
 
@@ -69,7 +77,7 @@ def status_for(exc: Exception) -> int:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     extra: dict[str, Any] = {}
-    if isinstance(exc, RetrievalError | OnlineRequestInvalid):
+    if isinstance(exc, RetrievalError | OnlineRequestInvalid | TrainingSetNotFound | BodyUnreadable):
         extra = {"field": exc.field, **exc.details()}
     elif isinstance(exc, NodeNotFound | InvalidNodeId):
         extra = {"field": "node_id"}
@@ -93,9 +101,7 @@ async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONRespo
             "malformed-json",
             f"request body is not valid JSON: {e.get('msg')}",
             field="body",
-            problems=[
-                {"field": "body", "row": None, "problem": str(e.get("ctx", {}).get("error", e.get("msg")))}
-            ],
+            problems=[{"field": "body", "row": None, "problem": str(e.get("ctx", {}).get("error", e.get("msg")))}],
         )
     problems = [
         {

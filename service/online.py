@@ -18,9 +18,7 @@ from service.offline.views import plan_retrieval, service_references
 class OnlineFeaturesRequest(BaseModel):
     """The body of ``feast serve``'s ``/get-online-features``."""
 
-    entities: dict[str, list[Any]] = Field(
-        description="join key (and request field) -> values, one per entity"
-    )
+    entities: dict[str, list[Any]] = Field(description="join key (and request field) -> values, one per entity")
     feature_service: str | None = None
     features: list[str] = Field(default_factory=list, description="'view:feature' references")
     full_feature_names: bool = False
@@ -32,9 +30,7 @@ class OnlineRequestInvalid(Exception):
     def __init__(self, problems: list[dict[str, Any]]):
         self.problems = problems
         self.field = problems[0]["field"]
-        super().__init__(
-            f"{len(problems)} problem(s); first: {problems[0]['field']}: {problems[0]['problem']}"
-        )
+        super().__init__(f"{len(problems)} problem(s); first: {problems[0]['field']}: {problems[0]['problem']}")
 
     def details(self) -> dict[str, Any]:
         return {"problems": self.problems[:100], "problem_count": len(self.problems)}
@@ -48,9 +44,7 @@ def _references(store: FeatureStore, req: OnlineFeaturesRequest) -> list[str]:
     if req.feature_service:
         return service_references(store, req.feature_service)
     if not req.features:
-        raise OnlineRequestInvalid(
-            [{"field": "features", "row": None, "problem": "give feature_service or features"}]
-        )
+        raise OnlineRequestInvalid([{"field": "features", "row": None, "problem": "give feature_service or features"}])
     return req.features
 
 
@@ -76,15 +70,11 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     for key in plan.join_keys:
         for i, v in enumerate(req.entities.get(key, [])):
             if not isinstance(v, str):
-                problems.append(
-                    {"field": f"entities.{key}", "row": i, "problem": f"must be a string, got {v!r}"}
-                )
+                problems.append({"field": f"entities.{key}", "row": i, "problem": f"must be a string, got {v!r}"})
     for key in plan.request_fields:
         for i, v in enumerate(req.entities.get(key, [])):
             if not isinstance(v, int) or isinstance(v, bool):
-                problems.append(
-                    {"field": f"entities.{key}", "row": i, "problem": f"must be an integer, got {v!r}"}
-                )
+                problems.append({"field": f"entities.{key}", "row": i, "problem": f"must be an integer, got {v!r}"})
     if problems:
         raise OnlineRequestInvalid(problems)
     return refs

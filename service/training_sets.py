@@ -1,9 +1,13 @@
-"""Create training sets: resolve features, validate entity rows, point-in-time join, store, record lineage.
+"""Create, store, describe and reproduce training sets.
 
-A training set is stored as ``<training_sets_dir>/<id>.parquet`` and recorded as the lineage node
-``training_set:<id>`` with ``trained_on`` edges from every feature used (and the feature service).
+A training set is: the entity table (Parquet), the joined data (Parquet), a catalog row (see
+``service.catalog``) and the lineage node ``training_set:<id>`` with ``trained_on`` edges from every
+feature used (and the feature service). Its fingerprint is the sha256 over the entity table, the
+feature references, each view's definition hash and each source file's content hash: equal
+fingerprints mean the same inputs, so the same answer.
 """
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -16,18 +20,30 @@ from feast import FeatureStore
 from pydantic import BaseModel, Field
 
 from lineage import LineageStore
-from lineage.builders import training_set_graph
-from service.entity_rows import entity_frame
-from service.offline.engine import JoinOptions, get_training_frame
+from lineage.builders import spec_hash, training_set_graph
+from service.catalog import TrainingSetCatalog, TrainingSetRecord
+from service.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.offline.errors import FeatureReferenceInvalid
-from service.offline.views import plan_retrieval, service_references
+from service.offline.views import RetrievalPlan, plan_retrieval, service_references
 
 
-class TrainingSetRequest(BaseModel):
-    """``POST /training-sets`` body."""
+class TrainingSetOptions(BaseModel):
+    """What to join, and how. (Query parameters when the entity table comes as Parquet or Arrow.)"""
 
     feature_service: str | None = Field(None, examples=["delay_model_v1"])
     features: list[str] = Field(default_factory=list, description="'view:feature' references")
+    full_feature_names: bool = Field(False, description="name feature columns 'view__feature'")
+    timezone: str | None = Field(None, description="IANA timezone assumed for naive timestamps (else refused)")
+    allow_created_after_entity: bool = Field(
+        False,
+        description="turn OFF the created_ts <= entity_ts rule (a backfill may then leak into the past); "
+        "recorded in the audit",
+    )
+
+
+class TrainingSetRequest(TrainingSetOptions):
+    """``POST /training-sets`` JSON body."""
+
     entity_rows: list[dict[str, Any]] = Field(
         description="one object per training example: join keys, event_timestamp (ISO 8601 with Z or "
         "an offset), request fields, and any other columns (labels), passed through unchanged",
@@ -42,65 +58,160 @@ class TrainingSetRequest(BaseModel):
             ]
         ],
     )
-    full_feature_names: bool = False
-    timezone: str | None = Field(
-        None, description="IANA timezone assumed for naive timestamps (else refused)"
-    )
 
 
 class TrainingSetOut(BaseModel):
     id: str
     row_count: int
     columns: list[str]
+    fingerprint: str
+    audit: dict[str, Any]
     rows: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class TrainingSet:
-    id: str
+    record: TrainingSetRecord
     frame: pd.DataFrame
-    features: list[str]
-    feature_service: str | None
-    path: Path
 
 
-def requested_references(store: FeatureStore, req: TrainingSetRequest) -> list[str]:
-    if req.feature_service and req.features:
+def requested_references(store: FeatureStore, opts: TrainingSetOptions) -> list[str]:
+    if opts.feature_service and opts.features:
         raise FeatureReferenceInvalid("give feature_service or features, not both")
-    if req.feature_service:
-        return service_references(store, req.feature_service)
-    if not req.features:
+    if opts.feature_service:
+        return service_references(store, opts.feature_service)
+    if not opts.features:
         raise FeatureReferenceInvalid("give feature_service or a non-empty features list")
-    return list(req.features)
+    return list(opts.features)
+
+
+def resolve(store: FeatureStore, opts: TrainingSetOptions) -> tuple[list[str], RetrievalPlan]:
+    refs = requested_references(store, opts)
+    return refs, plan_retrieval(store, refs)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def entity_sha256(entity_df: pd.DataFrame) -> str:
+    digest = hashlib.sha256(json.dumps([[c, str(t)] for c, t in entity_df.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(entity_df, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def inputs_of(plan: RetrievalPlan) -> tuple[dict[str, str], dict[str, str]]:
+    """(view name -> definition hash, source file path -> content sha256) for everything joined."""
+    views = {v.name: spec_hash(v.definition) for v in plan.views}
+    views |= {o.name: spec_hash(o.definition) for o in plan.on_demand}
+    sources = {str(v.path): sha256_file(v.path) for v in plan.views if v.path.exists()}
+    return views, sources
+
+
+def fingerprint(entity_hash: str, refs: list[str], views: dict[str, str], sources: dict[str, str]) -> str:
+    spec = {"entity_sha256": entity_hash, "features": refs, "views": views, "sources": sources}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def compute(entity_df: pd.DataFrame, plan: RetrievalPlan, opts: TrainingSetOptions) -> TrainingFrame:
+    join = JoinOptions(full_feature_names=opts.full_feature_names, created_filter=not opts.allow_created_after_entity)
+    return get_training_frame(entity_df, plan, join)
 
 
 def create_training_set(
-    store: FeatureStore, lineage: LineageStore, req: TrainingSetRequest, out_dir: Path
+    store: FeatureStore,
+    catalog: TrainingSetCatalog,
+    lineage: LineageStore,
+    opts: TrainingSetOptions,
+    entity_df: pd.DataFrame,
+    plan: RetrievalPlan,
+    refs: list[str],
+    out_dir: Path,
 ) -> TrainingSet:
-    """Build, store and record a training set.
+    """Join, audit, store (Parquet + catalog row) and record lineage.
 
     Raises:
-        UnknownFeatureService, UnknownFeature, FeatureReferenceInvalid: bad feature selection.
-        EntityRowsInvalid: entity rows fail validation (every problem listed; nothing computed).
+        LeakageDetected: the audit failed (nothing is stored).
+        FeatureNameCollision, SourceDataMissing: see ``get_training_frame``.
     """
-    refs = requested_references(store, req)
-    plan = plan_retrieval(store, refs)
-    entity_df = entity_frame(req.entity_rows, plan, req.timezone)
-    frame = get_training_frame(entity_df, plan, JoinOptions(full_feature_names=req.full_feature_names))
+    result = compute(entity_df, plan, opts)
+    views, sources = inputs_of(plan)
+    ent_hash = entity_sha256(entity_df)
     ts_id = f"ts-{uuid.uuid4().hex[:16]}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{ts_id}.parquet"
-    frame.to_parquet(path, index=False)
-    attributes = {
-        "created_at": datetime.now(UTC).isoformat(),
-        "feature_service": req.feature_service,
-        "features": refs,
-        "row_count": len(frame),
-        "columns": list(frame.columns),
-        "path": str(path),
+    data_path, entity_path = out_dir / f"{ts_id}.parquet", out_dir / f"{ts_id}.entities.parquet"
+    result.frame.to_parquet(data_path, index=False)
+    entity_df.to_parquet(entity_path, index=False)
+    record = TrainingSetRecord(
+        id=ts_id,
+        created_at=datetime.now(UTC),
+        fingerprint=fingerprint(ent_hash, refs, views, sources),
+        feature_service=opts.feature_service,
+        features=refs,
+        options=opts.model_dump(exclude={"entity_rows"}),
+        entity_sha256=ent_hash,
+        view_hashes=views,
+        source_hashes=sources,
+        audit=result.audit.to_dict(),
+        row_count=len(result.frame),
+        columns=[str(c) for c in result.frame.columns],
+        data_path=str(data_path),
+        entity_path=str(entity_path),
+    )
+    catalog.add(record)
+    attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns")}
+    attributes["audit_passed"] = result.audit.passed
+    lineage.save(*training_set_graph(ts_id, refs, opts.feature_service, attributes))
+    return TrainingSet(record, result.frame)
+
+
+def _differing(before: pd.DataFrame, after: pd.DataFrame, cap: int = 100) -> dict[str, Any]:
+    if list(before.columns) != list(after.columns) or len(before) != len(after):
+        return {
+            "columns": sorted(set(before.columns) ^ set(after.columns)),
+            "rows": [],
+            "row_count": {"then": len(before), "now": len(after)},
+        }
+    columns, rows = [], set()
+    for col in before.columns:
+        a, b = before[col].reset_index(drop=True), after[col].reset_index(drop=True)
+        same = (a == b) | (a.isna() & b.isna())
+        if not same.all():
+            columns.append(col)
+            rows.update(same[~same.fillna(False)].index.tolist())
+    return {"columns": columns, "rows": sorted(rows)[:cap], "rows_differing": len(rows)}
+
+
+def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
+    """Recompute ``record`` from its stored entity table with the repo as it is now.
+
+    Returns ``{"identical": bool, "fingerprint_then", "fingerprint_now", "changed_sources",
+    "changed_views", "differences": {"columns", "rows", "rows_differing"}}``.
+    """
+    opts = TrainingSetOptions(**record.options)
+    refs, plan = resolve(store, opts)
+    entity_df = pd.read_parquet(record.entity_path)
+    now = compute(entity_df, plan, opts).frame
+    then = pd.read_parquet(record.data_path)
+    views, sources = inputs_of(plan)
+    diff = _differing(then, now.reset_index(drop=True))
+    changed_sources = sorted(
+        p for p in set(sources) | set(record.source_hashes) if sources.get(p) != record.source_hashes.get(p)
+    )
+    changed_views = sorted(v for v in set(views) | set(record.view_hashes) if views.get(v) != record.view_hashes.get(v))
+    return {
+        "id": record.id,
+        "identical": not diff["columns"] and not diff.get("row_count"),
+        "fingerprint_then": record.fingerprint,
+        "fingerprint_now": fingerprint(entity_sha256(entity_df), refs, views, sources),
+        "changed_sources": changed_sources,
+        "changed_views": changed_views,
+        "differences": diff,
     }
-    lineage.save(*training_set_graph(ts_id, refs, req.feature_service, attributes))
-    return TrainingSet(ts_id, frame, refs, req.feature_service, path)
 
 
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -50,9 +50,7 @@ class NoServerErrorClient(TestClient):
 
     def request(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         response = super().request(*args, **kwargs)
-        assert response.status_code < 500, (
-            f"5xx from {args[:2]}: {response.status_code} {response.text[:500]}"
-        )
+        assert response.status_code < 500, f"5xx from {args[:2]}: {response.status_code} {response.text[:500]}"
         return response
 
 

@@ -5,7 +5,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, NodeRef, Relation
+from service.catalog import TrainingSetNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
+from service.formats import BodyUnreadable
+from service.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.offline.errors import (
     EntityRowsInvalid,
     FeatureNameCollision,
@@ -15,6 +18,7 @@ from service.offline.errors import (
     UnknownFeatureService,
 )
 from service.online import OnlineRequestInvalid
+from service.routers.training_sets import TooLargeForJson
 
 GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
 
@@ -143,14 +147,16 @@ EXAMPLES = {
     FeatureReferenceInvalid: FeatureReferenceInvalid("f"),
     FeatureNameCollision: FeatureNameCollision(["temp"]),
     EntityRowsInvalid: EntityRowsInvalid([{"row": 3, "field": "origin", "problem": "is missing"}]),
-    OnlineRequestInvalid: OnlineRequestInvalid(
-        [{"row": 0, "field": "entities.origin", "problem": "is missing"}]
-    ),
+    OnlineRequestInvalid: OnlineRequestInvalid([{"row": 0, "field": "entities.origin", "problem": "is missing"}]),
     InvalidNodeId: InvalidNodeId("bogus", "unknown kind"),
-    CycleRefused: CycleRefused(
-        Edge(NodeRef(NodeKind.FEATURE, "a"), NodeRef(NodeKind.FEATURE, "b"), Relation.DERIVES)
-    ),
+    CycleRefused: CycleRefused(Edge(NodeRef(NodeKind.FEATURE, "a"), NodeRef(NodeKind.FEATURE, "b"), Relation.DERIVES)),
     SourceDataMissing: SourceDataMissing("origin_weather", "/nowhere.parquet"),
+    TrainingSetNotFound: TrainingSetNotFound("ts-0"),
+    BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),
+    TooLargeForJson: TooLargeForJson(10**6, 50_000),
+    LeakageDetected: LeakageDetected(
+        LeakageAudit(1, True, (ViewAudit("v", 1, 0, 60.0, None, True, {"created_ts_after_entity_ts": 1}),))
+    ),
 }
 
 

@@ -41,9 +41,7 @@ def test_on_demand_feature_derives_from_plane_year(client):
 
 def test_training_set_is_a_node_and_survives_a_restart(client, settings):
     rows = [{"origin": "JFK", "carrier": "B6", "event_timestamp": "2013-06-01T12:00:00Z"}]
-    ts_id = client.post(
-        "/training-sets", json={"feature_service": "delay_model_v1", "entity_rows": rows}
-    ).json()["id"]
+    ts_id = client.post("/training-sets", json={"feature_service": "delay_model_v1", "entity_rows": rows}).json()["id"]
     with TestClient(create_app(settings)) as fresh:  # a new app on the same lineage database
         node = fresh.get(f"/lineage/nodes/training_set:{ts_id}")
         assert node.status_code == 200

@@ -6,10 +6,7 @@ import pytest
 
 def as_table(body: dict) -> dict:
     names = body["metadata"]["feature_names"]
-    return {
-        n: (r["values"], r["statuses"], r["event_timestamps"])
-        for n, r in zip(names, body["results"], strict=True)
-    }
+    return {n: (r["values"], r["statuses"], r["event_timestamps"]) for n, r in zip(names, body["results"], strict=True)}
 
 
 def test_returns_latest_materialized_values_for_ewr_and_ua(client, built_repo):
@@ -86,8 +83,6 @@ def test_bad_requests_get_422_naming_the_key(client, body, field, row):
 
 
 def test_unknown_feature_service_is_404(client):
-    response = client.post(
-        "/get-online-features", json={"feature_service": "nope", "entities": {"origin": ["EWR"]}}
-    )
+    response = client.post("/get-online-features", json={"feature_service": "nope", "entities": {"origin": ["EWR"]}})
     assert response.status_code == 404
     assert response.json()["field"] == "feature_service"

@@ -197,9 +197,7 @@ def test_v2_joins_plane_profile_and_on_demand_age(client):
 
 def test_duplicate_entity_rows_are_kept(client):
     row = {"origin": "LGA", "carrier": "AA", "event_timestamp": "2013-03-10T15:00:00Z"}
-    response = client.post(
-        "/training-sets", json={"feature_service": "delay_model_v1", "entity_rows": [row, row, row]}
-    )
+    response = client.post("/training-sets", json={"feature_service": "delay_model_v1", "entity_rows": [row, row, row]})
     body = response.json()
     assert body["row_count"] == 3 and body["rows"][0] == body["rows"][1] == body["rows"][2]
 

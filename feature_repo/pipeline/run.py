@@ -73,9 +73,7 @@ def run_step(step: Step, raw: dict[str, RawTable], data_dir: Path) -> dict[str, 
     return {
         "step": step.name,
         "code_sha256": hashlib.sha256(inspect.getsource(step.func).encode()).hexdigest(),
-        "inputs": [
-            {"table": t.name, "path": str(t.path), "sha256": t.sha256, "rows": len(t.frame)} for t in inputs
-        ],
+        "inputs": [{"table": t.name, "path": str(t.path), "sha256": t.sha256, "rows": len(t.frame)} for t in inputs],
         "output": {
             "table": step.writes,
             "path": str(out_path),

@@ -14,9 +14,7 @@ import pandas as pd
 
 NYC_TZ = "America/New_York"
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"]
-PLANES_SNAPSHOT = pd.Timestamp("2013-01-01T00:00:00Z").as_unit(
-    "ns"
-)  # registry snapshot the planes table describes
+PLANES_SNAPSHOT = pd.Timestamp("2013-01-01T00:00:00Z").as_unit("ns")  # registry snapshot the planes table describes
 DELAYED_MINUTES = 15
 
 
@@ -135,9 +133,7 @@ def carrier_daily_stats(flights: pd.DataFrame) -> pd.DataFrame:
     for carrier, group in outcomes.sort_values("known_at").groupby("carrier", sort=True):
         known = group["known_at"].to_numpy(dtype="datetime64[ns]")
         ends = np.searchsorted(known, days.to_numpy(dtype="datetime64[ns]"), side="left")
-        starts = np.searchsorted(
-            known, (days - pd.Timedelta(days=7)).to_numpy(dtype="datetime64[ns]"), side="left"
-        )
+        starts = np.searchsorted(known, (days - pd.Timedelta(days=7)).to_numpy(dtype="datetime64[ns]"), side="left")
 
         def window(col: str, starts: np.ndarray = starts, ends: np.ndarray = ends, g=group) -> np.ndarray:
             csum = np.concatenate([[0.0], np.cumsum(g[col].to_numpy(dtype="float64"))])

@@ -24,11 +24,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from service.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.offline.errors import FeatureNameCollision, SourceDataMissing
 from service.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
 
 ROW_ID = "__row_id"
 TS = "event_timestamp"
+TS_NS = "__ts_ns"  # all time arithmetic is on int64 nanoseconds since the epoch (UTC): no rounding
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,12 @@ def _view_sql(v: ViewSpec, created_filter: bool) -> str:
     on_keys = " AND ".join(f"e.{k} = fr.{k}" for k in keys)
     on_rank = " AND ".join(f"r.{k} = fr.{k}" for k in keys)
     path = str(v.path).replace("'", "''")
-    ttl = (
-        f"CASE WHEN r.__ts >= e.{_q(TS)} - to_microseconds({int(v.ttl.total_seconds() * 1e6)}) "
-        "THEN 1 ELSE 0 END"
-        if v.ttl
-        else "1"
-    )
+    ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
+    ttl = f"CASE WHEN r.__ts >= e.{TS_NS} - {ttl_ns} THEN 1 ELSE 0 END" if ttl_ns else "1"
     return f"""
     WITH src AS (
-        SELECT {src_cols}, {_q(v.timestamp_field)}::TIMESTAMPTZ AS __ts,
-               {created}::TIMESTAMPTZ AS __created, file_row_number AS __frow
+        SELECT {src_cols}, epoch_ns({_q(v.timestamp_field)}) AS __ts,
+               epoch_ns({created}) AS __created, file_row_number AS __frow
         FROM read_parquet('{path}', file_row_number = true)
     ),
     ranked AS (
@@ -75,10 +73,10 @@ def _view_sql(v: ViewSpec, created_filter: bool) -> str:
                                  RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
         FROM ranked
     ),
-    ent AS (SELECT DISTINCT {key_list}, {_q(TS)} FROM entity)
+    ent AS (SELECT DISTINCT {key_list}, {TS_NS} FROM entity)
     SELECT e.*, r.__ts AS __feature_ts, r.__created AS __created_ts, {ttl} AS __in_ttl, {feats}
     FROM ent e
-    ASOF LEFT JOIN frontier fr ON {on_keys} AND e.{_q(TS)} >= fr.__avail
+    ASOF LEFT JOIN frontier fr ON {on_keys} AND e.{TS_NS} >= fr.__avail
     LEFT JOIN ranked r ON {on_rank} AND r.__rank = fr.__best
     """
 
@@ -88,9 +86,7 @@ def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if t in ints else None)
 
 
-def join_views(
-    entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_filter: bool = True
-) -> pd.DataFrame:
+def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_filter: bool = True) -> pd.DataFrame:
     """Point-in-time join of ``entity_df`` with each view (see the module docstring for the rules).
 
     Args:
@@ -108,16 +104,13 @@ def join_views(
         if not v.path.exists():
             raise SourceDataMissing(v.name, str(v.path))
     keys = sorted({k for v in views for k in v.join_keys})
-    entity = entity_df[[*keys, TS]].copy()
+    entity = entity_df[keys].copy()
+    entity[TS_NS] = entity_df[TS].astype("datetime64[ns, UTC]").astype("int64")
     entity.insert(0, ROW_ID, range(len(entity)))
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.register("entity_in", entity)
-        ts = _q(TS)
-        con.execute(
-            f"CREATE TEMP TABLE entity AS SELECT * EXCLUDE ({ts}), {ts}::TIMESTAMPTZ AS {ts} FROM entity_in"
-        )
+        con.register("entity", entity)
         selects, joins = [], []
         for i, v in enumerate(views):
             alias = f"v{i}"
@@ -125,15 +118,10 @@ def join_views(
             hidden = {"__feature_ts": f"{v.name}____feature_ts", "__created_ts": f"{v.name}____created_ts"}
             cols = [
                 *(f"CASE WHEN {alias}.__in_ttl = 1 THEN {alias}.{_q(c)} END AS {_q(c)}" for c in feats),
-                *(
-                    f"CASE WHEN {alias}.__in_ttl = 1 THEN {alias}.{src} END AS {_q(dst)}"
-                    for src, dst in hidden.items()
-                ),
+                *(f"CASE WHEN {alias}.__in_ttl = 1 THEN {alias}.{src} END AS {_q(dst)}" for src, dst in hidden.items()),
             ]
             selects.extend(cols)
-            on = " AND ".join(
-                f"{alias}.{_q(k)} IS NOT DISTINCT FROM entity.{_q(k)}" for k in (*v.join_keys, TS)
-            )
+            on = " AND ".join(f"{alias}.{_q(k)} IS NOT DISTINCT FROM entity.{_q(k)}" for k in (*v.join_keys, TS_NS))
             joins.append(f"LEFT JOIN ({_view_sql(v, created_filter)}) {alias} ON {on}")
         sql = (
             f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
@@ -143,6 +131,9 @@ def join_views(
     finally:
         con.close()
     assert len(result) == len(entity_df), "point-in-time join changed the row count"
+    for v in views:
+        for hidden in (f"{v.name}____feature_ts", f"{v.name}____created_ts"):
+            result[hidden] = pd.to_datetime(result[hidden].astype("Int64"), unit="ns", utc=True)
     return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
 
 
@@ -158,13 +149,23 @@ def _apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDema
     return pd.DataFrame({f"{spec.name}__{f}": frame[f].to_numpy() for f in spec.features}, index=joined.index)
 
 
-def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: JoinOptions) -> pd.DataFrame:
-    """The training frame: every ``entity_df`` column (unchanged, in order) then the requested features.
+@dataclass(frozen=True)
+class TrainingFrame:
+    """A joined training frame and the leakage audit recomputed on it."""
+
+    frame: pd.DataFrame
+    audit: LeakageAudit
+
+
+def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: JoinOptions) -> TrainingFrame:
+    """The training frame: every ``entity_df`` column (unchanged, in order) then the requested features,
+    with its leakage audit.
 
     Feature columns are named ``feature`` or, with ``full_feature_names``, ``view__feature``.
 
     Raises:
         FeatureNameCollision: two requested features share a name and full names were not asked for.
+        LeakageDetected: the audit found a row violating the contract (no data is returned).
         SourceDataMissing: see ``join_views``.
     """
     names = [f"{v}__{f}" if options.full_feature_names else f for v, f in plan.requested]
@@ -172,10 +173,13 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     if clashes:
         raise FeatureNameCollision(clashes)
     joined = join_views(entity_df, plan.views, options.created_filter)
+    audit = audit_join(entity_df[TS], joined, plan.views, options.created_filter)
+    if not audit.passed:
+        raise LeakageDetected(audit)
     for spec in plan.on_demand:
         joined = pd.concat([joined, _apply_on_demand(joined, entity_df, spec)], axis=1)
     features = pd.DataFrame(
         {name: joined[f"{v}__{f}"] for name, (v, f) in zip(names, plan.requested, strict=True)},
         index=entity_df.index,
     )
-    return pd.concat([entity_df, features], axis=1)
+    return TrainingFrame(pd.concat([entity_df, features], axis=1), audit)

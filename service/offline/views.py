@@ -84,17 +84,18 @@ def service_references(store: FeatureStore, service: str) -> list[str]:
     return [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
 
 
-def _batch_spec(store: FeatureStore, fv: FeatureView) -> ViewSpec:
+def batch_spec(repo_path: Path, fv: FeatureView) -> ViewSpec:
+    """The engine's view of a batch (or push-fed) feature view; its source must be a Parquet file."""
     source = fv.batch_source
     if isinstance(source, PushSource):
         source = source.batch_source
     if not isinstance(source, FileSource):
         raise FeatureReferenceInvalid(f"{fv.name}: only file (Parquet) sources are supported offline")
     reverse = {dst: src for src, dst in (source.field_mapping or {}).items()}
-    join_keys = tuple(fv.join_keys) if hasattr(fv, "join_keys") else tuple(e.name for e in fv.entity_columns)
+    join_keys = tuple(e.name for e in fv.entity_columns)
     features = tuple(f.name for f in fv.features)
     ttl = fv.ttl if fv.ttl and fv.ttl > timedelta(0) else None
-    path = Path(FileSource.get_uri_for_file_path(store.repo_path, source.path))
+    path = Path(FileSource.get_uri_for_file_path(repo_path, source.path))
     return ViewSpec(
         name=fv.name,
         path=path,
@@ -132,12 +133,9 @@ def plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan:
                 raise UnknownFeature(ref)
             if view not in on_demand:
                 sources = {
-                    p.name: tuple(f.name for f in p.features)
-                    for p in odfv.source_feature_view_projections.values()
+                    p.name: tuple(f.name for f in p.features) for p in odfv.source_feature_view_projections.values()
                 }
-                request_fields = tuple(
-                    f.name for rs in odfv.source_request_sources.values() for f in rs.schema
-                )
+                request_fields = tuple(f.name for rs in odfv.source_request_sources.values() for f in rs.schema)
                 on_demand[view] = OnDemandSpec(
                     view, tuple(f.name for f in odfv.features), sources, request_fields, odfv
                 )
@@ -146,7 +144,7 @@ def plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan:
             raise UnknownFeature(ref)
         requested.append((view, feature))
     return RetrievalPlan(
-        views=tuple(_batch_spec(store, batch[name]) for name in needed),
+        views=tuple(batch_spec(Path(store.repo_path), batch[name]) for name in needed),
         on_demand=tuple(on_demand.values()),
         requested=tuple(requested),
     )

@@ -1,28 +1,157 @@
-"""``POST /training-sets``: point-in-time-correct training sets over HTTP."""
+"""``/training-sets``: point-in-time-correct training sets over HTTP, stored and reproducible.
 
-from fastapi import APIRouter
+Input: a JSON body (``TrainingSetRequest``) for small sets, or the entity table as Parquet
+(``application/vnd.apache.parquet``) or Arrow IPC stream (``application/vnd.apache.arrow.stream``)
+with the options as query parameters, for any size. Output: the ``Accept`` header picks JSON,
+Parquet or Arrow (default: the request's own format).
+"""
+
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import LineageDep, SettingsDep, StoreDep
-from service.training_sets import TrainingSetOut, TrainingSetRequest, create_training_set, frame_to_records
+from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
+from service.entity_rows import entity_frame, entity_frame_from_table
+from service.formats import BINARY, JSON, PARQUET, negotiate, read_table, write_table
+from service.offline.errors import RetrievalError
+from service.training_sets import (
+    TrainingSetOptions,
+    TrainingSetRequest,
+    create_training_set,
+    frame_to_records,
+    reproduce,
+    resolve,
+)
 
 router = APIRouter(tags=["training sets"])
 
+BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {"schema": TrainingSetRequest.model_json_schema()},
+            PARQUET: {"schema": {"type": "string", "format": "binary"}},
+            "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
-@router.post("/training-sets", status_code=201, response_model=TrainingSetOut)
+
+class TooLargeForJson(RetrievalError):
+    field = "entity_rows"
+
+    def __init__(self, rows: int, limit: int):
+        self.rows, self.limit = rows, limit
+        super().__init__(f"{rows:,} rows is more than {limit:,} for a JSON answer; send Accept: {PARQUET}")
+
+
+@router.post("/training-sets", status_code=201, openapi_extra=BODY_DOC, response_model=None)
 async def post_training_set(
-    req: TrainingSetRequest, store: StoreDep, lineage: LineageDep, settings: SettingsDep
-) -> TrainingSetOut:
-    """Build a training set: one row per entity row, in input order, extra columns passed through.
+    request: Request,
+    store: StoreDep,
+    lineage: LineageDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    feature_service: str | None = Query(None, description="with a Parquet/Arrow body"),
+    features: list[str] = Query([], description="with a Parquet/Arrow body: 'view:feature', repeated"),
+    full_feature_names: bool = Query(False, description="with a Parquet/Arrow body"),
+    timezone: str | None = Query(None, description="with a Parquet/Arrow body: assumed for naive timestamps"),
+    allow_created_after_entity: bool = Query(False, description="with a Parquet/Arrow body"),
+) -> Response:
+    """Build, audit and store a training set: one row per entity row, in input order.
 
-    Each feature is taken point in time: from the latest feature row with event time ≤ the row's
-    ``event_timestamp`` (and, with a created column, created ≤ it), no older than the view's TTL;
-    null if there is none. Timestamps in the answer are UTC (``Z``).
+    Each feature comes from the latest feature row with event time ≤ the row's ``event_timestamp``,
+    created ≤ it, and no older than the view's TTL; null if none. Other columns pass through unchanged.
+    Timestamps in answers are UTC. The JSON answer is ``{"id", "row_count", "columns", "fingerprint",
+    "audit", "rows"}``; a binary answer carries the id in ``X-Training-Set-Id``.
 
-    Errors (``application/problem+json``): 404 unknown feature service or feature; 422 entity rows
-    invalid (every bad row and field listed), malformed request; 400 malformed JSON.
+    Errors (``application/problem+json``): 400 malformed body; 404 unknown feature service or feature;
+    409 leakage audit failed (no data); 413 too many rows for JSON; 415 unsupported content type;
+    422 invalid entity rows (every bad row and field listed).
     """
-    ts = await run_in_threadpool(create_training_set, store, lineage, req, settings.training_sets_path)
-    return TrainingSetOut(
-        id=ts.id, row_count=len(ts.frame), columns=list(ts.frame.columns), rows=frame_to_records(ts.frame)
+    media = request.headers.get("content-type", JSON).split(";")[0].strip() or JSON
+    body = await request.body()
+    if media in BINARY:
+        opts = TrainingSetOptions(
+            feature_service=feature_service,
+            features=features,
+            full_feature_names=full_feature_names,
+            timezone=timezone,
+            allow_created_after_entity=allow_created_after_entity,
+        )
+        refs, plan = resolve(store, opts)
+        entity_df = entity_frame_from_table(await run_in_threadpool(read_table, body, media), plan, opts.timezone)
+    elif media == JSON:
+        try:
+            opts = TrainingSetRequest.model_validate_json(body or b"null")
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        refs, plan = resolve(store, opts)
+        entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
+    else:
+        raise HTTPException(415, f"content type {media!r} not supported; send {JSON}, {PARQUET} or {BINARY[1]}")
+    answer = negotiate(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
+    if answer == JSON and len(entity_df) > settings.max_json_rows:
+        raise TooLargeForJson(len(entity_df), settings.max_json_rows)
+    base = TrainingSetOptions(**opts.model_dump(include=set(TrainingSetOptions.model_fields)))
+    ts = await run_in_threadpool(
+        create_training_set, store, catalog, lineage, base, entity_df, plan, refs, settings.training_sets_path
     )
+    headers = {
+        "Location": f"/training-sets/{ts.record.id}",
+        "X-Training-Set-Id": ts.record.id,
+        "X-Training-Set-Fingerprint": ts.record.fingerprint,
+    }
+    if answer == JSON:
+        content = {
+            "id": ts.record.id,
+            "row_count": ts.record.row_count,
+            "columns": ts.record.columns,
+            "fingerprint": ts.record.fingerprint,
+            "audit": ts.record.audit,
+            "rows": frame_to_records(ts.frame),
+        }
+        return JSONResponse(content, status_code=201, headers=headers)
+    data = await run_in_threadpool(write_table, ts.frame, answer)
+    return Response(data, status_code=201, media_type=answer, headers=headers)
+
+
+@router.get("/training-sets/{ts_id}")
+def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
+    """Metadata of a stored training set: fingerprint, inputs' hashes, options, leakage audit. 404 if unknown."""
+    return catalog.get(ts_id).to_dict()
+
+
+@router.get("/training-sets/{ts_id}/data")
+def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep) -> Response:
+    """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work."""
+
+    record = catalog.get(ts_id)
+    frame = pd.read_parquet(record.data_path)
+    answer = negotiate(request.headers.get("accept"), default=PARQUET)
+    if answer == JSON:
+        return JSONResponse(
+            {
+                "id": ts_id,
+                "row_count": len(frame),
+                "columns": list(frame.columns),
+                "rows": frame_to_records(frame),
+            }
+        )
+    return Response(write_table(frame, answer), media_type=answer, headers={"X-Training-Set-Id": ts_id})
+
+
+@router.post("/training-sets/{ts_id}/reproduce")
+async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
+    """Recompute from the stored entity table with the repo as it is now.
+
+    Answers ``{"identical": true, ...}`` or names the differing columns and rows and the sources and
+    views whose hashes changed.
+    """
+    store.refresh_registry()
+    return await run_in_threadpool(reproduce, store, catalog.get(ts_id))

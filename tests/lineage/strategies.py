@@ -15,9 +15,7 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
-    ),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
     max_leaves=6,
 )
 attributes = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
@@ -32,9 +30,7 @@ def dags(draw: st.DrawFn, max_nodes: int = 8, rich: bool = False) -> tuple[list[
     """
     small_names = st.sampled_from(["a", "b", "c", "weather", "x:y", "flights.dep"])
     node_refs = draw(
-        st.lists(
-            st.builds(NodeRef, st.sampled_from(list(NodeKind)), small_names), unique=True, max_size=max_nodes
-        )
+        st.lists(st.builds(NodeRef, st.sampled_from(list(NodeKind)), small_names), unique=True, max_size=max_nodes)
     )
     if rich:
         nodes = [Node(ref, draw(hashes), draw(attributes)) for ref in node_refs]

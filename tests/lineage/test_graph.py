@@ -92,9 +92,7 @@ def test_diamond_closing_edge_is_refused(diamond: LineageGraph) -> None:
 def test_subgraph_to_dict(diamond: LineageGraph) -> None:
     out = diamond.downstream_of(DIAMOND_LEFT).to_dict()
     assert [n["id"] for n in out["nodes"]] == [str(DIAMOND_LEFT), str(DIAMOND_BOTTOM)]
-    assert out["edges"] == [
-        {"source": str(DIAMOND_LEFT), "target": str(DIAMOND_BOTTOM), "relation": "trained_on"}
-    ]
+    assert out["edges"] == [{"source": str(DIAMOND_LEFT), "target": str(DIAMOND_BOTTOM), "relation": "trained_on"}]
 
 
 def test_unknown_nodes_raise_node_not_found(diamond: LineageGraph) -> None:
@@ -162,9 +160,7 @@ def test_depth_limits_match_hop_counts(dag: tuple[list[Node], list[Edge]], data:
 
 @PROPERTY
 @given(dags(), st.data())
-def test_cycle_closing_edge_refused_iff_path_exists(
-    dag: tuple[list[Node], list[Edge]], data: st.DataObject
-) -> None:
+def test_cycle_closing_edge_refused_iff_path_exists(dag: tuple[list[Node], list[Edge]], data: st.DataObject) -> None:
     nodes, edges = dag
     if not nodes:
         return
@@ -184,9 +180,7 @@ def test_cycle_closing_edge_refused_iff_path_exists(
 
 @PROPERTY
 @given(dags(), st.data())
-def test_impact_lists_only_consumers_downstream(
-    dag: tuple[list[Node], list[Edge]], data: st.DataObject
-) -> None:
+def test_impact_lists_only_consumers_downstream(dag: tuple[list[Node], list[Edge]], data: st.DataObject) -> None:
     nodes, edges = dag
     if not nodes:
         return

@@ -13,9 +13,7 @@ from tests.lineage.conftest import CHAIN_REFS, StoreFactory
 from tests.lineage.strategies import dags
 
 # The factory fixture is shared across examples on purpose: every example asks it for fresh tables.
-ROUND_TRIP = settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+ROUND_TRIP = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 VIEW = NodeRef(NodeKind.FEATURE_VIEW, "origin_weather")
 FEATURE = NodeRef(NodeKind.FEATURE, "origin_weather.wind_speed")
@@ -116,9 +114,7 @@ def test_concurrent_overlapping_writers_lose_and_duplicate_nothing(store_factory
     assert errors == []
     nodes, edges = snapshot(first)
     expected_refs = sorted({ref for window in windows for ref in window})
-    expected_edges = sorted(
-        {Edge(a, b, Relation.DERIVES) for w in windows for a, b in zip(w, w[1:], strict=False)}
-    )
+    expected_edges = sorted({Edge(a, b, Relation.DERIVES) for w in windows for a, b in zip(w, w[1:], strict=False)})
     assert [node.ref for node in nodes] == expected_refs
     assert edges == expected_edges
 
@@ -152,9 +148,7 @@ def test_concurrent_writers_cannot_jointly_close_a_cycle(store_factory: StoreFac
         except CycleRefused:
             outcomes.append("refused")
 
-    threads = [
-        threading.Thread(target=write, args=pair) for pair in zip((first, second), halves, strict=True)
-    ]
+    threads = [threading.Thread(target=write, args=pair) for pair in zip((first, second), halves, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,0 +1,59 @@
+"""Tabular wire formats: JSON rows for small sets, Parquet and Arrow IPC stream for any size."""
+
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+PARQUET = "application/vnd.apache.parquet"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+JSON = "application/json"
+BINARY = (PARQUET, ARROW_STREAM)
+
+
+class BodyUnreadable(Exception):
+    """The request body is not the format its content type says."""
+
+    field = "body"
+
+    def __init__(self, media_type: str, reason: str):
+        self.media_type, self.reason = media_type, reason
+        super().__init__(f"request body is not valid {media_type}: {reason}")
+
+    def details(self) -> dict:
+        return {"media_type": self.media_type}
+
+
+def read_table(body: bytes, media_type: str) -> pd.DataFrame:
+    """Parquet or Arrow IPC stream bytes -> DataFrame (timestamps keep their timezone). Raises BodyUnreadable."""
+    try:
+        if media_type == PARQUET:
+            table = pq.read_table(io.BytesIO(body))
+        else:
+            table = ipc.open_stream(io.BytesIO(body)).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BodyUnreadable(media_type, str(exc)) from None
+    ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64()}
+    return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if t in ints else None)
+
+
+def write_table(frame: pd.DataFrame, media_type: str) -> bytes:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = io.BytesIO()
+    if media_type == PARQUET:
+        pq.write_table(table, sink)
+    else:
+        with ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    return sink.getvalue()
+
+
+def negotiate(accept: str | None, default: str = JSON) -> str:
+    """The response media type: the first of ours named in ``Accept`` (order as given), else ``default``."""
+    for part in (accept or "").split(","):
+        media = part.split(";")[0].strip()
+        if media in (JSON, *BINARY):
+            return media
+    return default
