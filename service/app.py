@@ -3,13 +3,15 @@ lifespan that opens the Feast store and the lineage database on ``app.state``.""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from feast import FeatureStore
 
 from lineage import LineageStore
 from service.catalog import TrainingSetCatalog
-from service.errors import install_error_handlers
+from service.errors import install_error_handlers, problem_responses, use_problem_media_type
 from service.routers import health, lineage, online, training_sets
 from service.settings import Settings
 
@@ -38,5 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     for module in (health, training_sets, online, lineage):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=problem_responses(422))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = use_problem_media_type(
+                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -6,6 +6,7 @@ exactly as sent. Nothing is coerced silently: a naive timestamp is refused unles
 the timezone to assume.
 """
 
+import math
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +20,10 @@ from service.offline.views import RetrievalPlan
 TS = "event_timestamp"
 
 
+INT64 = (-(2**63), 2**63 - 1)
+SCALARS = (str, int, float, bool)
+
+
 def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timestamp | None, str | None]:
     if value is None:
         return None, "is null; give an ISO 8601 timestamp such as 2013-05-01T13:00:00Z"
@@ -26,8 +31,8 @@ def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Times
         return None, f"must be an ISO 8601 string, got {type(value).__name__} {value!r}"
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return None, f"{value!r} is not an ISO 8601 timestamp"
+    except (ValueError, TypeError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+        return None, f"{value!r} is not an ISO 8601 timestamp between 1677-09-22 and 2262-04-11"
     if pd.isna(ts):
         return None, f"{value!r} is not a timestamp"
     if ts.tzinfo is None:
@@ -36,20 +41,53 @@ def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Times
                 f"{value!r} has no timezone; end it with 'Z' or an offset such as '+00:00', "
                 'or set "timezone" in the request to say which to assume'
             )
-        ts = ts.tz_localize(assume_tz, ambiguous="raise", nonexistent="raise")
-    return ts.tz_convert("UTC"), None
+        try:
+            ts = ts.tz_localize(assume_tz, ambiguous="raise", nonexistent="raise")
+        except Exception:  # pytz NonExistentTimeError / AmbiguousTimeError are not ValueErrors
+            return None, (
+                f"{value!r} does not exist or is ambiguous in {assume_tz} (a daylight-saving change); "
+                "give it an explicit offset"
+            )
+    try:
+        return ts.tz_convert("UTC").as_unit("ns"), None
+    except (ValueError, OverflowError):
+        return None, f"{value!r} is outside the supported range 1677-09-22 to 2262-04-11"
 
 
-def _passthrough_column(values: list[Any]) -> pd.Series:
-    """A column exactly as sent: ints (with nulls) stay integers (Int64), floats float64, bools
-    boolean, strings and anything mixed object. Never a silent int -> float coercion."""
-    present = [v for v in values if v is not None]
-    kinds = {type(v) for v in present}
-    if kinds == {int}:
-        return pd.Series(values, dtype="Int64")
-    if kinds and kinds <= {int, float}:
+def _scalar_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, SCALARS):
+        return f"must be a string, number, boolean or null, got {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        return f"{value} does not fit in a 64-bit integer"
+    return None
+
+
+def _passthrough_column(name: str, values: list[Any], problems: list[dict[str, Any]]) -> pd.Series | None:
+    """A column exactly as sent: integers (with nulls) stay integers (Int64); numbers mixing integers
+    and decimals are float64; booleans boolean; strings object. A value that is not a scalar, or a
+    column mixing kinds (e.g. numbers and strings), is a problem, never coerced."""
+    bad = [(i, p) for i, v in enumerate(values) if (p := _scalar_problem(v))]
+    problems.extend({"row": i, "field": name, "problem": p} for i, p in bad)
+    if bad:
+        return None
+    kinds: dict[str, int] = {}
+    for i, v in enumerate(values):
+        if v is not None:
+            k = "boolean" if isinstance(v, bool) else "number" if isinstance(v, int | float) else "string"
+            kinds.setdefault(k, i)
+    if len(kinds) > 1:
+        first = ", ".join(f"{k} at row {i}" for k, i in kinds.items())
+        problems.append({"row": None, "field": name, "problem": f"mixes kinds of values across rows ({first})"})
+        return None
+    if "number" in kinds:
+        if all(isinstance(v, int) for v in values if v is not None):
+            return pd.Series(values, dtype="Int64")
         return pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
-    if kinds == {bool}:
+    if "boolean" in kinds:
         return pd.Series(values, dtype="boolean")
     return pd.Series(values, dtype="object")
 
@@ -59,7 +97,7 @@ def _string_or_null(v: Any) -> bool:
 
 
 def _integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and INT64[0] <= v <= INT64[1]
 
 
 def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
@@ -85,10 +123,22 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
     for i, row in enumerate(rows):
         problems.extend({"row": i, "field": f, "problem": "is missing"} for f in required if f not in row)
     names = list(dict.fromkeys(k for row in rows for k in row))
-    frame = pd.DataFrame({c: _passthrough_column([row.get(c) for row in rows]) for c in names})
+    columns_in: dict[str, pd.Series | None] = {}
+    for c in names:
+        values = [row.get(c) for row in rows]
+        if c in required:
+            columns_in[c] = pd.Series(values, dtype="object")
+            continue
+        problems.extend(
+            {"row": i, "field": c, "problem": "is missing (other rows have it; send null for no value)"}
+            for i, row in enumerate(rows)
+            if c not in row
+        )
+        columns_in[c] = _passthrough_column(c, values, problems)
+    frame = pd.DataFrame({c: col for c, col in columns_in.items() if col is not None})
     for f in required:
         if f not in frame.columns:
-            frame[f] = None
+            frame[f] = pd.Series([None] * len(rows), dtype="object")
     stamps = []
     for i, value in enumerate(frame[TS].tolist()):
         ts, problem = _timestamp_problem(value, assume)

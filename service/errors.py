@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
@@ -23,15 +24,58 @@ from service.offline.errors import (
     EntityRowsInvalid,
     FeatureNameCollision,
     FeatureReferenceInvalid,
+    FeatureSelectionInvalid,
     RetrievalError,
     SourceDataMissing,
+    TooLargeForJson,
     UnknownFeature,
     UnknownFeatureService,
 )
 from service.online import OnlineRequestInvalid
-from service.routers.training_sets import TooLargeForJson
 
 log = logging.getLogger("feastline")
+
+
+class Problem(BaseModel):
+    """An error, as every endpoint answers it: ``application/problem+json`` (RFC 9457)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    problems: list[dict[str, Any]] | None = Field(None, description="one item per bad row/field: row, field, problem")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "malformed body",
+    404: "unknown feature service, feature, node or training set",
+    409: "leakage audit failed / cycle refused",
+    413: "too large for JSON",
+    415: "unsupported content type",
+    422: "invalid request or entity rows (every problem listed)",
+    503: "data not built / store unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: each status documented as a ``Problem``."""
+    return {s: {"model": Problem, "description": ERROR_DESCRIPTIONS.get(s, "error")} for s in statuses}
+
+
+def use_problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite error responses in an OpenAPI document to ``application/problem+json``."""
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            for status, response in op.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and "application/json" in content:
+                    content[PROBLEM_JSON] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    del content["application/json"]
+    return schema
+
+
 PROBLEM_JSON = "application/problem+json"
 
 PROBLEM_STATUS: dict[type[Exception], int] = {
@@ -39,6 +83,7 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     UnknownFeature: 404,
     NodeNotFound: 404,
     FeatureReferenceInvalid: 422,
+    FeatureSelectionInvalid: 422,
     FeatureNameCollision: 422,
     EntityRowsInvalid: 422,
     OnlineRequestInvalid: 422,

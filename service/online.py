@@ -10,13 +10,15 @@ from typing import Any
 
 from feast import FeatureStore
 from feast.feature_server_utils import convert_response_to_dict
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.offline.views import plan_retrieval, service_references
 
 
 class OnlineFeaturesRequest(BaseModel):
-    """The body of ``feast serve``'s ``/get-online-features``."""
+    """The body of ``feast serve``'s ``/get-online-features``. Strict: unknown keys and wrong JSON types are 422."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     entities: dict[str, list[Any]] = Field(description="join key (and request field) -> values, one per entity")
     feature_service: str | None = None
@@ -59,6 +61,18 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     refs = _references(store, req)
     plan = plan_retrieval(store, refs)
     problems: list[dict[str, Any]] = []
+    names = [r if req.full_feature_names else r.partition(":")[2] for r in refs]
+    if len(set(refs)) < len(refs):
+        twice = sorted({r for r in refs if refs.count(r) > 1})
+        problems.append({"field": "features", "row": None, "problem": f"{twice} requested more than once"})
+    elif clashes := sorted({n for n in names if names.count(n) > 1}):
+        problems.append(
+            {
+                "field": "features",
+                "row": None,
+                "problem": f"{clashes} appear in more than one view; ask for full_feature_names=true",
+            }
+        )
     for key in (*plan.join_keys, *plan.request_fields):
         if key not in req.entities:
             problems.append({"field": f"entities.{key}", "row": None, "problem": "is missing"})
@@ -69,11 +83,11 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
         problems.append({"field": "entities", "row": None, "problem": "no entities given"})
     for key in plan.join_keys:
         for i, v in enumerate(req.entities.get(key, [])):
-            if not isinstance(v, str):
+            if not isinstance(v, str):  # a null cannot be looked up (training sets allow it: null features)
                 problems.append({"field": f"entities.{key}", "row": i, "problem": f"must be a string, got {v!r}"})
     for key in plan.request_fields:
         for i, v in enumerate(req.entities.get(key, [])):
-            if not isinstance(v, int) or isinstance(v, bool):
+            if not isinstance(v, int) or isinstance(v, bool) or not -(2**63) <= v < 2**63:
                 problems.append({"field": f"entities.{key}", "row": i, "problem": f"must be an integer, got {v!r}"})
     if problems:
         raise OnlineRequestInvalid(problems)

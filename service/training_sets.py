@@ -17,18 +17,24 @@ from typing import Any
 
 import pandas as pd
 from feast import FeatureStore
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lineage import LineageStore
 from lineage.builders import spec_hash, training_set_graph
 from service.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.offline.engine import JoinOptions, TrainingFrame, get_training_frame
-from service.offline.errors import FeatureReferenceInvalid
+from service.offline.errors import FeatureSelectionInvalid
 from service.offline.views import RetrievalPlan, plan_retrieval, service_references
 
 
 class TrainingSetOptions(BaseModel):
-    """What to join, and how. (Query parameters when the entity table comes as Parquet or Arrow.)"""
+    """What to join, and how. (Query parameters when the entity table comes as Parquet or Arrow.)
+
+    Strict: an unknown key (a typo such as ``full_feature_name``) or a value of the wrong JSON type
+    (``"yes"`` for a boolean) is a 422, never guessed at.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     feature_service: str | None = Field(None, examples=["delay_model_v1"])
     features: list[str] = Field(default_factory=list, description="'view:feature' references")
@@ -77,11 +83,11 @@ class TrainingSet:
 
 def requested_references(store: FeatureStore, opts: TrainingSetOptions) -> list[str]:
     if opts.feature_service and opts.features:
-        raise FeatureReferenceInvalid("give feature_service or features, not both")
+        raise FeatureSelectionInvalid("give feature_service or features, not both")
     if opts.feature_service:
         return service_references(store, opts.feature_service)
     if not opts.features:
-        raise FeatureReferenceInvalid("give feature_service or a non-empty features list")
+        raise FeatureSelectionInvalid("give feature_service or a non-empty features list")
     return list(opts.features)
 
 
@@ -214,6 +220,17 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
     }
 
 
+def _iso(ts: pd.Timestamp) -> str:
+    return ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready rows: timestamps as ISO 8601 UTC with ``Z``, missing values as null."""
-    return json.loads(frame.to_json(orient="records", date_format="iso", date_unit="s"))
+    """JSON-ready rows at full precision: floats as Python floats (shortest round-trip form),
+    timestamps as ISO 8601 UTC with ``Z`` (fractions of a second kept), missing values as null."""
+    columns: dict[str, list[Any]] = {}
+    for name, col in frame.items():
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            columns[str(name)] = [None if pd.isna(t) else _iso(t) for t in col]
+        else:
+            columns[str(name)] = col.astype(object).where(col.notna(), None).tolist()
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

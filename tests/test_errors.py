@@ -13,12 +13,13 @@ from service.offline.errors import (
     EntityRowsInvalid,
     FeatureNameCollision,
     FeatureReferenceInvalid,
+    FeatureSelectionInvalid,
     SourceDataMissing,
+    TooLargeForJson,
     UnknownFeature,
     UnknownFeatureService,
 )
 from service.online import OnlineRequestInvalid
-from service.routers.training_sets import TooLargeForJson
 
 GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
 
@@ -90,6 +91,93 @@ CASES = {
         1,
     ),
     "no entity rows": ({"feature_service": "delay_model_v1", "entity_rows": []}, 422, "entity_rows", None),
+    "nonexistent local time (DST gap)": (
+        {
+            "feature_service": "delay_model_v1",
+            "timezone": "America/New_York",
+            "entity_rows": [{**GOOD, "event_timestamp": "2013-03-10T02:30:00"}],
+        },
+        422,
+        "event_timestamp",
+        0,
+    ),
+    "ambiguous local time (DST overlap)": (
+        {
+            "feature_service": "delay_model_v1",
+            "timezone": "America/New_York",
+            "entity_rows": [GOOD, {**GOOD, "event_timestamp": "2013-11-03T01:30:00"}],
+        },
+        422,
+        "event_timestamp",
+        1,
+    ),
+    "timestamp out of range": (
+        {"feature_service": "delay_model_v1", "entity_rows": [{**GOOD, "event_timestamp": "0001-01-01T00:00:00Z"}]},
+        422,
+        "event_timestamp",
+        0,
+    ),
+    "extra column mixing kinds": (
+        {"feature_service": "delay_model_v1", "entity_rows": [{**GOOD, "a": 1}, {**GOOD, "a": "x"}]},
+        422,
+        "a",
+        None,
+    ),
+    "extra column not a scalar": (
+        {"feature_service": "delay_model_v1", "entity_rows": [{**GOOD, "arr": [1, "x"]}]},
+        422,
+        "arr",
+        0,
+    ),
+    "extra column integer too large": (
+        {"feature_service": "delay_model_v1", "entity_rows": [{**GOOD, "big": 2**64 + 5}]},
+        422,
+        "big",
+        0,
+    ),
+    "extra column missing in some rows": (
+        {"feature_service": "delay_model_v1", "entity_rows": [{**GOOD, "label": 1}, GOOD]},
+        422,
+        "label",
+        1,
+    ),
+    "request field out of range": (
+        {"feature_service": "delay_model_v2", "entity_rows": [{**GOOD, "tailnum": "N14228", "sched_year": 2**70}]},
+        422,
+        "sched_year",
+        0,
+    ),
+    "boolean option given as a string": (
+        {"feature_service": "delay_model_v1", "entity_rows": [GOOD], "full_feature_names": "yes"},
+        422,
+        "full_feature_names",
+        None,
+    ),
+    "unknown option (a typo)": (
+        {"feature_service": "delay_model_v1", "entity_rows": [GOOD], "full_feature_name": True},
+        422,
+        "full_feature_name",
+        None,
+    ),
+    "same feature twice": (
+        {
+            "features": ["origin_weather:temp", "origin_weather:temp"],
+            "entity_rows": [{"origin": "EWR", "event_timestamp": "2013-05-01T13:00:00Z"}],
+        },
+        422,
+        "features",
+        None,
+    ),
+    "entity column named like a feature": (
+        {
+            "features": ["origin_weather:temp"],
+            "entity_rows": [{"origin": "EWR", "temp": 1, "event_timestamp": "2013-05-01T13:00:00Z"}],
+        },
+        422,
+        "features",
+        None,
+    ),
+    "neither feature_service nor features": ({"entity_rows": [GOOD]}, 422, "features", None),
     "unknown timezone": (
         {"feature_service": "delay_model_v1", "entity_rows": [GOOD], "timezone": "Mars/Olympus"},
         422,
@@ -130,6 +218,38 @@ def test_every_problem_is_listed_not_just_the_first(client):
     }
 
 
+def test_bare_nan_is_refused_not_turned_into_null(client):
+    body = (
+        b'{"feature_service": "delay_model_v1", "entity_rows": [{"origin": "EWR", "carrier": "UA", '
+        b'"event_timestamp": "2013-05-01T13:00:00Z", "x": NaN}]}'
+    )
+    response = post(client, content=body)
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_messages_say_what_is_wrong(client):
+    both = post(
+        client, {"feature_service": "delay_model_v1", "features": ["origin_weather:temp"], "entity_rows": [GOOD]}
+    )
+    assert "not both" in both.json()["detail"] and "view:feature" not in both.json()["detail"]
+    twice = post(client, {"features": ["origin_weather:temp"] * 2, "entity_rows": [GOOD]})
+    assert "more than once" in twice.json()["detail"]
+    tz = post(client, {"feature_service": "delay_model_v1", "entity_rows": [GOOD], "timezone": "Mars/Olympus"})
+    assert tz.json()["field"] == "timezone" and "None" not in tz.json()["detail"]
+
+
+def test_unsupported_content_type_is_415(client):
+    response = client.post("/training-sets", content=b"{}", headers={"content-type": "text/plain"})
+    assert response.status_code == 415 and response.headers["content-type"] == "application/problem+json"
+
+
+def test_openapi_documents_errors_as_problem_json(client):
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/training-sets"]["post"]["responses"]
+    for status in ("400", "404", "409", "422"):
+        assert "application/problem+json" in responses[status]["content"], status
+
+
 @pytest.mark.parametrize(
     "content", [b"{not json", b"", b'{"feature_service": "delay_model_v1", "entity_rows": [', b"[1,2]"]
 )
@@ -151,6 +271,7 @@ EXAMPLES = {
     InvalidNodeId: InvalidNodeId("bogus", "unknown kind"),
     CycleRefused: CycleRefused(Edge(NodeRef(NodeKind.FEATURE, "a"), NodeRef(NodeKind.FEATURE, "b"), Relation.DERIVES)),
     SourceDataMissing: SourceDataMissing("origin_weather", "/nowhere.parquet"),
+    FeatureSelectionInvalid: FeatureSelectionInvalid("give feature_service or features, not both"),
     TrainingSetNotFound: TrainingSetNotFound("ts-0"),
     BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),
     TooLargeForJson: TooLargeForJson(10**6, 50_000),

@@ -86,3 +86,35 @@ def test_unknown_feature_service_is_404(client):
     response = client.post("/get-online-features", json={"feature_service": "nope", "entities": {"origin": ["EWR"]}})
     assert response.status_code == 404
     assert response.json()["field"] == "feature_service"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"features": ["origin_weather:temp", "origin_weather_fresh:temp"], "entities": {"origin": ["EWR"]}},
+        {"features": ["origin_weather:temp", "origin_weather:temp"], "entities": {"origin": ["EWR"]}},
+        {"features": ["plane_age:plane_age_years"], "entities": {"tailnum": ["N14228"], "sched_year": [2**70]}},
+        {
+            "feature_service": "delay_model_v1",
+            "entities": {"origin": ["EWR"], "carrier": ["UA"]},
+            "full_feature_name": True,
+        },
+    ],
+    ids=["same name in two views", "same feature twice", "request field out of range", "unknown key"],
+)
+def test_more_bad_online_requests_are_422(client, body):
+    response = client.post("/get-online-features", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_full_feature_names_resolve_a_clash(client):
+    body = client.post(
+        "/get-online-features",
+        json={
+            "features": ["origin_weather:temp", "origin_weather_fresh:temp"],
+            "entities": {"origin": ["EWR"]},
+            "full_feature_names": True,
+        },
+    ).json()
+    assert body["metadata"]["feature_names"][1:] == ["origin_weather__temp", "origin_weather_fresh__temp"]

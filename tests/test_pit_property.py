@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from feast import Entity, FeatureView, Field, FileSource, RequestSource
+from feast import Entity, FeatureView, Field, FileSource, RequestSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 from hypothesis import HealthCheck, given, settings
@@ -118,7 +118,9 @@ def differences(
     return found
 
 
-def assert_matches_reference(entity_df: pd.DataFrame, sources: list[Source], created_filter: bool, folder):
+def assert_matches_reference(
+    entity_df: pd.DataFrame, sources: list[Source], created_filter: bool, folder: Path
+) -> None:
     specs = tuple(s.write(folder) for s in sources)
     result = join_views(entity_df, specs, created_filter=created_filter)
     assert list(result.index) == list(entity_df.index)
@@ -174,14 +176,18 @@ def sources(draw: st.DrawFn, names: tuple[str, ...]) -> list[Source]:
 
 @st.composite
 def entity_frames(draw: st.DrawFn, extra: dict[str, st.SearchStrategy] | None = None) -> pd.DataFrame:
-    """Entity rows on minutes -1..12 (30 s steps), duplicates included, with a non-default index."""
+    """Entity rows on minutes -1..12 (30 s steps, some 1 ns off), duplicates included, with a non-default index."""
     base = draw(
         st.lists(
             st.fixed_dictionaries(
                 {
                     "origin": st.sampled_from(ENTITY_KEYS),
                     "carrier": st.sampled_from(ENTITY_KEYS),
-                    "event_timestamp": st.integers(-2, 24).map(lambda half: minutes(half / 2)),
+                    "event_timestamp": st.builds(
+                        lambda half, ns: minutes(half / 2) + pd.Timedelta(ns, "ns"),
+                        st.integers(-2, 24),
+                        st.sampled_from([0, 0, 0, -1, 1]),  # 1 ns either side of a feature time
+                    ),
                     **(extra or {}),
                 }
             ),
@@ -217,7 +223,7 @@ def test_join_views_matches_reference(data: st.DataObject, created_filter: bool,
 
 # --- on-demand view: computed after the join -----------------------------------------------------
 
-_origin = Entity(name="origin", join_keys=["origin"])
+_origin = Entity(name="origin", join_keys=["origin"], value_type=ValueType.STRING)
 _view_a = FeatureView(
     name="a",
     entities=[_origin],
@@ -385,7 +391,11 @@ def test_matched_row_with_null_feature_keeps_its_timestamps(tmp_path: Path) -> N
 
 
 def test_sub_microsecond_timestamps_respect_the_contract(tmp_path: Path) -> None:
+    # Regression: on DuckDB TIMESTAMPTZ (microseconds) the row at T+400ns was joined to T+300ns.
     r = {**row(1, "A", 0), "event_timestamp": BASE + pd.Timedelta(400, "ns")}
     source = Source("a", ("origin",), (r,), False, None)
-    entity_df = pd.DataFrame({"origin": ["A"], "event_timestamp": pd.Series([BASE + pd.Timedelta(300, "ns")])})
-    assert joined_rids(source, entity_df, tmp_path)[0] == [None]
+    at = [BASE + pd.Timedelta(300, "ns"), BASE + pd.Timedelta(400, "ns")]
+    entity_df = pd.DataFrame({"origin": ["A", "A"], "event_timestamp": pd.Series(at)})
+    rids_, result = joined_rids(source, entity_df, tmp_path)
+    assert rids_ == [None, 1]
+    assert result["a____feature_ts"].iloc[1] == BASE + pd.Timedelta(400, "ns")

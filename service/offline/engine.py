@@ -169,9 +169,13 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
         SourceDataMissing: see ``join_views``.
     """
     names = [f"{v}__{f}" if options.full_feature_names else f for v, f in plan.requested]
-    clashes = sorted({n for n in names if names.count(n) > 1 or n in entity_df.columns})
-    if clashes:
+    if len(set(plan.requested)) < len(plan.requested):
+        twice = sorted({f"{v}:{f}" for v, f in plan.requested if plan.requested.count((v, f)) > 1})
+        raise FeatureNameCollision(twice, "are requested more than once")
+    if clashes := sorted({n for n in names if names.count(n) > 1}):
         raise FeatureNameCollision(clashes)
+    if clashes := sorted(set(names) & set(entity_df.columns)):
+        raise FeatureNameCollision(clashes, "are also columns of the entity rows")
     joined = join_views(entity_df, plan.views, options.created_filter)
     audit = audit_join(entity_df[TS], joined, plan.views, options.created_filter)
     if not audit.passed:

@@ -45,12 +45,21 @@ class FeatureReferenceInvalid(RetrievalError):
         return {"feature": self.reference}
 
 
+class FeatureSelectionInvalid(RetrievalError):
+    """Neither or both of ``feature_service`` and ``features`` were given."""
+
+    field = "features"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
 class FeatureNameCollision(RetrievalError):
     field = "features"
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], reason: str = "appear in more than one view"):
         self.names = names
-        super().__init__(f"features {names} appear in more than one view; ask for full_feature_names=true")
+        super().__init__(f"output column(s) {names} {reason}; ask for full_feature_names=true or rename")
 
     def details(self) -> dict[str, Any]:
         return {"colliding": self.names}
@@ -65,10 +74,13 @@ class EntityRowsInvalid(RetrievalError):
     def __init__(self, problems: list[dict[str, Any]]):
         self.problems = problems
         first = problems[0] if problems else {}
+        where = f"row {first['row']}, " if first.get("row") is not None else ""
         super().__init__(
-            f"{len(problems)} problem(s) in entity rows; first: row {first.get('row')}, "
-            f"field {first.get('field')!r}: {first.get('problem')}"
+            f"{len(problems)} problem(s) in entity rows; first: {where}field {first.get('field')!r}: "
+            f"{first.get('problem')}"
         )
+        timezone = [p for p in problems if p.get("field") == "timezone"]
+        self.field = "timezone" if timezone else "entity_rows"
 
     def details(self) -> dict[str, Any]:
         return {"problem_count": len(self.problems), "problems": self.problems[: self.MAX_LISTED]}
@@ -85,3 +97,15 @@ class SourceDataMissing(RetrievalError):
 
     def details(self) -> dict[str, Any]:
         return {"feature_view": self.view, "path": self.path}
+
+
+class TooLargeForJson(RetrievalError):
+    """More entity rows than a JSON answer may carry: ask for Parquet or Arrow instead."""
+
+    field = "entity_rows"
+
+    def __init__(self, rows: int, limit: int):
+        self.rows, self.limit = rows, limit
+        super().__init__(
+            f"{rows:,} rows is more than {limit:,} for a JSON answer; send Accept: application/vnd.apache.parquet"
+        )

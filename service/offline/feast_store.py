@@ -30,7 +30,7 @@ from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from pydantic import StrictStr
 
 from service.offline.engine import TS, JoinOptions, get_training_frame
-from service.offline.errors import EntityRowsInvalid, FeatureReferenceInvalid
+from service.offline.errors import EntityRowsInvalid, FeatureSelectionInvalid
 from service.offline.views import RetrievalPlan, batch_spec
 
 TYPE = "service.offline.feast_store.FeastlineOfflineStore"
@@ -135,7 +135,7 @@ class FeastlineOfflineStore(DuckDBOfflineStore):
         filter_by_created_timestamp: bool = False,
     ) -> RetrievalJob:
         if not isinstance(entity_df, pd.DataFrame):
-            raise FeatureReferenceInvalid("entity_df must be a pandas DataFrame (SQL entity queries are not supported)")
+            raise FeatureSelectionInvalid("entity_df must be a pandas DataFrame (SQL entity queries are not supported)")
         odfvs = [
             registry.get_on_demand_feature_view(ref.split(":")[0], project)
             for ref in dict.fromkeys(

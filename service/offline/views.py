@@ -11,7 +11,12 @@ from pathlib import Path
 from feast import FeatureStore, FeatureView, FileSource, OnDemandFeatureView
 from feast.data_source import PushSource
 
-from service.offline.errors import FeatureReferenceInvalid, UnknownFeature, UnknownFeatureService
+from service.offline.errors import (
+    FeatureReferenceInvalid,
+    FeatureSelectionInvalid,
+    UnknownFeature,
+    UnknownFeatureService,
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def batch_spec(repo_path: Path, fv: FeatureView) -> ViewSpec:
     if isinstance(source, PushSource):
         source = source.batch_source
     if not isinstance(source, FileSource):
-        raise FeatureReferenceInvalid(f"{fv.name}: only file (Parquet) sources are supported offline")
+        raise FeatureSelectionInvalid(f"{fv.name}: only file (Parquet) sources are supported offline")
     reverse = {dst: src for src, dst in (source.field_mapping or {}).items()}
     join_keys = tuple(e.name for e in fv.entity_columns)
     features = tuple(f.name for f in fv.features)

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query
 
 from lineage import NodeRef
 from service.deps import LineageDep
+from service.errors import problem_responses
 
-router = APIRouter(prefix="/lineage", tags=["lineage"])
+router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
 Depth = Query(None, ge=1, le=100, description="hops to follow; omit for all")
 
 

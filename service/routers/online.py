@@ -7,12 +7,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import StoreDep
+from service.errors import problem_responses
 from service.online import OnlineFeaturesRequest, read_online
 
 router = APIRouter(tags=["online"])
 
 
-@router.post("/get-online-features")
+@router.post("/get-online-features", responses=problem_responses(400, 404, 422))
 async def get_online_features(req: OnlineFeaturesRequest, store: StoreDep) -> Any:
     """Latest materialized values, in ``feast serve``'s request and response JSON.
 

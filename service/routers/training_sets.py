@@ -17,10 +17,12 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
 from service.entity_rows import entity_frame, entity_frame_from_table
-from service.formats import BINARY, JSON, PARQUET, negotiate, read_table, write_table
-from service.offline.errors import RetrievalError
+from service.errors import problem_responses
+from service.formats import BINARY, JSON, PARQUET, BodyUnreadable, negotiate, read_table, write_table
+from service.offline.errors import TooLargeForJson
 from service.training_sets import (
     TrainingSetOptions,
+    TrainingSetOut,
     TrainingSetRequest,
     create_training_set,
     frame_to_records,
@@ -42,15 +44,13 @@ BODY_DOC: dict[str, Any] = {
 }
 
 
-class TooLargeForJson(RetrievalError):
-    field = "entity_rows"
-
-    def __init__(self, rows: int, limit: int):
-        self.rows, self.limit = rows, limit
-        super().__init__(f"{rows:,} rows is more than {limit:,} for a JSON answer; send Accept: {PARQUET}")
-
-
-@router.post("/training-sets", status_code=201, openapi_extra=BODY_DOC, response_model=None)
+@router.post(
+    "/training-sets",
+    status_code=201,
+    openapi_extra=BODY_DOC,
+    response_model=None,
+    responses={201: {"model": TrainingSetOut}, **problem_responses(400, 404, 409, 413, 415, 422)},
+)
 async def post_training_set(
     request: Request,
     store: StoreDep,
@@ -87,8 +87,10 @@ async def post_training_set(
         refs, plan = resolve(store, opts)
         entity_df = entity_frame_from_table(await run_in_threadpool(read_table, body, media), plan, opts.timezone)
     elif media == JSON:
+        if not body.strip():
+            raise BodyUnreadable(JSON, "the request body is empty")
         try:
-            opts = TrainingSetRequest.model_validate_json(body or b"null")
+            opts = TrainingSetRequest.model_validate_json(body)
         except ValidationError as exc:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         refs, plan = resolve(store, opts)
@@ -121,13 +123,13 @@ async def post_training_set(
     return Response(data, status_code=201, media_type=answer, headers=headers)
 
 
-@router.get("/training-sets/{ts_id}")
+@router.get("/training-sets/{ts_id}", responses=problem_responses(404))
 def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
     """Metadata of a stored training set: fingerprint, inputs' hashes, options, leakage audit. 404 if unknown."""
     return catalog.get(ts_id).to_dict()
 
 
-@router.get("/training-sets/{ts_id}/data")
+@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404))
 def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep) -> Response:
     """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work."""
 
@@ -146,7 +148,7 @@ def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep) -> 
     return Response(write_table(frame, answer), media_type=answer, headers={"X-Training-Set-Id": ts_id})
 
 
-@router.post("/training-sets/{ts_id}/reproduce")
+@router.post("/training-sets/{ts_id}/reproduce", responses=problem_responses(404))
 async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
     """Recompute from the stored entity table with the repo as it is now.
 
