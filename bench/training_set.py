@@ -117,6 +117,11 @@ def run_child(variant: str, repo: Path, entities: Path, work: Path, timeout: flo
         outcome.failure = f"{how} after {elapsed:.0f} s: " + " | ".join(tail)[-400:]
     if outcome.failure:
         outcome.result = {"peak_rss_mib": _child_peak_mib(usage) if usage else None, "rss_of": "child (wait4)"}
+        if result.exists():  # the child said why, and what it could still measure
+            reported = json.loads(result.read_text())
+            outcome.failure = reported["error"]
+            outcome.result["diagnostic"] = reported["diagnostic"]
+            outcome.result["peak_rss_mib"] = None
         print(f"   FAILED: {outcome.failure}  (full log: {log})", flush=True)
         return outcome
     outcome.result = json.loads(result.read_text())
@@ -160,7 +165,8 @@ def table(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         r = o.result
         rows_out = "—" if o.failure else f"{r['rows_out']:,}"
-        equal = o.failure if o.failure else o.comparison.summary() if o.comparison else "not compared"
+        compared = o.comparison.summary() if o.comparison else "not compared"
+        equal = f"FAILED: {o.failure}"[:170] if o.failure else compared
         lines.append(
             f"| {LABELS[o.variant]} | {o.entity_rows:,} | {rows_out} | {_fmt(r.get('wall_s'), 2)} "
             f"| {_fmt(r.get('peak_rss_mib'), 0)} | {equal} |"
@@ -194,7 +200,11 @@ def details(outcomes: list[Outcome]) -> list[str]:
         r = o.result
         lines.append(f"- **{LABELS[o.variant]}**")
         if o.failure:
-            lines.append(f"  - failed: {o.failure}; peak RSS of the child ({r.get('rss_of')}) shown if known")
+            lines.append(f"  - failed: {o.failure}")
+            for name, value in r.get("diagnostic", {}).items():
+                lines.append(f"  - diagnostic, {name}: {_fmt(value, 2)}")
+            if r.get("peak_rss_mib") is not None:
+                lines.append(f"  - peak RSS of the killed/failed child (wait4): {r['peak_rss_mib']:,.0f} MiB")
             continue
         lines.append(f"  - wall time includes: {r['includes']}; RSS of: {r['rss_of']}")
         lines.append(f"  - whole child process (start, imports, load, retrieval, write): {r['process_s']:.1f} s")

@@ -30,6 +30,14 @@ PARQUET = "application/vnd.apache.parquet"
 VENV_BIN = Path(sys.executable).parent
 
 
+class VariantFailed(Exception):
+    """The product refused or failed; ``diagnostic`` holds what could still be measured."""
+
+    def __init__(self, message: str, diagnostic: dict[str, Any]):
+        super().__init__(message)
+        self.diagnostic = diagnostic
+
+
 def self_peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -45,7 +53,21 @@ def _feastline(repo: Path, entity_df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
     start = time.perf_counter()
     plan = plan_retrieval(store, service_references(store, SERVICE))
     planned = time.perf_counter()
-    frame = get_training_frame(entity_df, plan, JoinOptions()).frame
+    try:
+        frame = get_training_frame(entity_df, plan, JoinOptions()).frame
+    except Exception as exc:
+        failed = time.perf_counter()
+        t0 = time.perf_counter()
+        engine.join_views(entity_df, plan.views, True)
+        t1 = time.perf_counter()
+        raise VariantFailed(
+            f"{type(exc).__name__}: {exc}",
+            {
+                "time to the failure (plan + get_training_frame)": failed - start,
+                "join_views alone (rerun, the join without audit and assembly)": t1 - t0,
+                "peak RSS MiB of the process": self_peak_rss_mib(),
+            },
+        ) from exc
     done = time.perf_counter()
     rss = self_peak_rss_mib()
     # where the time goes: the same work again, section by section (after the measurement)
@@ -133,7 +155,14 @@ def _http(repo: Path, entity_df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, 
         done = time.perf_counter()
         rss = _vm_hwm_mib(proc.pid)
     if answer.status_code != 201:
-        raise RuntimeError(f"POST /training-sets answered {answer.status_code}: {answer.text[:2000]}")
+        try:
+            problem = answer.json().get("detail") or answer.text
+        except ValueError:
+            problem = answer.text
+        raise VariantFailed(
+            f"POST /training-sets answered {answer.status_code}: {str(problem)[:300]}",
+            {"time to the error answer (client)": done - start, "server peak RSS MiB (VmHWM)": rss},
+        )
     decode_start = time.perf_counter()
     frame = pd.read_parquet(io.BytesIO(answer.content))
     decoded = time.perf_counter()
@@ -184,7 +213,11 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, os.getcwd())  # the project root, for `service`
     entity_df = pd.read_parquet(args.entities)
-    frame, result = VARIANTS[args.variant](args.repo.resolve(), entity_df)
+    try:
+        frame, result = VARIANTS[args.variant](args.repo.resolve(), entity_df)
+    except VariantFailed as exc:
+        args.result.write_text(json.dumps({"error": str(exc), "diagnostic": exc.diagnostic}, indent=2))
+        raise
     result.setdefault("rss_of", "this process (ru_maxrss)")
     result |= {"variant": args.variant, "entity_rows": len(entity_df), "rows_out": len(frame)}
     frame.to_parquet(args.out, index=False)

@@ -127,13 +127,16 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
             f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
             f"FROM entity {' '.join(joins)} ORDER BY entity.{ROW_ID}"
         )
-        result = _arrow_to_pandas(con.sql(sql).to_arrow_table())
+        table = con.sql(sql).to_arrow_table()
     finally:
         con.close()
-    assert len(result) == len(entity_df), "point-in-time join changed the row count"
+    # int64 ns -> timestamp in Arrow (pandas' to_datetime on Int64 with NA loses the NAs on large inputs)
     for v in views:
         for hidden in (f"{v.name}____feature_ts", f"{v.name}____created_ts"):
-            result[hidden] = pd.to_datetime(result[hidden].astype("Int64"), unit="ns", utc=True)
+            i = table.schema.get_field_index(hidden)
+            table = table.set_column(i, hidden, table.column(i).cast(pa.timestamp("ns", tz="UTC")))
+    result = _arrow_to_pandas(table)
+    assert len(result) == len(entity_df), "point-in-time join changed the row count"
     return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
 
 
