@@ -144,12 +144,10 @@ def test_a_backfilled_row_never_reaches_training_unless_asked(repo_copy):
     backfill = weather[(weather.origin == "EWR") & (weather.event_timestamp == pd.Timestamp("2013-05-01T12:00Z"))]
     backfill = backfill.assign(temp=999.0, created=pd.Timestamp("2013-05-01T18:00Z").as_unit("ns"))
     pd.concat([weather, backfill], ignore_index=True).to_parquet(path, index=False)
-    rows = [
-        {"origin": "EWR", "event_timestamp": "2013-05-01T13:00:00Z"},
-        {"origin": "EWR", "event_timestamp": "2013-05-01T18:30:00Z"},
-    ]
+    original = backfill.index[0]  # the row the backfill rewrites
+    rows = [{"origin": "EWR", "event_timestamp": "2013-05-01T12:30:00Z"}]
     safe = client.post("/training-sets", json={"features": ["origin_weather:temp"], "entity_rows": rows}).json()
-    assert safe["rows"][0]["temp"] != 999.0  # the original 12:00 observation
+    assert safe["rows"][0]["temp"] == weather.loc[original, "temp"]  # the original 12:00 observation
     assert safe["audit"]["created_filter_requested"] is True
     leaky = client.post(
         "/training-sets",
