@@ -83,6 +83,8 @@ weather_push = PushSource(
     name="weather_push",
     batch_source=fresh_weather_batch,
     description="Fresh weather observations pushed by the airport feed.",
+    # feastline's push gate: valid rows are written, rejected rows kept at GET /quarantine/weather_push
+    tags={"feastline.validation": "quarantine"},
 )
 
 # --- feature views ------------------------------------------------------------------------------

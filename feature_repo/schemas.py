@@ -86,6 +86,9 @@ flights_schema = DataFrameSchema(
     name="flights",
 )
 
+# pandera checks applied to pushes, by push source (on top of the views' own schemas): see service/push.py
+PUSH_SCHEMAS: dict[str, pa.DataFrameSchema] = {"weather_push": origin_weather_schema}
+
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "origin_weather": origin_weather_schema,
     "carrier_daily_stats": carrier_daily_stats_schema,

@@ -12,7 +12,10 @@ from feast import FeatureStore
 from lineage import LineageStore
 from service.catalog import TrainingSetCatalog
 from service.errors import install_error_handlers, problem_responses, use_problem_media_type
-from service.routers import health, lineage, online, training_sets
+from service.metrics import install_metrics
+from service.push import PushGate
+from service.quarantine import QuarantineStore
+from service.routers import health, lineage, materialize, metrics, online, push, training_sets
 from service.settings import Settings
 
 
@@ -25,11 +28,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.feature_store = FeatureStore(repo_path=str(settings.repo_path))
         app.state.lineage = LineageStore(settings.lineage_database_url)
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
+        app.state.quarantine = QuarantineStore(settings.lineage_database_url)
+        app.state.push_gate = PushGate(app.state.feature_store, app.state.quarantine, settings.repo_path)
         try:
             yield
         finally:
             app.state.lineage.dispose()
             app.state.catalog.dispose()
+            app.state.quarantine.dispose()
 
     app = FastAPI(
         title="feastline",
@@ -39,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, training_sets, online, lineage):
+    install_metrics(app)
+    for module in (health, training_sets, online, push, lineage, materialize, metrics):
         app.include_router(module.router, responses=problem_responses(422))
 
     def openapi() -> dict[str, Any]:

@@ -85,17 +85,94 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
 @app.command("materialize")
 def materialize_cmd(
     repo: RepoOpt = DEFAULT_REPO,
-    start: Annotated[str, typer.Option(help="ISO 8601 start (UTC if no offset)")] = "2012-12-01T00:00:00Z",
-    end: Annotated[str | None, typer.Option(help="ISO 8601 end; default now")] = None,
+    start: Annotated[
+        str, typer.Option(help="ISO 8601 start (UTC if no offset); with --incremental, for never-materialized views")
+    ] = "2012-12-01T00:00:00Z",
+    end: Annotated[str | None, typer.Option(help="ISO 8601 end (UTC if no offset); default now")] = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="per view, from its last materialized end minus the lookback")
+    ] = False,
+    lookback_seconds: Annotated[
+        int | None, typer.Option(min=0, help="incremental lookback for late rows; default one day")
+    ] = None,
 ) -> None:
-    """Load feature values from the offline data into the online store."""
-    from service.materialize import materialize
+    """Load the latest feature row per entity from the offline data into the online store (any cwd).
 
-    def parse(text: str) -> datetime:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    feastline's own materializer (DuckDB, much faster than ``feast materialize``); the intervals are
+    recorded in the Feast registry as Feast does, and each view's lineage node gets ``last_materialization``.
+    """
+    import uuid
+    from datetime import timedelta
+
+    from feast import FeatureStore
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lineage import LineageStore
+    from service.clock import service_now
+    from service.materialization import (
+        DEFAULT_LOOKBACK,
+        MaterializationError,
+        Observer,
+        ViewResult,
+        Window,
+        full_windows,
+        incremental_windows,
+        materialize,
+        online_views,
+        record_lineage,
+    )
+    from service.settings import Settings
+
+    def parse(text: str, name: str) -> datetime:
+        try:
+            ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise typer.BadParameter(f"{text!r} is not ISO 8601", param_hint=f"--{name}") from exc
         return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
-    materialize(repo, parse(start), parse(end) if end else datetime.now(UTC))
+    repo = repo.resolve()
+    settings = Settings(repo=repo)
+    start_ts = parse(start, "start")
+    end_ts = parse(end, "end") if end else service_now(settings)
+    lookback = timedelta(seconds=lookback_seconds) if lookback_seconds is not None else DEFAULT_LOOKBACK
+
+    class Bars(Observer):
+        def __init__(self, progress: Progress):
+            self.progress, self.tasks = progress, {}
+
+        def view_started(self, window: Window, index: int, total: int) -> None:
+            self.tasks[window.view] = self.progress.add_task(window.view, total=None)
+
+        def rows_written(self, window: Window, rows: int) -> None:
+            self.progress.advance(self.tasks[window.view], rows)
+
+        def view_finished(self, result: ViewResult) -> None:
+            done = result.rows_written
+            self.progress.update(self.tasks[result.view], total=done, completed=done)
+
+    try:
+        store = FeatureStore(repo_path=str(repo))
+        views = online_views(store)
+        if incremental:
+            windows = incremental_windows(store, views, end_ts, start_ts, lookback)
+        else:
+            windows = full_windows(views, start_ts, end_ts)
+        columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            results = materialize(store, windows, Bars(progress))
+    except MaterializationError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    starts = sorted({f"{r.start:%Y-%m-%d %H:%M}" for r in results})
+    title = f"{starts[0] if len(starts) == 1 else 'per view'} → {end_ts.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    table = Table("feature view", *(["from (UTC)"] if len(starts) > 1 else []), "rows in window", "rows written")
+    table.title = title
+    for r in results:
+        start_col = [f"{r.start:%Y-%m-%d %H:%M}"] if len(starts) > 1 else []
+        table.add_row(r.view, *start_col, f"{r.rows_in_window:,}", f"{r.rows_written:,}")
+    console.print(table)
+    with LineageStore(settings.lineage_database_url) as lineage:
+        record_lineage(lineage, f"cli-{uuid.uuid4().hex}", results, datetime.now(UTC))
 
 
 @app.command("serve")
@@ -115,11 +192,17 @@ def serve_cmd(
         "feature_service": "delay_model_v1",
         "entity_rows": [{"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}],
     }
+    settings = Settings(repo=repo)
     # plain print: rich would wrap the JSON and break copy-paste
     print(f"feastline serving {repo.resolve()} on {base}  (docs: {base}/docs)")
+    if settings.now is not None:
+        print(
+            f"REPLAY: the service clock is pinned to {settings.now.isoformat()} (FEASTLINE_NOW); online TTLs "
+            "are enforced against it. Unset FEASTLINE_NOW to use wall time."
+        )
     print(f"try:\n  curl -s -X POST {base}/training-sets -H 'content-type: application/json' \\")
     print(f"    -d '{json.dumps(example)}'", flush=True)
-    uvicorn.run(create_app(Settings(repo=repo)), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 if __name__ == "__main__":

@@ -19,19 +19,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
 from service.catalog import TrainingSetNotFound
 from service.formats import BodyUnreadable
+from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.offline.audit import LeakageDetected
 from service.offline.errors import (
     EntityRowsInvalid,
     FeatureNameCollision,
     FeatureReferenceInvalid,
     FeatureSelectionInvalid,
-    RetrievalError,
     SourceDataMissing,
     TooLargeForJson,
     UnknownFeature,
     UnknownFeatureService,
 )
-from service.online import OnlineRequestInvalid
+from service.online import OnlineRequestInvalid, OnlineStoreUnavailable
+from service.push import PushRejected, UnknownPushSource
 
 log = logging.getLogger("feastline")
 
@@ -94,6 +95,12 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     CycleRefused: 409,
     LeakageDetected: 409,
     SourceDataMissing: 503,
+    OnlineStoreUnavailable: 503,
+    UnknownPushSource: 404,
+    UnknownFeatureView: 404,
+    JobNotFound: 404,
+    MaterializationRequestInvalid: 422,
+    PushRejected: 422,
 }
 
 
@@ -102,7 +109,7 @@ def _slug(exc_type: type) -> str:
     return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {
         "type": f"https://feastline.dev/problems/{title}",
         "title": title,
@@ -110,7 +117,7 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
         "detail": detail,
     }
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def status_for(exc: Exception) -> int:
@@ -120,13 +127,19 @@ def status_for(exc: Exception) -> int:
     return 500
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     extra: dict[str, Any] = {}
-    if isinstance(exc, RetrievalError | OnlineRequestInvalid | TrainingSetNotFound | BodyUnreadable):
-        extra = {"field": exc.field, **exc.details()}
+    headers = None
+    if isinstance(exc, OnlineStoreUnavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.store_errors.labels(exc.reason_type).inc()
+    if hasattr(exc, "details"):  # every domain error carries its field and structured details
+        extra = {"field": getattr(exc, "field", None), **exc.details()}
     elif isinstance(exc, NodeNotFound | InvalidNodeId):
         extra = {"field": "node_id"}
-    return problem(status_for(exc), _slug(type(exc)), str(exc), **extra)
+    return problem(status_for(exc), _slug(type(exc)), str(exc), headers=headers, **extra)
 
 
 def _row_of(loc: tuple[Any, ...]) -> int | None:

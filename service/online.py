@@ -6,13 +6,18 @@ answered as ``{"metadata": {"feature_names": [...]}, "results": [{"values", "sta
 "event_timestamps"}, ...]}`` with one result per name, entity keys first.
 """
 
+import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from feast import FeatureStore
-from feast.feature_server_utils import convert_response_to_dict
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.offline.views import plan_retrieval, service_references
+from service.offline.engine import apply_on_demand
+from service.offline.views import RetrievalPlan, ViewSpec, plan_retrieval, service_references
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -50,7 +55,7 @@ def _references(store: FeatureStore, req: OnlineFeaturesRequest) -> list[str]:
     return req.features
 
 
-def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> list[str]:
+def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> tuple[list[str], RetrievalPlan]:
     """Check the request against the registry; return the feature references to read.
 
     Raises:
@@ -91,14 +96,125 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
                 problems.append({"field": f"entities.{key}", "row": i, "problem": f"must be an integer, got {v!r}"})
     if problems:
         raise OnlineRequestInvalid(problems)
-    return refs
+    return refs, plan
 
 
-def read_online(store: FeatureStore, req: OnlineFeaturesRequest) -> dict[str, Any]:
-    """Validate and read; the response dict exactly as ``feast serve`` shapes it."""
-    refs = validate_online_request(store, req)
-    features: Any = store.get_feature_service(req.feature_service) if req.feature_service else refs
-    response = store.get_online_features(
-        features=features, entity_rows=req.entities, full_feature_names=req.full_feature_names
-    )
-    return convert_response_to_dict(response.proto)
+class OnlineStoreUnavailable(Exception):
+    """The online store did not answer (connection refused, timed out, locked): retry later."""
+
+    field = None
+
+    def __init__(self, reason: str, retry_after: int, reason_type: str = "unknown"):
+        self.retry_after, self.reason_type = retry_after, reason_type
+        super().__init__(f"the online store is unavailable: {reason}; retry in {retry_after} s")
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after_seconds": self.retry_after}
+
+
+EPOCH = "1970-01-01T00:00:00Z"
+STORE_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, OSError, sqlite3.OperationalError)
+try:  # redis-py's errors do not derive from the builtin ConnectionError
+    import redis.exceptions as redis_errors
+
+    STORE_ERRORS += (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError)
+except ImportError:  # pragma: no cover - redis is a pinned dependency
+    pass
+
+
+def _iso(ts: datetime) -> str:
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _absent(event_ts: datetime, data: dict[str, Any] | None) -> bool:
+    """Feast's Redis store answers a key with no row for this view as (epoch 0, all values empty)."""
+    return event_ts.timestamp() == 0 and not any(v.WhichOneof("val") for v in (data or {}).values())
+
+
+def _column(values: list[Any], statuses: list[str], stamps: list[str]) -> dict[str, Any]:
+    return {"values": values, "statuses": statuses, "event_timestamps": stamps}
+
+
+def _read_view(
+    store: FeatureStore, spec: ViewSpec, req: OnlineFeaturesRequest, n: int, now: datetime, names: dict[str, str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[Any]]]:
+    """Read one view for all ``n`` entities: the response columns and the raw values (for on-demand views)."""
+    fv = spec.definition
+    key_types = {c.name: c.dtype.to_value_type() for c in fv.entity_columns}
+    protos = {k: python_values_to_proto_values(req.entities[k], key_types[k]) for k in spec.join_keys}
+    keys = [
+        EntityKeyProto(join_keys=list(spec.join_keys), entity_values=[protos[k][i] for k in spec.join_keys])
+        for i in range(n)
+    ]
+    unique: dict[bytes, int] = {}
+    for key in keys:
+        unique.setdefault(key.SerializeToString(deterministic=True), len(unique))
+    distinct = [None] * len(unique)
+    for key in keys:
+        distinct[unique[key.SerializeToString(deterministic=True)]] = key
+    rows = store._get_provider().online_read(store.config, fv, distinct, list(spec.features))
+    columns: dict[str, dict[str, Any]] = {}
+    raw: dict[str, list[Any]] = {}
+    order = [unique[k.SerializeToString(deterministic=True)] for k in keys]
+    for feature in spec.features:
+        values, statuses, stamps = [], [], []
+        for idx in order:
+            event_ts, data = rows[idx]
+            proto = (data or {}).get(feature)
+            if event_ts is None or proto is None or _absent(event_ts, data):
+                values.append(None), statuses.append("NOT_FOUND"), stamps.append(EPOCH)
+                continue
+            aware = event_ts if event_ts.tzinfo else event_ts.replace(tzinfo=UTC)
+            stamps.append(_iso(aware))
+            if spec.ttl and now - aware > spec.ttl:
+                values.append(None), statuses.append("OUTSIDE_MAX_AGE")
+            elif proto.WhichOneof("val") is None:
+                values.append(None), statuses.append("NULL_VALUE")
+            else:
+                values.append(feast_value_type_to_python_type(proto)), statuses.append("PRESENT")
+        raw[f"{spec.name}__{feature}"] = values
+        if f"{spec.name}:{feature}" in names:
+            columns[names[f"{spec.name}:{feature}"]] = _column(values, statuses, stamps)
+    return columns, raw
+
+
+def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, retry_after: int = 5) -> dict[str, Any]:
+    """Validate and read; the response dict shaped as ``feast serve`` shapes it.
+
+    Per value a status: ``PRESENT``; ``NULL_VALUE`` (the stored value is null); ``NOT_FOUND`` (no row
+    for that entity); ``OUTSIDE_MAX_AGE`` (the row is older than the view's TTL at ``now``: its value is
+    withheld as null, its event timestamp still reported). Entity keys come first, then features in
+    request order (a feature service: its declared order).
+
+    Raises:
+        OnlineRequestInvalid, UnknownFeatureService, UnknownFeature: see ``validate_online_request``.
+        OnlineStoreUnavailable: the online store cannot be reached (answered as 503 + Retry-After).
+    """
+    refs, plan = validate_online_request(store, req)
+    n = len(next(iter(req.entities.values())))
+    names = {r: (r.replace(":", "__", 1) if req.full_feature_names else r.partition(":")[2]) for r in refs}
+    columns: dict[str, dict[str, Any]] = {}
+    raw: dict[str, list[Any]] = {}
+    try:
+        for spec in plan.views:
+            cols, values = _read_view(store, spec, req, n, now, names)
+            columns |= cols
+            raw |= values
+    except STORE_ERRORS as exc:
+        raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}", retry_after, type(exc).__name__) from exc
+    for spec in plan.on_demand:
+        joined = pd.DataFrame(raw)
+        requests = pd.DataFrame({f: req.entities[f] for f in spec.request_fields})
+        out = apply_on_demand(joined, requests, spec)
+        for feature in spec.features:
+            if f"{spec.name}:{feature}" not in names:
+                continue
+            values = [None if pd.isna(v) else v for v in out[f"{spec.name}__{feature}"].tolist()]
+            statuses = ["PRESENT" if v is not None else "NULL_VALUE" for v in values]
+            columns[names[f"{spec.name}:{feature}"]] = _column(values, statuses, [EPOCH] * n)
+    entity_names = [k for k in req.entities if k in plan.join_keys]
+    results = [_column(list(req.entities[k]), ["PRESENT"] * n, [EPOCH] * n) for k in entity_names]
+    ordered = [names[r] for r in refs]
+    results += [columns[name] for name in ordered]
+    return {"metadata": {"feature_names": entity_names + ordered}, "results": results}

@@ -4,8 +4,10 @@
 and offline stores, registry); these settings only say where things are.
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,7 +21,18 @@ class Settings(BaseSettings):
     training_sets_dir: Path | None = None
     """Where training sets are stored as Parquet; default ``<repo>/data/training_sets``."""
     max_json_rows: int = 50_000
-    """Largest training set answered as JSON rows (bigger ones: ask for Parquet, issue 3)."""
+    """Largest training set answered as JSON rows (bigger ones: ask for Parquet)."""
+    now: datetime | None = None
+    """Pin the service clock (ISO 8601 with offset, e.g. ``2013-12-31T00:00:00Z``) for replays; default wall time."""
+    retry_after_seconds: int = 5
+    """``Retry-After`` sent with a 503 when the online store is unreachable."""
+
+    @field_validator("now")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("FEASTLINE_NOW needs a timezone: end it with Z or an offset")
+        return value.astimezone(UTC) if value is not None else None
 
     @property
     def repo_path(self) -> Path:

@@ -20,7 +20,7 @@ from service.materialize import materialize
 from service.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
-REPO_FILES = ("feature_store.yaml", ".feastignore", "definitions.py")
+REPO_FILES = ("feature_store.yaml", ".feastignore", "definitions.py", "schemas.py")
 
 
 def require_services() -> bool:
@@ -40,9 +40,12 @@ def built_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+REPLAY_NOW = datetime(2013, 12, 31, tzinfo=UTC)  # the end of the 2013 data, as `make serve` pins it
+
+
 @pytest.fixture(scope="session")
 def settings(built_repo: Path) -> Settings:
-    return Settings(repo=built_repo)
+    return Settings(repo=built_repo, now=REPLAY_NOW)
 
 
 class NoServerErrorClient(TestClient):

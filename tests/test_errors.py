@@ -8,6 +8,7 @@ from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, N
 from service.catalog import TrainingSetNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
 from service.formats import BodyUnreadable
+from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.offline.errors import (
     EntityRowsInvalid,
@@ -19,7 +20,8 @@ from service.offline.errors import (
     UnknownFeature,
     UnknownFeatureService,
 )
-from service.online import OnlineRequestInvalid
+from service.online import OnlineRequestInvalid, OnlineStoreUnavailable
+from service.push import PushRejected, UnknownPushSource
 
 GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
 
@@ -272,6 +274,12 @@ EXAMPLES = {
     CycleRefused: CycleRefused(Edge(NodeRef(NodeKind.FEATURE, "a"), NodeRef(NodeKind.FEATURE, "b"), Relation.DERIVES)),
     SourceDataMissing: SourceDataMissing("origin_weather", "/nowhere.parquet"),
     FeatureSelectionInvalid: FeatureSelectionInvalid("give feature_service or features, not both"),
+    OnlineStoreUnavailable: OnlineStoreUnavailable("ConnectionError: refused", 5, "ConnectionError"),
+    UnknownPushSource: UnknownPushSource("nope"),
+    PushRejected: PushRejected("weather_push", [{"row": 1, "field": "humid", "problem": "fails in_range"}]),
+    UnknownFeatureView: UnknownFeatureView(["nope"]),
+    JobNotFound: JobNotFound("job-0"),
+    MaterializationRequestInvalid: MaterializationRequestInvalid("end", "end must be after start"),
     TrainingSetNotFound: TrainingSetNotFound("ts-0"),
     BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),
     TooLargeForJson: TooLargeForJson(10**6, 50_000),

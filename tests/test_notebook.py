@@ -4,6 +4,7 @@ The notebook's own ``assert`` cells check the product; this test adds that the s
 request with a 5xx (read from uvicorn's access log).
 """
 
+import os
 import re
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import nbclient
 import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
+
+from tests.conftest import REPLAY_NOW
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks_demo"
 WALKTHROUGH = NOTEBOOKS / "walkthrough.ipynb"
@@ -57,6 +60,7 @@ def test_walkthrough_runs_against_a_live_server(
             [str(feastline), "serve", "--repo", str(built_repo), "--host", "127.0.0.1", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "FEASTLINE_NOW": REPLAY_NOW.isoformat()},  # the 2013 replay, as `make serve`
         )
     try:
         wait_for_health(url, server, log)

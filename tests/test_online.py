@@ -1,7 +1,13 @@
 """``POST /get-online-features``: feast serve's JSON, latest materialized values, validated input."""
 
+from datetime import timedelta
+
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
 
 
 def as_table(body: dict) -> dict:
@@ -118,3 +124,30 @@ def test_full_feature_names_resolve_a_clash(client):
         },
     ).json()
     assert body["metadata"]["feature_names"][1:] == ["origin_weather__temp", "origin_weather_fresh__temp"]
+
+
+def _weather_status(repo, now, origin="EWR"):
+    with TestClient(create_app(Settings(repo=repo, now=now))) as c:
+        body = c.post(
+            "/get-online-features",
+            json={"features": ["origin_weather:temp", "origin_weather:wind_speed"], "entities": {"origin": [origin]}},
+        ).json()
+    return as_table(body)
+
+
+def test_ttl_is_enforced_against_the_service_clock(built_repo):
+    weather = pd.read_parquet(built_repo / "data" / "origin_weather.parquet")
+    last = weather[weather.origin == "EWR"].sort_values("event_timestamp").iloc[-1]
+    stale = _weather_status(built_repo, last.event_timestamp + timedelta(hours=5))
+    assert stale["temp"][1] == ["OUTSIDE_MAX_AGE"] and stale["temp"][0] == [None]
+    assert stale["temp"][2] == [last.event_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    fresh = _weather_status(built_repo, last.event_timestamp + timedelta(hours=1))
+    assert fresh["temp"][1] == ["PRESENT"] and fresh["temp"][0] == [pytest.approx(last.temp)]
+    assert fresh["wind_speed"][0] == [pytest.approx(last.wind_speed)]
+    edge = _weather_status(built_repo, last.event_timestamp + timedelta(hours=3))  # exactly at the TTL
+    assert edge["temp"][1] == ["PRESENT"]
+
+
+def test_naive_feastline_now_is_refused():
+    with pytest.raises(ValueError, match="timezone"):
+        Settings(now="2013-12-31T00:00:00")

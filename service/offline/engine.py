@@ -140,7 +140,9 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
     return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
 
 
-def _apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDemandSpec) -> pd.DataFrame:
+def apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDemandSpec) -> pd.DataFrame:
+    """Compute an on-demand view from joined source features (``view__feature`` columns) and the
+    request fields in ``entity_df``; returns ``odfv__feature`` columns aligned with ``joined``."""
     inputs = pd.DataFrame(index=joined.index)
     for view, feats in spec.source_features.items():
         for f in feats:
@@ -184,7 +186,7 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     if not audit.passed:
         raise LeakageDetected(audit)
     for spec in plan.on_demand:
-        joined = pd.concat([joined, _apply_on_demand(joined, entity_df, spec)], axis=1)
+        joined = pd.concat([joined, apply_on_demand(joined, entity_df, spec)], axis=1)
     features = pd.DataFrame(
         {name: joined[f"{v}__{f}"] for name, (v, f) in zip(names, plan.requested, strict=True)},
         index=entity_df.index,

@@ -4,9 +4,11 @@ A feature reference is ``"<view>:<feature>"``; a feature service expands to all 
 projections. Both regular and on-demand feature views are resolved.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from feast import FeatureStore, FeatureView, FileSource, OnDemandFeatureView
 from feast.data_source import PushSource
@@ -80,13 +82,43 @@ def parse_reference(ref: str) -> tuple[str, str]:
     return view, feature
 
 
+def registry_version(store: FeatureStore) -> str | None:
+    """An id of the registry contents the store currently holds (changes on apply/refresh), or None."""
+    proto = getattr(store.registry, "cached_registry_proto", None)
+    if proto is None or not proto.HasField("last_updated"):
+        return None
+    return str(proto.last_updated.ToNanoseconds())
+
+
+_CACHE: dict[tuple[Any, ...], Any] = {}
+_CACHE_MAX = 1024
+
+
+def _memo(store: FeatureStore, kind: str, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """Cache what is resolved from the registry until the registry changes (Feast's ``from_proto`` of
+    every view costs ~30 ms per call, under typeguard; an online read must not pay it)."""
+    version = registry_version(store)
+    if version is None:
+        return build()
+    full = (id(store), version, kind, key)
+    if full not in _CACHE:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[full] = build()
+    return _CACHE[full]
+
+
 def service_references(store: FeatureStore, service: str) -> list[str]:
     """The ``view:feature`` references of a feature service, in its declared order."""
+    return list(_memo(store, "service", (service,), lambda: _service_references(store, service)))
+
+
+def _service_references(store: FeatureStore, service: str) -> tuple[str, ...]:
     try:
         fs = store.get_feature_service(service)
     except Exception as exc:  # Feast raises FeatureServiceNotFoundException
         raise UnknownFeatureService(service) from exc
-    return [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
+    return tuple(f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features)
 
 
 def batch_spec(repo_path: Path, fv: FeatureView) -> ViewSpec:
@@ -115,12 +147,16 @@ def batch_spec(repo_path: Path, fv: FeatureView) -> ViewSpec:
 
 
 def plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan:
-    """Resolve ``view:feature`` references into a plan.
+    """Resolve ``view:feature`` references into a plan (cached until the registry changes).
 
     Raises:
         FeatureReferenceInvalid: a reference is not ``view:feature``.
         UnknownFeature: the view or the feature does not exist in the registry.
     """
+    return _memo(store, "plan", tuple(references), lambda: _plan_retrieval(store, references))
+
+
+def _plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan:
     batch = {fv.name: fv for fv in store.list_feature_views()}
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
     requested: list[tuple[str, str]] = []

@@ -6,18 +6,25 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import StoreDep
+from service.clock import service_now
+from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.online import OnlineFeaturesRequest, read_online
 
 router = APIRouter(tags=["online"])
 
 
-@router.post("/get-online-features", responses=problem_responses(400, 404, 422))
-async def get_online_features(req: OnlineFeaturesRequest, store: StoreDep) -> Any:
-    """Latest materialized values, in ``feast serve``'s request and response JSON.
+@router.post("/get-online-features", responses=problem_responses(400, 404, 422, 503))
+async def get_online_features(req: OnlineFeaturesRequest, store: StoreDep, settings: SettingsDep) -> Any:
+    """Latest materialized values, in ``feast serve``'s request and response JSON, TTL enforced.
+
+    Each value has a status: ``PRESENT``, ``NULL_VALUE``, ``NOT_FOUND`` or ``OUTSIDE_MAX_AGE`` (older
+    than the view's TTL at the service clock — wall time, or ``FEASTLINE_NOW`` when pinned; the
+    value is then withheld as null).
 
     Errors: 404 unknown feature service/feature; 422 a join key or request field missing, lists of
-    unequal length, or a value of the wrong type (each problem names the key and position).
+    unequal length, or a value of the wrong type (each problem names the key and position); 503 with
+    ``Retry-After`` when the online store cannot be reached.
     """
-    return JSONResponse(await run_in_threadpool(read_online, store, req))
+    now = service_now(settings)
+    return JSONResponse(await run_in_threadpool(read_online, store, req, now, settings.retry_after_seconds))

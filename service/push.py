@@ -1,0 +1,245 @@
+"""Pushes behind a validation gate: ``POST /push`` (Feast's body), strict or quarantine per push source.
+
+The gate for a push source is built from the schema of every feature view it feeds (join keys are
+strings; each feature's Feast dtype; ``event_timestamp`` an ISO 8601 time with an offset) plus, when
+the repo's ``schemas.py`` maps the push source in ``PUSH_SCHEMAS``, that pandera schema's checks
+(e.g. the physical ranges of a weather reading). The policy is the push source's tag
+``feastline.validation``: ``strict`` (default; one bad row -> 422 with the report, nothing written) or
+``quarantine`` (valid rows written, rejected rows kept in the quarantine table, readable at
+``GET /quarantine/{source}``, and listed in the answer).
+
+Writes go through Feast to the online store (an ordered-write store: an older row never overwrites a
+newer one) and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's
+batch Parquet file. An acknowledged push is committed before the answer is sent.
+"""
+
+import importlib.util
+import math
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pandera.pandas as pa
+from feast import FeatureStore, FeatureView, FileSource
+from feast.data_source import PushMode, PushSource
+from feast.types import Bool, Float32, Float64, Int32, Int64, String
+from pandera.errors import SchemaErrors
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.entity_rows import _timestamp_problem
+from service.quarantine import QuarantineStore
+
+POLICY_TAG = "feastline.validation"
+_OFFLINE_LOCK = threading.Lock()
+
+
+class PushRequest(BaseModel):
+    """``feast serve``'s ``/push`` body: columns as lists of equal length."""
+
+    model_config = ConfigDict(extra="forbid")
+    push_source_name: str
+    df: dict[str, list[Any]] = Field(description="column -> values; join keys, event_timestamp, features")
+    allow_registry_cache: bool = True
+    to: Literal["online", "offline", "online_and_offline"] = "online"
+
+
+class UnknownPushSource(Exception):
+    field = "push_source_name"
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"push source {name!r} is not in the registry")
+
+    def details(self) -> dict[str, Any]:
+        return {"push_source_name": self.name}
+
+
+class PushRejected(Exception):
+    """Strict policy: the push has invalid rows; nothing was written. ``problems``: row, field, problem."""
+
+    field = "df"
+
+    def __init__(self, source: str, problems: list[dict[str, Any]]):
+        self.source, self.problems = source, problems
+        rows = sorted({p["row"] for p in problems if p["row"] is not None})
+        super().__init__(
+            f"push to {source!r} rejected, nothing written: {len(problems)} problem(s) in rows {rows[:20]}"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"push_source_name": self.source, "problems": self.problems[:100], "problem_count": len(self.problems)}
+
+
+def _repo_push_schemas(repo: Path) -> dict[str, pa.DataFrameSchema]:
+    """``PUSH_SCHEMAS`` from the repo's ``schemas.py`` (ignored by ``feast apply``), or {}."""
+    path = repo / "schemas.py"
+    if not path.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"feastline_repo_schemas_{abs(hash(path))}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(getattr(module, "PUSH_SCHEMAS", {}))
+
+
+def _type_problem(value: Any, dtype: Any) -> str | None:
+    if value is None:
+        return None
+    if dtype in (Float64, Float32):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else f"must be a finite number, got {value!r}"
+    if dtype in (Int64, Int32):
+        ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+        return None if ok else f"must be an integer, got {value!r}"
+    if dtype == String:
+        return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    if dtype == Bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    return None
+
+
+class PushGate:
+    """Validates and writes pushes for one feature store."""
+
+    def __init__(self, store: FeatureStore, quarantine: QuarantineStore, repo: Path):
+        self.store, self.quarantine = store, quarantine
+        self.schemas = _repo_push_schemas(repo)
+        self.newest_pushed: dict[str, datetime] = {}  # view -> newest event time pushed (for freshness)
+
+    def _source(self, name: str) -> tuple[PushSource, list[FeatureView]]:
+        try:
+            source = self.store.get_data_source(name)
+        except Exception:
+            raise UnknownPushSource(name) from None
+        if not isinstance(source, PushSource):
+            raise UnknownPushSource(name)
+        views = [
+            fv
+            for fv in self.store.list_feature_views()
+            if isinstance(fv.stream_source, PushSource) and fv.stream_source.name == name
+        ]
+        return source, views
+
+    def _problems(self, req: PushRequest, views: list[FeatureView], now: datetime) -> tuple[pd.DataFrame, list[dict]]:
+        df = req.df
+        problems: list[dict[str, Any]] = []
+        lengths = {k: len(v) for k, v in df.items()}
+        if len(set(lengths.values())) > 1:
+            raise PushRejected(
+                req.push_source_name, [{"row": None, "field": "df", "problem": f"columns differ in length: {lengths}"}]
+            )
+        n = next(iter(lengths.values()), 0)
+        if n == 0:
+            raise PushRejected(req.push_source_name, [{"row": None, "field": "df", "problem": "no rows"}])
+        keys = {c.name for fv in views for c in fv.entity_columns}
+        fields = {f.name: f.dtype for fv in views for f in fv.features}
+        allowed = keys | set(fields) | {"event_timestamp", "created"}
+        problems += [
+            {"row": None, "field": c, "problem": "is not a join key or feature of the views this source feeds"}
+            for c in df
+            if c not in allowed
+        ]
+        problems += [
+            {"row": None, "field": c, "problem": "is missing"}
+            for c in sorted(keys | {"event_timestamp"})
+            if c not in df
+        ]
+        for key in keys & set(df):
+            problems += [
+                {"row": i, "field": key, "problem": f"must be a string, got {v!r}"}
+                for i, v in enumerate(df[key])
+                if not isinstance(v, str)
+            ]
+        for name, dtype in fields.items():
+            problems += [
+                {"row": i, "field": name, "problem": p}
+                for i, v in enumerate(df.get(name, [None] * n))
+                if (p := _type_problem(v, dtype))
+            ]
+        stamps: dict[str, list[Any]] = {}
+        for col in ("event_timestamp", "created"):
+            if col not in df:
+                continue
+            parsed = []
+            for i, v in enumerate(df[col]):
+                ts, p = _timestamp_problem(v, None)
+                if p:
+                    problems.append({"row": i, "field": col, "problem": p})
+                parsed.append(ts)
+            stamps[col] = parsed
+        frame = pd.DataFrame({c: pd.Series(v, dtype="object") for c, v in df.items() if c not in stamps})
+        for col, parsed in stamps.items():
+            frame[col] = pd.to_datetime(pd.Series(parsed, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
+        if "created" not in frame:
+            frame["created"] = pd.Timestamp(now).tz_convert("UTC").as_unit("ns")
+        typed_ok = {p["field"] for p in problems}
+        for name, dtype in fields.items():
+            if name in frame and name not in typed_ok and dtype in (Float64, Float32):
+                frame[name] = pd.Series([math.nan if v is None else float(v) for v in df[name]], dtype="float64")
+        schema = self.schemas.get(req.push_source_name)
+        bad_rows = {p["row"] for p in problems if p["row"] is not None}
+        if schema is not None and not any(p["row"] is None for p in problems):
+            candidates = frame.drop(index=sorted(bad_rows))
+            try:
+                schema.validate(candidates, lazy=True)
+            except SchemaErrors as err:
+                for case in err.failure_cases.itertuples():
+                    row = None if pd.isna(case.index) else int(case.index)
+                    problems.append(
+                        {"row": row, "field": case.column, "problem": f"fails {case.check} (value {case.failure_case})"}
+                    )
+        return frame, problems
+
+    def push(self, req: PushRequest, now: datetime) -> dict[str, Any]:
+        """Validate and write; returns ``{"push_source_name", "rows_received", "rows_written",
+        "rows_quarantined", "quarantined": [{"row", "problems"}], "to", "policy"}``.
+
+        Raises:
+            UnknownPushSource: no such push source (404).
+            PushRejected: strict policy and a bad row, or a problem not tied to a row (422).
+        """
+        source, views = self._source(req.push_source_name)
+        policy = (source.tags or {}).get(POLICY_TAG, "strict")
+        frame, problems = self._problems(req, views, now)
+        if any(p["row"] is None for p in problems) or (problems and policy != "quarantine"):
+            raise PushRejected(req.push_source_name, problems)
+        bad = sorted({p["row"] for p in problems})
+        good = frame.drop(index=bad).reset_index(drop=True)
+        if len(good):
+            self._write(req, source, good)
+            newest = good["event_timestamp"].max().to_pydatetime()
+            for fv in views:
+                self.newest_pushed[fv.name] = max(newest, self.newest_pushed.get(fv.name, newest))
+        quarantined = []
+        if bad:
+            by_row = {r: [p for p in problems if p["row"] == r] for r in bad}
+            records = [{"row": r, "values": {c: req.df[c][r] for c in req.df}, "problems": by_row[r]} for r in bad]
+            self.quarantine.add(req.push_source_name, datetime.now(UTC), records)  # wall time: when it came
+            quarantined = [{"row": r["row"], "problems": r["problems"]} for r in records]
+        return {
+            "push_source_name": req.push_source_name,
+            "policy": policy,
+            "to": req.to,
+            "rows_received": len(frame),
+            "rows_written": len(good),
+            "rows_quarantined": len(bad),
+            "quarantined": quarantined,
+        }
+
+    def _write(self, req: PushRequest, source: PushSource, frame: pd.DataFrame) -> None:
+        if req.to in ("online", "online_and_offline"):
+            self.store.push(
+                req.push_source_name, frame, allow_registry_cache=req.allow_registry_cache, to=PushMode.ONLINE
+            )
+        if req.to in ("offline", "online_and_offline"):
+            batch = source.batch_source
+            assert isinstance(batch, FileSource)
+            path = Path(FileSource.get_uri_for_file_path(self.store.repo_path, batch.path))
+            with _OFFLINE_LOCK:  # read-append-replace; the rename is atomic
+                existing = pd.read_parquet(path) if path.exists() else frame.iloc[0:0]
+                combined = pd.concat([existing, frame[list(existing.columns) or frame.columns]], ignore_index=True)
+                tmp = path.with_suffix(".tmp.parquet")
+                combined.to_parquet(tmp, index=False)
+                tmp.replace(path)

@@ -1,0 +1,169 @@
+"""``/materialize``, ``/materialize-incremental`` and ``/jobs/{id}``: materialization as background jobs.
+
+A POST validates the request (unknown view 404; naive, inverted or malformed times 422), stores a
+``queued`` job and answers ``202`` with ``Location: /jobs/{id}``; one worker thread runs the jobs in
+order (:func:`service.materialization.run_job`). The worker and the job table are opened by this
+router's own lifespan, which FastAPI nests inside the app's (so ``app.state.settings`` and
+``app.state.lineage`` exist): at startup jobs left ``queued``/``running`` by a stopped process are
+marked failed (interrupted); at shutdown the running job is finished, queued ones are marked the same.
+One service process per lineage database is assumed.
+"""
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+)
+from starlette.concurrency import run_in_threadpool
+
+from service.clock import service_now
+from service.deps import LineageDep, SettingsDep, StoreDep
+from service.errors import problem_responses
+from service.materialization import (
+    DEFAULT_LOOKBACK,
+    EPOCH,
+    JobNotFound,
+    JobStore,
+    MaterializationRequestInvalid,
+    UnknownFeatureView,
+    iso,
+    online_views,
+    run_job,
+)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    jobs = JobStore(app.state.settings.lineage_database_url)
+    jobs.interrupt_unfinished()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="materialize")
+    app.state.materialization_jobs, app.state.materialization_executor = jobs, executor
+    try:
+        yield
+    finally:
+        await run_in_threadpool(executor.shutdown, wait=True, cancel_futures=True)
+        jobs.interrupt_unfinished()  # the queued jobs just cancelled
+        jobs.dispose()
+
+
+router = APIRouter(tags=["materialization"], lifespan=_lifespan)
+
+
+def get_jobs(request: Request) -> JobStore:
+    return request.app.state.materialization_jobs
+
+
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string with Z or an offset, e.g. 2013-12-31T00:00:00Z")
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text)]
+"""A JSON string, ISO 8601 with Z or an offset (a naive time is refused, not guessed); no epoch numbers."""
+
+
+class MaterializeRequest(BaseModel):
+    """Load every entity's latest row with ``start <= event_ts < end``. Times need Z or an offset."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    start: IsoTime
+    end: IsoTime
+    feature_views: list[str] | None = Field(None, description="default: every online feature view")
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError(f"must be after start ({start.isoformat()})")
+        return end
+
+
+class MaterializeIncrementalRequest(BaseModel):
+    """Per view, from its last materialized end minus ``lookback_seconds`` (default one day) to ``end``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    end: IsoTime | None = Field(None, description="default: the service clock")
+    lookback_seconds: int | None = Field(None, ge=0, description=f"default {int(DEFAULT_LOOKBACK.total_seconds())}")
+    feature_views: list[str] | None = Field(None, description="default: every online feature view")
+    default_start: IsoTime | None = Field(None, description="for a never-materialized view; default 1970")
+
+
+def _submit(
+    request: Request, kind: str, args: dict[str, Any], views: list[str] | None, store: Any, jobs: JobStore, lineage: Any
+) -> JSONResponse:
+    try:
+        count = len(online_views(store, views))
+    except UnknownFeatureView as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except MaterializationRequestInvalid as exc:
+        error = {"type": "value_error", "loc": ("body", exc.field), "msg": str(exc), "input": views}
+        raise RequestValidationError([error]) from exc
+    job = jobs.create(kind, {**args, "feature_views": views}, count)
+    request.app.state.materialization_executor.submit(
+        run_job, job.id, request.app.state.settings.repo_path, jobs, lineage
+    )
+    return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+
+@router.post("/materialize", status_code=202, responses=problem_responses(400, 404, 422))
+def post_materialize(
+    req: MaterializeRequest, request: Request, store: StoreDep, jobs: JobsDep, lineage: LineageDep
+) -> JSONResponse:
+    """Queue a materialization of ``[start, end)``; ``202`` with the job and ``Location: /jobs/{id}``.
+
+    Errors: 404 unknown feature view; 422 naive timestamp, ``end <= start``, a view that is not online.
+    """
+    args = {"start": iso(req.start), "end": iso(req.end)}
+    return _submit(request, "materialize", args, req.feature_views, store, jobs, lineage)
+
+
+@router.post("/materialize-incremental", status_code=202, responses=problem_responses(400, 404, 422))
+def post_materialize_incremental(
+    req: MaterializeIncrementalRequest,
+    request: Request,
+    store: StoreDep,
+    jobs: JobsDep,
+    lineage: LineageDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Queue an incremental materialization; ``202`` with the job and ``Location: /jobs/{id}``.
+
+    The window of each view is decided when the job runs (after any job queued before it):
+    ``[last end - lookback, end)``, so late rows (created after the last run, event time before its
+    end) are loaded too. Errors: 404 unknown feature view; 422 naive timestamp, negative lookback.
+    """
+    lookback = req.lookback_seconds if req.lookback_seconds is not None else int(DEFAULT_LOOKBACK.total_seconds())
+    args = {
+        "end": iso(req.end or service_now(settings)),
+        "lookback_seconds": lookback,
+        "default_start": iso(req.default_start or EPOCH),
+    }
+    return _submit(request, "materialize-incremental", args, req.feature_views, store, jobs, lineage)
+
+
+@router.get("/jobs/{job_id}", responses=problem_responses(404))
+def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    """A job: ``status`` (queued, running, completed, failed), ``progress``, per-view counts, ``error``."""
+    try:
+        return jobs.get(job_id).to_dict()
+    except JobNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
