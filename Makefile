@@ -44,6 +44,8 @@ test: install lint
 
 bench: materialize
 	$(BIN)/python bench/training_set.py
+	$(BIN)/python bench/online.py
+	$(BIN)/python bench/lineage.py
 
 clean:
 	rm -rf $(REPO)/data
