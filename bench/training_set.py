@@ -224,6 +224,19 @@ def details(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace this benchmark's block (between ``<!-- name:start -->`` and ``<!-- name:end -->``) in
+    RESULTS.md, keeping the other benchmarks' sections; the block goes first if it is new."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    old = path.read_text() if path.exists() else ""
+    if start in old and end in old:
+        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :].lstrip("\n")
+    else:
+        new = block + ("\n" + old if old else "")
+    path.write_text(new)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT / "feature_repo", help="built and applied feastline repo")
@@ -313,7 +326,7 @@ def main() -> None:
             "",
         ]
     )
-    args.results.write_text(report)
+    write_section(args.results, "training-set", report)
     print()
     print(table(outcomes))
     print()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,13 +33,16 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 from feast.utils import make_tzaware
+from feast.value_type import ValueType
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert, select, update
 
 from lineage import LineageStore, NodeNotFound
 from lineage.model import NodeKind, NodeRef
 from service.offline.views import batch_spec
+from service.openlineage import openlineage_for
 
 log = logging.getLogger("feastline.materialization")
 
@@ -281,13 +285,30 @@ def _count(con: duckdb.DuckDBPyConnection, path: Path, ts: str, window: Window) 
     return int(row[0]) if row else 0
 
 
+_PROTO_FIELD = {
+    ValueType.DOUBLE: "double_val",
+    ValueType.FLOAT: "float_val",
+    ValueType.INT64: "int64_val",
+    ValueType.INT32: "int32_val",
+    ValueType.STRING: "string_val",
+    ValueType.BOOL: "bool_val",
+}
+
+
 def _to_protos(
     fv: FeatureView, table: pa.Table
 ) -> list[tuple[EntityKeyProto, dict[str, Any], datetime, datetime | None]]:
     """Feast write rows ``(entity_key, {feature: ValueProto}, event_ts, created_ts)``, timestamps aware UTC."""
 
     def protos(name: str, value_type: Any) -> list[Any]:
-        return python_values_to_proto_values(table.column(name).to_numpy(zero_copy_only=False), value_type)
+        field = _PROTO_FIELD.get(value_type)
+        if field is None:
+            return python_values_to_proto_values(table.column(name).to_numpy(zero_copy_only=False), value_type)
+        # the common scalar types, built directly (Feast's generic converter is ~10x slower); null/NaN -> empty
+        return [
+            ValueProto() if v is None or (isinstance(v, float) and math.isnan(v)) else ValueProto(**{field: v})
+            for v in table.column(name).to_pylist()
+        ]
 
     key_names = [c.name for c in fv.entity_columns]
     key_values = [protos(c.name, c.dtype.to_value_type()) for c in fv.entity_columns]
@@ -472,7 +493,8 @@ def run_job(job_id: str, repo: Path, jobs: JobStore, lineage: LineageStore) -> N
             lookback = timedelta(seconds=req["lookback_seconds"])
             windows = incremental_windows(store, views, end, datetime.fromisoformat(req["default_start"]), lookback)
         jobs.update(job_id, views_total=len(windows))
-        results = materialize(store, windows, _JobProgress(jobs, job_id))
+        with openlineage_for(lineage).materializing(store, job_id, _JobProgress(jobs, job_id)) as progress:
+            results = materialize(store, windows, progress)  # OpenLineage START / COMPLETE (or FAIL) per view
         finished = datetime.now(UTC)
         record_lineage(lineage, job_id, results, finished)
         jobs.update(job_id, status=COMPLETED, finished_at=finished)

@@ -132,6 +132,22 @@ def _absent(event_ts: datetime, data: dict[str, Any] | None) -> bool:
     return event_ts.timestamp() == 0 and not any(v.WhichOneof("val") for v in (data or {}).values())
 
 
+def _cell(
+    event_ts: datetime | None, data: dict[str, Any] | None, feature: str, ttl: Any, now: datetime
+) -> tuple[Any, str, str]:
+    """(value, status, event timestamp) of one stored feature value for one entity."""
+    proto = (data or {}).get(feature)
+    if event_ts is None or proto is None or _absent(event_ts, data):
+        return None, "NOT_FOUND", EPOCH
+    aware = event_ts if event_ts.tzinfo else event_ts.replace(tzinfo=UTC)
+    stamp = _iso(aware)
+    if ttl and now - aware > ttl:
+        return None, "OUTSIDE_MAX_AGE", stamp
+    if proto.WhichOneof("val") is None:
+        return None, "NULL_VALUE", stamp
+    return feast_value_type_to_python_type(proto), "PRESENT", stamp
+
+
 def _column(values: list[Any], statuses: list[str], stamps: list[str]) -> dict[str, Any]:
     return {"values": values, "statuses": statuses, "event_timestamps": stamps}
 
@@ -158,24 +174,15 @@ def _read_view(
     raw: dict[str, list[Any]] = {}
     order = [unique[k.SerializeToString(deterministic=True)] for k in keys]
     for feature in spec.features:
-        values, statuses, stamps = [], [], []
-        for idx in order:
-            event_ts, data = rows[idx]
-            proto = (data or {}).get(feature)
-            if event_ts is None or proto is None or _absent(event_ts, data):
-                values.append(None), statuses.append("NOT_FOUND"), stamps.append(EPOCH)
-                continue
-            aware = event_ts if event_ts.tzinfo else event_ts.replace(tzinfo=UTC)
-            stamps.append(_iso(aware))
-            if spec.ttl and now - aware > spec.ttl:
-                values.append(None), statuses.append("OUTSIDE_MAX_AGE")
-            elif proto.WhichOneof("val") is None:
-                values.append(None), statuses.append("NULL_VALUE")
-            else:
-                values.append(feast_value_type_to_python_type(proto)), statuses.append("PRESENT")
+        # convert each distinct entity's value once, then fan out to the requested rows (batch 100
+        # often asks for a handful of distinct keys)
+        cells = [_cell(event_ts, data, feature, spec.ttl, now) for event_ts, data in rows]
+        values = [cells[i][0] for i in order]
         raw[f"{spec.name}__{feature}"] = values
         if f"{spec.name}:{feature}" in names:
-            columns[names[f"{spec.name}:{feature}"]] = _column(values, statuses, stamps)
+            columns[names[f"{spec.name}:{feature}"]] = _column(
+                values, [cells[i][1] for i in order], [cells[i][2] for i in order]
+            )
     return columns, raw
 
 

@@ -78,10 +78,18 @@ class OrderedSqliteOnlineStore(SqliteOnlineStore):
                 row[0], entity_key_serialization_version=config.entity_key_serialization_version
             )
 
-        rows = newest_per_entity(data, serialized)
+        keys: dict[int, bytes] = {}
+
+        def cached(row: WriteRow) -> bytes:  # each key is serialized once, not once per use
+            if id(row) not in keys:
+                keys[id(row)] = serialized(row)
+            return keys[id(row)]
+
+        rows = newest_per_entity(data, cached)
+        params_list: list[tuple[Any, ...]] = []
         with conn:
             for row in rows:
-                entity_key_bin = serialized(row)
+                entity_key_bin = cached(row)
                 _, values, event_ts, created_ts = row
                 event_ts = to_naive_utc(event_ts)
                 created_ts = None if created_ts is None else to_naive_utc(created_ts)
@@ -93,9 +101,11 @@ class OrderedSqliteOnlineStore(SqliteOnlineStore):
                     if vector_enabled:
                         params.append(_vector_value(table, vector_dtypes.get(feature_name), val))
                     params.extend([event_ts, created_ts])
-                    conn.execute(upsert_sql, tuple(params))
-                if progress:
-                    progress(1)
+                    params_list.append(tuple(params))
+            conn.executemany(upsert_sql, params_list)  # one statement per (key, feature), in order
+        if progress:
+            for _ in rows:
+                progress(1)
         if progress and len(data) > len(rows):
             progress(len(data) - len(rows))  # rows superseded inside the batch: handled, never written
 
