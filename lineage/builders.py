@@ -4,6 +4,12 @@ Edges point downstream along the data flow:
 ``raw_table -reads-> transform -writes-> data_source -reads-> feature_view -defines-> feature
 -includes-> feature_service``; ``entity -keys-> feature_view``; an on-demand view's features are
 derived from the features (``derives``) of its source views.
+
+At column grain (``column:<table>.<col>`` for raw columns, ``column:<data_source>.<col>`` for source
+columns and request fields): ``raw_table -defines-> column -reads-> transform -writes-> column
+-derives-> feature``, ``data_source -defines-> column``, and ``column -derives-> feature`` from a
+request field to each on-demand feature. A feature reads the source column its name maps from
+(``FileSource.field_mapping``: source column -> feature column).
 """
 
 import hashlib
@@ -11,9 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from feast import FeatureStore
-from feast.data_source import DataSource, PushSource
+from feast.data_source import DataSource, PushSource, RequestSource
 
-from lineage.model import Edge, Node, NodeKind, NodeRef, Relation
+from lineage.model import Edge, Node, NodeKind, NodeRef, Relation, definition_hash
 
 Graph = tuple[list[Node], list[Edge]]
 
@@ -49,8 +55,30 @@ def spec_hash(obj: Any) -> str:
     return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()
 
 
+def column_ref(table: str, column: str) -> NodeRef:
+    """``column:<table>.<column>``; ``table`` is a raw table (``nycflights13.weather``) or a data source name."""
+    return _ref(NodeKind.COLUMN, f"{table}.{column}")
+
+
+def _column_node(table: str, column: str, **attrs: Any) -> Node:
+    """A column node; its definition hash covers the table, the column name and its dtype (if known)."""
+    spec = {"table": table, "column": column, **({"dtype": attrs["dtype"]} if "dtype" in attrs else {})}
+    return Node(column_ref(table, column), definition_hash(spec), {"table": table, "column": column, **attrs})
+
+
+def _source_column(ds: DataSource, feature: str) -> str:
+    """The source column a feature named ``feature`` reads (``field_mapping`` maps source -> feature)."""
+    inverse = {v: k for k, v in (ds.field_mapping or {}).items()}
+    return inverse.get(feature, feature)
+
+
 def _source_node(ds: DataSource) -> Node:
-    attrs: dict[str, Any] = {"type": type(ds).__name__, "description": ds.description or ""}
+    attrs: dict[str, Any] = {
+        "type": type(ds).__name__,
+        "description": ds.description or "",
+        "owner": ds.owner or "",
+        "tags": dict(ds.tags or {}),
+    }
     path = getattr(ds, "path", None)
     if path:
         attrs["path"] = path
@@ -70,11 +98,18 @@ def from_registry(store: FeatureStore) -> Graph:
         nodes[node.ref] = node
         return node.ref
 
+    def add_source_column(ds: DataSource, column: str, **attrs: Any) -> NodeRef:
+        col = add(_column_node(ds.name, column, data_source=ds.name, **attrs))
+        edges.add(Edge(_ref(NodeKind.DATA_SOURCE, ds.name), col, Relation.DEFINES))
+        return col
+
     for ds in store.list_data_sources():
         add(_source_node(ds))
         if isinstance(ds, PushSource) and ds.batch_source is not None:
             batch = add(_source_node(ds.batch_source))
             edges.add(Edge(_ref(NodeKind.DATA_SOURCE, ds.name), batch, Relation.WRITES))
+        for field in ds.schema if isinstance(ds, RequestSource) else []:
+            add_source_column(ds, field.name, dtype=str(field.dtype), request_field=True)
     for ent in store.list_entities():
         add(
             Node(
@@ -84,6 +119,7 @@ def from_registry(store: FeatureStore) -> Graph:
                     "join_keys": [ent.join_key],
                     "value_type": ent.value_type.name,
                     "owner": ent.owner,
+                    "tags": dict(ent.tags),
                     "description": ent.description,
                 },
             )
@@ -110,15 +146,33 @@ def from_registry(store: FeatureStore) -> Graph:
                 edges.add(Edge(add(_source_node(ds)), view, Relation.READS))
         for name in fv.entities:
             edges.add(Edge(_ref(NodeKind.ENTITY, name), view, Relation.KEYS))
+        batch = fv.batch_source
+        if batch is not None:
+            for column in (batch.timestamp_field, batch.created_timestamp_column, *fv.join_keys):
+                if column:
+                    add_source_column(batch, column)
         for f in fv.features:
+            column = _source_column(batch, f.name) if batch is not None else None
+            spec = {"view": fv.name, "name": f.name, "dtype": str(f.dtype), "source_column": column}
+            if batch is not None:
+                spec["data_source"] = batch.name
             feat = add(
                 Node(
                     _ref(NodeKind.FEATURE, f"{fv.name}.{f.name}"),
-                    None,
-                    {"dtype": str(f.dtype), "description": f.description, "view": fv.name},
+                    definition_hash(spec),
+                    {
+                        "dtype": str(f.dtype),
+                        "description": f.description,
+                        "view": fv.name,
+                        "owner": fv.owner,
+                        "tags": dict(fv.tags),
+                        **({"source_column": str(column_ref(batch.name, column))} if batch and column else {}),
+                    },
                 )
             )
             edges.add(Edge(view, feat, Relation.DEFINES))
+            if batch is not None and column:
+                edges.add(Edge(add_source_column(batch, column), feat, Relation.DERIVES))
     for odfv in store.list_on_demand_feature_views():
         view = add(
             Node(
@@ -127,6 +181,7 @@ def from_registry(store: FeatureStore) -> Graph:
                 {
                     "schema": {f.name: str(f.dtype) for f in odfv.features},
                     "owner": odfv.owner,
+                    "tags": dict(odfv.tags),
                     "description": odfv.description,
                     "mode": odfv.mode,
                     "request_fields": [f.name for rs in odfv.source_request_sources.values() for f in rs.schema],
@@ -138,18 +193,31 @@ def from_registry(store: FeatureStore) -> Graph:
             for p in odfv.source_feature_view_projections.values()
             for f in p.features
         ]
+        request_fields = []
+        for rs in odfv.source_request_sources.values():
+            add(_source_node(rs))
+            edges.add(Edge(_ref(NodeKind.DATA_SOURCE, rs.name), view, Relation.READS))
+            request_fields += [add_source_column(rs, f.name, dtype=str(f.dtype), request_field=True) for f in rs.schema]
         for p in odfv.source_feature_view_projections.values():
             edges.add(Edge(_ref(NodeKind.FEATURE_VIEW, p.name), view, Relation.READS))
+        odfv_hash = spec_hash(odfv)
         for f in odfv.features:
             feat = add(
                 Node(
                     _ref(NodeKind.FEATURE, f"{odfv.name}.{f.name}"),
-                    None,
-                    {"dtype": str(f.dtype), "view": odfv.name, "on_demand": True},
+                    definition_hash({"view": odfv.name, "view_hash": odfv_hash, "name": f.name, "dtype": str(f.dtype)}),
+                    {
+                        "dtype": str(f.dtype),
+                        "view": odfv.name,
+                        "on_demand": True,
+                        "owner": odfv.owner,
+                        "tags": dict(odfv.tags),
+                    },
                 )
             )
             edges.add(Edge(view, feat, Relation.DEFINES))
             edges.update(Edge(i, feat, Relation.DERIVES) for i in inputs)
+            edges.update(Edge(c, feat, Relation.DERIVES) for c in request_fields)
     for fs in store.list_feature_services():
         service = add(
             Node(
@@ -165,15 +233,21 @@ def from_registry(store: FeatureStore) -> Graph:
 
 
 def from_pipeline_run(record: dict[str, Any]) -> Graph:
-    """Raw tables and transform nodes from a pipeline run record (``feature_repo/pipeline/run.py``).
+    """Raw tables, raw and source columns and transform nodes from a pipeline run record
+    (:meth:`lineage.runs.PipelineRun.to_record`, written by ``feature_repo/pipeline/run.py``).
 
-    Each transform node carries its code sha256, its row counts (in, out, quarantined), its
-    quality result (every failed check with its row and value) and where its quarantine file is.
+    Each transform node carries its code sha256, its parameters, its row counts (in, out, quarantined),
+    its quality result (every failed check with its row and value), where its quarantine file is, its
+    status and error. Column edges: ``raw_table -defines-> column -reads-> transform`` for each raw
+    column the step's ``column_lineage`` uses, and ``transform -writes-> column:<data_source>.<col>``
+    (plus ``data_source -defines->`` it) for each output column of a step that feeds a data source.
     """
     nodes: dict[NodeRef, Node] = {}
     edges: set[Edge] = set()
     for step in record["steps"]:
         transform = _ref(NodeKind.TRANSFORM, step["step"])
+        output = step.get("output") or {}
+        lineage: dict[str, list[str]] = step.get("column_lineage") or {}
         nodes[transform] = Node(
             transform,
             step["code_sha256"],
@@ -181,13 +255,16 @@ def from_pipeline_run(record: dict[str, Any]) -> Graph:
                 "code_sha256": step["code_sha256"],
                 "run_id": record["run_id"],
                 "status": step["status"],
+                "error": step.get("error"),
+                "parameters": step.get("parameters", {}),
+                "run_parameters": record.get("parameters", {}),
                 "rows_in": step["rows_in"],
                 "rows_out": step["rows_out"],
                 "rows_quarantined": step["rows_quarantined"],
                 "quarantine_path": step["quarantine_path"],
                 "quality": step["quality"],
                 "output": step["output"],
-                "column_lineage": step["column_lineage"],
+                "column_lineage": lineage,
                 "started_at": step["started_at"],
                 "finished_at": step["finished_at"],
             },
@@ -200,16 +277,41 @@ def from_pipeline_run(record: dict[str, Any]) -> Graph:
                 {"path": table["path"], "rows": table["rows"], "content_sha256": table["sha256"]},
             )
             edges.add(Edge(raw, transform, Relation.READS))
-        if step.get("data_source"):
-            edges.add(Edge(transform, _ref(NodeKind.DATA_SOURCE, step["data_source"]), Relation.WRITES))
+        inputs = {t["table"] for t in step["inputs"]}
+        for qualified in sorted({c for cols in lineage.values() for c in cols}):
+            table, _, column = qualified.rpartition(".")
+            if table not in inputs:  # column_lineage names a table the step did not read: no raw node for it
+                continue
+            col = column_ref(table, column)
+            nodes[col] = _column_node(table, column, raw_table=table)
+            edges.add(Edge(_ref(NodeKind.RAW_TABLE, table), col, Relation.DEFINES))
+            edges.add(Edge(col, transform, Relation.READS))
+        source = step.get("data_source")
+        if source:
+            source_ref = _ref(NodeKind.DATA_SOURCE, source)
+            edges.add(Edge(transform, source_ref, Relation.WRITES))
+            for column, dtype in (output.get("columns") or {}).items():
+                col = column_ref(source, column)
+                upstream = sorted(str(column_ref(*c.rpartition(".")[::2])) for c in lineage.get(column, []))
+                nodes[col] = _column_node(
+                    source, column, data_source=source, dtype=dtype, transform=step["step"], derived_from=upstream
+                )
+                edges.add(Edge(transform, col, Relation.WRITES))
+                edges.add(Edge(source_ref, col, Relation.DEFINES))
     return list(nodes.values()), sorted(edges)
 
 
 def merge(*graphs: Graph) -> Graph:
+    """Union of graphs; a node present in several keeps the union of its attributes (later graphs win
+    per key) and the last non-null definition hash."""
     nodes: dict[NodeRef, Node] = {}
     edges: set[Edge] = set()
     for ns, es in graphs:
-        nodes.update((n.ref, n) for n in ns)
+        for n in ns:
+            old = nodes.get(n.ref)
+            if old is not None:
+                n = Node(n.ref, n.definition_hash or old.definition_hash, {**old.attributes, **n.attributes})
+            nodes[n.ref] = n
         edges.update(es)
     return list(nodes.values()), sorted(edges)
 

@@ -13,9 +13,21 @@ from lineage import LineageStore
 from service.catalog import TrainingSetCatalog
 from service.errors import install_error_handlers, problem_responses, use_problem_media_type
 from service.metrics import install_metrics
+from service.openlineage import OpenLineageEmitter, attach
 from service.push import PushGate
 from service.quarantine import QuarantineStore
-from service.routers import health, lineage, materialize, metrics, online, push, training_sets
+from service.routers import (
+    health,
+    lineage,
+    lineage_export,
+    lineage_view,
+    materialize,
+    metrics,
+    models,
+    online,
+    push,
+    training_sets,
+)
 from service.settings import Settings
 
 
@@ -27,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.feature_store = FeatureStore(repo_path=str(settings.repo_path))
         app.state.lineage = LineageStore(settings.lineage_database_url)
+        app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
         app.state.quarantine = QuarantineStore(settings.lineage_database_url)
         app.state.push_gate = PushGate(app.state.feature_store, app.state.quarantine, settings.repo_path)
@@ -34,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.lineage.dispose()
+            app.state.openlineage.dispose()
             app.state.catalog.dispose()
             app.state.quarantine.dispose()
 
@@ -46,7 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_metrics(app)
-    for module in (health, training_sets, online, push, lineage, materialize, metrics):
+    for module in (
+        health,
+        training_sets,
+        online,
+        push,
+        lineage,
+        lineage_view,
+        lineage_export,
+        models,
+        materialize,
+        metrics,
+    ):
         app.include_router(module.router, responses=problem_responses(422))
 
     def openapi() -> dict[str, Any]:

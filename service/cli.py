@@ -38,6 +38,10 @@ def build_data_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
     from feature_repo.pipeline.run import build_data
 
     record = build_data(repo)
+    from service.openlineage import emit_pipeline_run
+    from service.settings import Settings
+
+    emit_pipeline_run(Settings(repo=repo), record)  # OpenLineage START + COMPLETE per step
     table = Table("step", "rows in", "rows out", "quarantined", "output")
     for s in record["steps"]:
         table.add_row(
@@ -76,10 +80,12 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
     else:
         graphs.append(from_pipeline_run(record))
     nodes, edges = merge(*graphs)
-    lineage = LineageStore(_lineage_url(repo))
-    lineage.save(nodes, edges)
-    lineage.dispose()
-    console.print(f"lineage recorded: {len(nodes)} nodes, {len(edges)} edges")
+    with LineageStore(_lineage_url(repo)) as lineage:
+        version = lineage.record_version(nodes, edges, source="feast apply")
+    counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in version.diff.counts().items())
+    console.print(
+        f"lineage version {version.number} recorded: {version.node_count} nodes, {version.edge_count} edges ({counts})"
+    )
 
 
 @app.command("materialize")
@@ -180,8 +186,9 @@ def serve_cmd(
     repo: RepoOpt = DEFAULT_REPO,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    access_log: Annotated[bool, typer.Option(help="log every request (off by default, as gunicorn)")] = False,
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    """Serve the HTTP API (OpenAPI docs at /docs); metrics of every request are at /metrics."""
     import uvicorn
 
     from service.app import create_app
@@ -202,7 +209,7 @@ def serve_cmd(
         )
     print(f"try:\n  curl -s -X POST {base}/training-sets -H 'content-type: application/json' \\")
     print(f"    -d '{json.dumps(example)}'", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
+from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
 from service.formats import BodyUnreadable
 from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
@@ -99,6 +100,7 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     UnknownPushSource: 404,
     UnknownFeatureView: 404,
     JobNotFound: 404,
+    VersionNotFound: 404,
     MaterializationRequestInvalid: 422,
     PushRejected: 422,
 }

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     """Pin the service clock (ISO 8601 with offset, e.g. ``2013-12-31T00:00:00Z``) for replays; default wall time."""
     retry_after_seconds: int = 5
     """``Retry-After`` sent with a 503 when the online store is unreachable."""
+    openlineage_url: str | None = None
+    """Base URL of an OpenLineage consumer; events are also POSTed to ``<url>/api/v1/lineage``."""
 
     @field_validator("now")
     @classmethod

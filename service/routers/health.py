@@ -17,5 +17,5 @@ def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[
         "repo": str(settings.repo_path),
         "feature_views": len(store.list_feature_views()),
         "feature_services": [fs.name for fs in store.list_feature_services()],
-        "lineage_nodes": len(lineage.load_graph()),
+        "lineage_nodes": len(lineage.current_graph()),
     }

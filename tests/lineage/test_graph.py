@@ -218,3 +218,40 @@ def test_bulk_build_equals_incremental(dag: tuple[list[Node], list[Edge]]) -> No
     incremental = graph_of(*dag)
     bulk = LineageGraph.of(*dag)
     assert (bulk.nodes(), bulk.edges()) == (incremental.nodes(), incremental.edges())
+
+
+@PROPERTY
+@given(dags(), dags(), st.data())
+def test_queries_after_mutation_match_a_fresh_build(
+    first: tuple[list[Node], list[Edge]], second: tuple[list[Node], list[Edge]], data: st.DataObject
+) -> None:
+    """The query index is kept up to date (new edges) or rebuilt (new nodes) when a queried graph changes."""
+    nodes, edges = first
+    graph = LineageGraph.of(nodes, edges)
+    for node in nodes:
+        graph.downstream_of(node.ref)  # the index exists before every change below
+    added = [Edge(e.source, e.target, data.draw(st.sampled_from(list(R)))) for e in edges]
+    for edge in added:
+        graph.add_edge(edge)  # same pairs, maybe new relations: updated in place
+    upserted = [Node(n.ref, "0" * 64, {"changed": True}) for n in nodes[:2]]
+    for node in upserted:
+        graph.add_node(node)
+    extra = [n for n in second[0] if n.ref not in graph]
+    for node in extra:
+        graph.add_node(node)
+    fresh = LineageGraph.of([*upserted, *nodes[2:], *extra], [*edges, *added])
+    assert (graph.nodes(), graph.edges()) == (fresh.nodes(), fresh.edges())
+    for node in fresh.nodes():
+        assert graph.upstream_of(node.ref) == fresh.upstream_of(node.ref)
+        assert graph.downstream_of(node.ref, depth=1) == fresh.downstream_of(node.ref, depth=1)
+        assert graph.impact_of(node.ref) == fresh.impact_of(node.ref)
+
+
+@PROPERTY
+@given(dags())
+def test_subgraph_edges_are_exactly_the_edges_among_its_nodes(dag: tuple[list[Node], list[Edge]]) -> None:
+    nodes, edges = dag
+    graph = LineageGraph.of(nodes, edges)
+    for node in nodes:
+        for sub in (graph.upstream_of(node.ref), graph.downstream_of(node.ref, depth=1)):
+            assert list(sub.edges) == sorted({e for e in edges if e.source in sub.refs and e.target in sub.refs})

@@ -1,0 +1,85 @@
+"""``/models``: register a trained model as the lineage node ``model:<name>@<version>``.
+
+A model is trained on one stored training set: registering it adds a ``trained_on`` edge from
+``training_set:<id>``, so ``GET /lineage/nodes/{id}/impact`` of any source or view it depends on lists
+it. Answers are lineage nodes, ``{"id", "kind", "name", "definition_hash", "attributes"}``, with
+attributes ``name``, ``version``, ``metrics``, ``training_set_id`` and ``registered_at`` (UTC).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+
+from lineage import Edge, Node, NodeKind, NodeNotFound, NodeRef, Relation, definition_hash
+from service.deps import CatalogDep, LineageDep
+from service.errors import problem_responses
+
+router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class ModelVersionConflict(HTTPException):
+    """``name@version`` is already registered on another training set (a version names one model)."""
+
+    def __init__(self, ref: NodeRef, registered_on: str, requested: str) -> None:
+        super().__init__(
+            409,
+            f"{ref} is already registered on training set {registered_on!r}, not {requested!r}; "
+            "register a new version instead",
+        )
+
+
+class ModelIn(BaseModel):
+    """A trained model: its name and version, the training set it was fitted on and its metrics."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["delay_baseline"])
+    version: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["1"])
+    training_set_id: str = Field(min_length=1, max_length=64, examples=["ts-0123456789abcdef"])
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict, examples=[{"roc_auc": 0.71}])
+
+
+def model_ref(name: str, version: str) -> NodeRef:
+    return NodeRef(NodeKind.MODEL, f"{name}@{version}")
+
+
+@router.post("", status_code=201, responses=problem_responses(404, 409, 422))
+def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> dict[str, Any]:
+    """Add (or, on the same training set, update) ``model:<name>@<version>`` with a ``trained_on`` edge.
+
+    Errors: 404 unknown training set; 409 this name@version is registered on another training set;
+    422 invalid body (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
+    """
+    catalog.get(model.training_set_id)  # TrainingSetNotFound -> 404
+    ref = model_ref(model.name, model.version)
+    try:
+        previous = lineage.get_node(ref).attributes.get("training_set_id")
+    except NodeNotFound:
+        previous = None
+    if previous is not None and previous != model.training_set_id:
+        raise ModelVersionConflict(ref, str(previous), model.training_set_id)
+    attributes = {
+        **model.model_dump(),
+        "registered_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    spec = {"name": model.name, "version": model.version, "training_set_id": model.training_set_id}
+    node = Node(ref, definition_hash(spec), attributes)
+    edge = Edge(NodeRef(NodeKind.TRAINING_SET, model.training_set_id), ref, Relation.TRAINED_ON)
+    lineage.save([node], [edge])
+    return node.to_dict()
+
+
+@router.get("")
+def list_models(lineage: LineageDep) -> list[dict[str, Any]]:
+    """Every registered model, sorted by id."""
+    return [node.to_dict() for node in lineage.load_graph().nodes() if node.ref.kind is NodeKind.MODEL]
+
+
+@router.get("/{name}/{version}")
+def get_model(name: str, version: str, lineage: LineageDep) -> dict[str, Any]:
+    """One model by name and version. 404 if not registered."""
+    return lineage.get_node(model_ref(name, version)).to_dict()
