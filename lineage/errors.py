@@ -57,3 +57,19 @@ class InvalidNodeId(LineageError, ValueError):
         self.text = text
         self.reason = reason
         super().__init__(f"invalid node id {text!r}: {reason}")
+
+
+class ModelVersionConflict(LineageError):
+    """``name@version`` is already registered on another training set (a version names one model)."""
+
+    field = "version"
+
+    def __init__(self, ref: NodeRef, registered_on: str, requested: str) -> None:
+        self.ref, self.registered_on = ref, registered_on
+        super().__init__(
+            f"{ref} is already registered on training set {registered_on!r}, not {requested!r}; "
+            "register a new version instead"
+        )
+
+    def details(self) -> dict[str, str]:
+        return {"model": str(self.ref), "registered_on": self.registered_on}

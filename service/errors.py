@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
+from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
 from service.formats import BodyUnreadable
@@ -101,6 +102,7 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     UnknownFeatureView: 404,
     JobNotFound: 404,
     VersionNotFound: 404,
+    ModelVersionConflict: 409,
     MaterializationRequestInvalid: 422,
     PushRejected: 422,
 }

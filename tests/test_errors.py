@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, NodeRef, Relation
+from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
@@ -281,6 +282,7 @@ EXAMPLES = {
     UnknownFeatureView: UnknownFeatureView(["nope"]),
     JobNotFound: JobNotFound("job-0"),
     VersionNotFound: VersionNotFound(99),
+    ModelVersionConflict: ModelVersionConflict(NodeRef(NodeKind.MODEL, "m@1"), "ts-a", "ts-b"),
     MaterializationRequestInvalid: MaterializationRequestInvalid("end", "end must be after start"),
     TrainingSetNotFound: TrainingSetNotFound("ts-0"),
     BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),

@@ -9,27 +9,17 @@ attributes ``name``, ``version``, ``metrics``, ``training_set_id`` and ``registe
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from lineage import Edge, Node, NodeKind, NodeNotFound, NodeRef, Relation, definition_hash
+from lineage.errors import ModelVersionConflict
 from service.deps import CatalogDep, LineageDep
 from service.errors import problem_responses
 
 router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-
-
-class ModelVersionConflict(HTTPException):
-    """``name@version`` is already registered on another training set (a version names one model)."""
-
-    def __init__(self, ref: NodeRef, registered_on: str, requested: str) -> None:
-        super().__init__(
-            409,
-            f"{ref} is already registered on training set {registered_on!r}, not {requested!r}; "
-            "register a new version instead",
-        )
 
 
 class ModelIn(BaseModel):
