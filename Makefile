@@ -6,6 +6,9 @@ REPO := feature_repo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+# The 2013 demo runs as a replay: the service clock is pinned to the end of the data, so online
+# TTLs (3 h for weather) behave as they would have on 2013-12-31. Override with FEASTLINE_NOW=...
+REPLAY_NOW ?= 2013-12-31T00:00:00Z
 LINT_DIRS := service lineage feature_repo tests $(wildcard bench)
 
 .PHONY: install data apply materialize serve test lint bench clean
@@ -26,11 +29,7 @@ apply: data
 	$(BIN)/feastline apply --repo $(REPO)
 
 materialize: apply
-	$(BIN)/feastline materialize --repo $(REPO)
-
-# The 2013 demo runs as a replay: the service clock is pinned to the end of the data, so online
-# TTLs (3 h for weather) behave as they would have on 2013-12-31. Override with FEASTLINE_NOW=...
-REPLAY_NOW ?= 2013-12-31T00:00:00Z
+	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline materialize --repo $(REPO)
 
 serve: materialize
 	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline serve --repo $(REPO) --host $(HOST) --port $(PORT)

@@ -200,8 +200,12 @@ def pipeline_step_events(
     }
     quality = step.get("quality") or {}
     failures = quality.get("failures", [])
+    # a step whose output no Feast source reads (e.g. the flights entity table) is named by its table
+    output_name = (
+        f"data_source:{step['data_source']}" if step.get("data_source") else f"table:{step['output']['table']}"
+    )
     output = dataset(
-        f"data_source:{step['data_source']}",
+        output_name,
         namespace,
         {
             "schema": schema_facet(step["output"]["columns"], producer),

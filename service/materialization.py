@@ -195,7 +195,8 @@ def incremental_windows(
     for fv in views:
         last = registered.get(fv.name, fv).most_recent_end_time
         since = make_tzaware(last).astimezone(UTC) if last else default_start
-        windows.append(Window(fv.name, since - lookback, end))
+        if since - lookback < end:  # else the view is already materialized past `end`: nothing to do
+            windows.append(Window(fv.name, since - lookback, end))
     return windows
 
 

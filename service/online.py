@@ -140,6 +140,8 @@ def _cell(
     if event_ts is None or proto is None or _absent(event_ts, data):
         return None, "NOT_FOUND", EPOCH
     aware = event_ts if event_ts.tzinfo else event_ts.replace(tzinfo=UTC)
+    if aware > now:  # a replay pinned before the stored row: that value did not exist yet at `now`
+        return None, "NOT_FOUND", EPOCH
     stamp = _iso(aware)
     if ttl and now - aware > ttl:
         return None, "OUTSIDE_MAX_AGE", stamp
@@ -190,7 +192,8 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
     """Validate and read; the response dict shaped as ``feast serve`` shapes it.
 
     Per value a status: ``PRESENT``; ``NULL_VALUE`` (the stored value is null); ``NOT_FOUND`` (no row
-    for that entity); ``OUTSIDE_MAX_AGE`` (the row is older than the view's TTL at ``now``: its value is
+    for that entity, or only one dated after ``now``, as in a replay pinned before the data's end);
+    ``OUTSIDE_MAX_AGE`` (the row is older than the view's TTL at ``now``: its value is
     withheld as null, its event timestamp still reported). Entity keys come first, then features in
     request order (a feature service: its declared order).
 

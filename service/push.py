@@ -32,6 +32,7 @@ from service.entity_rows import _timestamp_problem
 from service.quarantine import QuarantineStore
 
 POLICY_TAG = "feastline.validation"
+FUTURE_TOLERANCE = pd.Timedelta(minutes=5)  # clock skew allowed between a producer and the service
 _OFFLINE_LOCK = threading.Lock()
 
 
@@ -165,8 +166,16 @@ class PushGate:
             parsed = []
             for i, v in enumerate(df[col]):
                 ts, p = _timestamp_problem(v, None)
+                if p is None and ts is not None and ts > pd.Timestamp(now) + FUTURE_TOLERANCE:
+                    ts, p = None, f"{v!r} is after the service clock ({now.isoformat()}): a value from the future"
                 if p:
-                    problems.append({"row": i, "field": col, "problem": p})
+                    problems.append(
+                        {
+                            "row": i,
+                            "field": col,
+                            "problem": p.replace(' or set "timezone" in the request to say which to assume', ""),
+                        }
+                    )
                 parsed.append(ts)
             stamps[col] = parsed
         frame = pd.DataFrame({c: pd.Series(v, dtype="object") for c, v in df.items() if c not in stamps})
@@ -174,10 +183,13 @@ class PushGate:
             frame[col] = pd.to_datetime(pd.Series(parsed, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
         if "created" not in frame:
             frame["created"] = pd.Timestamp(now).tz_convert("UTC").as_unit("ns")
-        typed_ok = {p["field"] for p in problems}
+        bad_cells = {(p["field"], p["row"]) for p in problems}
         for name, dtype in fields.items():
-            if name in frame and name not in typed_ok and dtype in (Float64, Float32):
-                frame[name] = pd.Series([math.nan if v is None else float(v) for v in df[name]], dtype="float64")
+            if name in frame and dtype in (Float64, Float32):  # a bad cell's row is dropped before pandera
+                frame[name] = pd.Series(
+                    [math.nan if v is None or (name, i) in bad_cells else float(v) for i, v in enumerate(df[name])],
+                    dtype="float64",
+                )
         schema = self.schemas.get(req.push_source_name)
         bad_rows = {p["row"] for p in problems if p["row"] is not None}
         if schema is not None and not any(p["row"] is None for p in problems):
@@ -193,7 +205,7 @@ class PushGate:
         return frame, problems
 
     def push(self, req: PushRequest, now: datetime) -> dict[str, Any]:
-        """Validate and write; returns ``{"push_source_name", "rows_received", "rows_written",
+        """Validate and write; returns ``{"push_source_name", "rows_received", "rows_accepted",
         "rows_quarantined", "quarantined": [{"row", "problems"}], "to", "policy"}``.
 
         Raises:
@@ -223,7 +235,7 @@ class PushGate:
             "policy": policy,
             "to": req.to,
             "rows_received": len(frame),
-            "rows_written": len(good),
+            "rows_accepted": len(good),
             "rows_quarantined": len(bad),
             "quarantined": quarantined,
         }

@@ -20,6 +20,7 @@ from service.materialize import materialize
 from service.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
+REPLAY_NOW = datetime(2013, 12, 31, tzinfo=UTC)  # the end of the 2013 data, as `make serve` pins it
 REPO_FILES = ("feature_store.yaml", ".feastignore", "definitions.py", "schemas.py")
 
 
@@ -36,11 +37,8 @@ def built_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_data(repo)
     feastline = Path(sys.executable).parent / "feastline"
     subprocess.run([str(feastline), "apply", "--repo", str(repo)], check=True, capture_output=True)
-    materialize(repo, datetime(2012, 12, 1, tzinfo=UTC), datetime(2014, 1, 2, tzinfo=UTC))
+    materialize(repo, datetime(2012, 12, 1, tzinfo=UTC), REPLAY_NOW)  # as `make serve`: up to the replay clock
     return repo
-
-
-REPLAY_NOW = datetime(2013, 12, 31, tzinfo=UTC)  # the end of the 2013 data, as `make serve` pins it
 
 
 @pytest.fixture(scope="session")

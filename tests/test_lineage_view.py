@@ -5,10 +5,8 @@ screenshot of the page, then the rendered DOM, whose node links are followed one
 Chromium it skips, unless ``FEASTLINE_REQUIRE_SERVICES=1`` (CI installs it), where it fails.
 """
 
-import os
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -16,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import REPLAY_NOW, require_services
-from tests.test_notebook import SERVER_ERROR, free_port, wait_for_health
+from tests.conftest import require_services
+from tests.live_server import live_server
 
 CHROMIUM = "/usr/bin/chromium"
 FOCUS = "feature_service:delay_model_v1"
@@ -142,40 +140,10 @@ def chromium(user_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def live_url(built_repo: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    feastline = Path(sys.executable).parent / "feastline"
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [
-                str(feastline),
-                "serve",
-                "--repo",
-                str(built_repo),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--access-log",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "FEASTLINE_NOW": REPLAY_NOW.isoformat()},
-        )
-    try:
-        wait_for_health(url, server, log)
+    with live_server(built_repo, log) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    served = log.read_text()
-    assert "GET /lineage/view" in served, served
-    assert not [line for line in served.splitlines() if SERVER_ERROR.search(line)], served
+    assert "GET /lineage/view" in log.read_text()
 
 
 @pytest.mark.slow

@@ -61,7 +61,7 @@ def test_quarantine_policy_writes_the_good_rows_and_keeps_the_bad_one(client):
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert result["policy"] == "quarantine"
-    assert (result["rows_written"], result["rows_quarantined"]) == (2, 1)
+    assert (result["rows_accepted"], result["rows_quarantined"]) == (2, 1)
     assert result["quarantined"][0]["row"] == 1
     assert result["quarantined"][0]["problems"][0]["field"] == "wind_speed"
     read = fresh(client, ["EWR", "JFK", "LGA"])
@@ -144,3 +144,30 @@ def test_pipeline_quarantine_is_readable_too(client):
     rows = client.get("/quarantine/origin_weather").json()["rows"]
     assert rows[0]["wind_speed"] == pytest.approx(1048.36058) and "wind_speed" in rows[0]["quarantine_reason"]
     assert client.get("/quarantine/nothing").status_code == 404
+
+
+def test_a_type_error_is_quarantined_row_by_row_and_a_future_row_refused(client):
+    rows = [
+        row("EWR", "2013-12-30T22:00:00Z"),
+        row("JFK", "2013-12-30T22:00:00Z", temp="warm"),
+        row("LGA", "2099-01-01T00:00:00Z"),
+    ]
+    result = client.post("/push", json=body(rows)).json()
+    assert (result["rows_accepted"], result["rows_quarantined"]) == (1, 2)
+    assert {q["row"]: q["problems"][0]["field"] for q in result["quarantined"]} == {1: "temp", 2: "event_timestamp"}
+    assert fresh(client, ["EWR", "LGA"])["statuses"] == ["PRESENT", "NOT_FOUND"]
+
+
+def test_odd_inputs_on_lineage_and_materialize_are_4xx_and_metrics_survive(client):
+    for url in (
+        "/lineage/nodes/feature_view:origin_weather?as_of=99999999999999999999999",
+        "/lineage/nodes/feature_view:origin_weather?as_of=0001-01-01T00:00:00%2B14:00",
+        "/lineage/nodes/feature_view:origin_weather?as_of=%D9%A1",
+        "/lineage/versions/99999999999999999999",
+    ):
+        assert client.get(url).status_code == 422, url
+    far = client.post("/materialize", json={"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T23:59:59Z"})
+    assert far.status_code == 422
+    huge = client.post("/materialize-incremental", json={"lookback_seconds": 99999999999999999999})
+    assert huge.status_code == 422
+    assert client.get("/metrics").status_code == 200

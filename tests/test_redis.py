@@ -59,7 +59,7 @@ def shared_redis_repo(built_repo, tmp_path_factory):
             pytest.fail(message + " (FEASTLINE_REQUIRE_SERVICES=1)")
         pytest.skip(message)
     repo = redis_repo(built_repo, tmp_path_factory.mktemp("redis") / "repo", 6379)
-    materialize(repo, datetime(2012, 12, 1, tzinfo=UTC), datetime(2014, 1, 2, tzinfo=UTC))
+    materialize(repo, datetime(2012, 12, 1, tzinfo=UTC), REPLAY_NOW)
     yield repo
     project = (repo / "feature_store.yaml").read_text().split("project: ")[1].split()[0]
     r = redis.Redis(host="127.0.0.1", port=6379)
@@ -131,7 +131,7 @@ def test_ordered_pushes_and_quarantine_on_redis(shared_redis_repo):
             {"origin": "LGA", "event_timestamp": "2013-12-30T21:00:00Z", **WEATHER, "wind_speed": 999.0},
         ]
         answer = push(both).json()
-        assert answer["rows_written"] == 2 and answer["quarantined"][0]["row"] == 2
+        assert answer["rows_accepted"] == 2 and answer["quarantined"][0]["row"] == 2
         assert fresh("JFK")["values"] == [31.0]
         assert fresh("LGA")["statuses"] == ["NOT_FOUND"]
 

@@ -3,7 +3,8 @@
 Outputs, under ``<repo>/data/`` (git-ignored, rebuilt from the package on every run):
 - ``<table>.parquet`` for each step (the files ``definitions.py``'s sources read);
 - ``quarantine/<table>.parquet``: rejected rows with ``quarantine_reason`` and ``source_row``;
-- ``origin_weather_fresh.parquet``: the (empty) offline log of the ``weather_push`` push source;
+- ``origin_weather_fresh.parquet``: the offline log of the ``weather_push`` push source (created empty
+  once; a rebuild keeps what was pushed);
 - ``pipeline_run.json``: the run record (code sha256, input/output content hashes, row counts in,
   out and quarantined, every failed check), read by the lineage builder on ``feastline apply``.
 """
@@ -89,7 +90,9 @@ def build_data(repo_path: Path) -> dict[str, Any]:
         for s in STEPS:
             run_step(run, s, raw, data_dir)
         weather = pd.read_parquet(data_dir / "origin_weather.parquet")
-        weather.iloc[0:0].to_parquet(data_dir / "origin_weather_fresh.parquet", index=False)
+        fresh = data_dir / "origin_weather_fresh.parquet"
+        if not fresh.exists():  # the push log is data pushed by users: never truncated by a rebuild
+            weather.iloc[0:0].to_parquet(fresh, index=False)
     record = run.to_record()
     (data_dir / RUN_RECORD).write_text(json.dumps(record, indent=2, default=str))
     return record

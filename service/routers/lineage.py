@@ -6,7 +6,7 @@ downstream along the data flow. ``as_of`` is a version number (``3``) or an ISO 
 (``2024-05-01T12:00:00Z``; encode ``+`` as ``%2B``): the graph as it was then.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -29,11 +29,13 @@ def _parse_as_of(text: str | None) -> int | datetime | None:
     """``"3"`` -> 3, ``"2024-05-01T12:00:00Z"`` -> aware datetime; anything else is a 422 naming ``as_of``."""
     if text is None:
         return None
-    if text.isdecimal() and int(text) >= 1:
+    if text.isascii() and text.isdigit() and 1 <= int(text) < 2**63:
         return int(text)
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)  # out of range near year 1 / 9999 -> OverflowError
+    except (ValueError, OverflowError):
         moment = None
     if moment is None or moment.tzinfo is None:
         problem = "expected a version number >= 1 or an ISO 8601 time with an offset (e.g. 2024-05-01T12:00:00Z)"
@@ -101,7 +103,7 @@ def versions(lineage: LineageDep) -> dict[str, list[dict[str, Any]]]:
 
 
 @router.get("/versions/{number}")
-def version(number: Annotated[int, Path(ge=1)], lineage: LineageDep) -> dict[str, Any]:
+def version(number: Annotated[int, Path(ge=1, lt=2**63)], lineage: LineageDep) -> dict[str, Any]:
     """One version with its diff against the previous one: ``{"number", "created_at", "source",
     "node_count", "edge_count", "counts", "diff": {"added_nodes", "removed_nodes", "changed_nodes":
     [{"id", "before", "after"}], "added_edges", "removed_edges"}}``."""

@@ -12,13 +12,14 @@ One service process per lineage database is assumed.
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -76,7 +77,16 @@ def _iso_text(value: Any) -> Any:
     return value
 
 
-IsoTime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text)]
+def _in_range(value: datetime) -> datetime:
+    """Event times are int64 nanoseconds downstream (DuckDB, pandas): 1677-09-22 .. 2262-04-11."""
+    if not MIN_TIME <= value <= MAX_TIME:
+        raise ValueError(f"must be between {MIN_TIME.date()} and {MAX_TIME.date()}")
+    return value
+
+
+MIN_TIME = datetime(1677, 9, 22, tzinfo=UTC)
+MAX_TIME = datetime(2262, 4, 11, tzinfo=UTC)
+IsoTime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), AfterValidator(_in_range)]
 """A JSON string, ISO 8601 with Z or an offset (a naive time is refused, not guessed); no epoch numbers."""
 
 
@@ -102,7 +112,9 @@ class MaterializeIncrementalRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
     end: IsoTime | None = Field(None, description="default: the service clock")
-    lookback_seconds: int | None = Field(None, ge=0, description=f"default {int(DEFAULT_LOOKBACK.total_seconds())}")
+    lookback_seconds: int | None = Field(
+        None, ge=0, le=100 * 365 * 86400, description=f"default {int(DEFAULT_LOOKBACK.total_seconds())}"
+    )
     feature_views: list[str] | None = Field(None, description="default: every online feature view")
     default_start: IsoTime | None = Field(None, description="for a never-materialized view; default 1970")
 

@@ -49,7 +49,11 @@ def metrics(request: Request, store: StoreDep, settings: SettingsDep) -> Respons
     for fv in store.list_feature_views():
         if not fv.online:
             continue
-        newest = [t for t in (_newest_materialized(settings.repo_path, fv), pushed.get(fv.name)) if t is not None]
+        try:
+            materialized = _newest_materialized(settings.repo_path, fv)
+        except (duckdb.Error, OSError, ValueError, OverflowError):  # a scrape must never fail on one view
+            materialized = None
+        newest = [t for t in (materialized, pushed.get(fv.name)) if t is not None]
         if newest:
             freshness[fv.name] = (now - max(newest)).total_seconds()
     return request.app.state.metrics.render(freshness)

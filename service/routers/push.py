@@ -18,8 +18,11 @@ router = APIRouter(tags=["push"])
 async def push(req: PushRequest, request: Request, settings: SettingsDep) -> dict[str, Any]:
     """Push rows to a push source (the body of ``feast serve``'s ``/push``), validated first.
 
-    Answers 200 ``{"rows_received", "rows_written", "rows_quarantined", "quarantined": [{"row",
-    "problems"}], "policy", "to"}``. Errors: 404 unknown push source; 422 strict policy and a bad row
+    Answers 200 ``{"rows_received", "rows_accepted", "rows_quarantined", "quarantined": [{"row",
+    "problems"}], "policy", "to"}``. Accepted rows are written through the ordered online store: one
+    older than what the store holds for its entity is accepted but does not replace the newer value.
+    A row dated more than 5 minutes after the service clock is refused (a value from the future).
+    Errors: 404 unknown push source; 422 strict policy and a bad row
     (every problem listed, nothing written) or a malformed body.
     """
     gate = request.app.state.push_gate
