@@ -162,8 +162,16 @@ class LineageStore:
         """Create or migrate the tables to the newest revision (``alembic upgrade head``; idempotent)."""
         with self._engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                migrations.upgrade(conn, self.table_prefix)
+            sqlite = conn.dialect.name == "sqlite"
+            raw = conn.connection.dbapi_connection if sqlite else None
+            if raw is not None:  # batch migrations recreate tables; SQLite lifts FK checks only outside a transaction
+                raw.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with conn.begin():
+                    migrations.upgrade(conn, self.table_prefix)
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys = ON")
 
     def drop_all(self) -> None:
         """Drop every table of this prefix and everything in them (for tests and teardown)."""
