@@ -52,7 +52,7 @@ ROOT = BENCH.parent
 SERVICE = "delay_model_v1"
 ORIGINS = ("EWR", "JFK", "LGA")
 NOW = "2013-12-31T00:00:00Z"
-START, END = "2012-12-01T00:00:00", "2014-01-02T00:00:00"  # UTC
+START, END = "2012-12-01T00:00:00", "2014-01-02T00:00:00"  # UTC, the materialization benchmark's window
 ONLINE_VIEWS = ("origin_weather", "carrier_daily_stats", "plane_profile", "origin_weather_fresh")
 SERVERS = ("feast serve", "feastline")
 TARGET_P99 = {1: 0.25, 100: 0.15}  # feastline p99 <= this x feast serve p99
@@ -383,7 +383,7 @@ def main() -> None:
             f"pandas {info['pandas']}",
             f"- setup: a temporary copy of `feature_repo/` (definitions, `.feastignore`, `schemas.py`, `data/` without "
             f"its online store and registry), `feast apply` ({apply_s:.1f} s), then "
-            f"`FeatureStore(copy).materialize({START}Z, {END}Z)` once with cwd = the copy ({once_s:.1f} s); both "
+            f"`FeatureStore(copy).materialize({START}Z, {NOW})` once with cwd = the copy ({once_s:.1f} s); both "
             "servers read that same SQLite online store file (`service.online_stores.sqlite.OrderedSqliteOnlineStore`)",
             "- servers, one at a time, 1 worker each, loopback (feastline with "
             f"`FEASTLINE_NOW={NOW}`, so TTLs are evaluated in the replay); access logs on for both (their defaults):",

@@ -27,7 +27,8 @@ import contextlib, sys
 from datetime import UTC, datetime
 from feast import FeatureStore
 with contextlib.chdir(sys.argv[1]):  # Feast 0.67 resolves relative Parquet paths against the cwd
-    FeatureStore(repo_path=".").materialize(datetime(2012, 12, 1, tzinfo=UTC), datetime(2014, 1, 2, tzinfo=UTC))
+    # up to the replay clock feastline serves at, so both servers hold the same "as of" values
+    FeatureStore(repo_path=".").materialize(datetime(2012, 12, 1, tzinfo=UTC), datetime(2013, 12, 31, tzinfo=UTC))
 """
 
 
@@ -72,7 +73,7 @@ def prepare_repo(src: Path, dst: Path, log_dir: Path) -> Path:
 
 
 def materialize_in_process(repo: Path, log_dir: Path) -> float:
-    """``FeatureStore(repo).materialize(2012-12-01Z, 2014-01-02Z)`` in a child with cwd = repo; wall seconds."""
+    """``FeatureStore(repo).materialize(2012-12-01Z, 2013-12-31Z)`` in a child with cwd = repo; wall seconds."""
     return run_logged([sys.executable, "-c", MATERIALIZE_ONCE, str(repo)], log_dir / "materialize_once.log", repo, 240)
 
 

@@ -1,6 +1,7 @@
 """The app factory. Nothing heavy happens at import: ``create_app(settings)`` wires the routers and a
 lifespan that opens the Feast store and the lineage database on ``app.state``."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,6 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
         app.state.quarantine = QuarantineStore(settings.lineage_database_url)
         app.state.push_gate = PushGate(app.state.feature_store, app.state.quarantine, settings.repo_path)
+        # Feast and its dependencies leave a few million long-lived objects; moving them out of the
+        # collector's reach keeps full (gen 2) collections from pausing requests for 100+ ms.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
