@@ -18,7 +18,7 @@ import yaml
 from feast import FeatureStore
 
 from service.app import create_app
-from service.materialization import INTERRUPTED, JobStore
+from service.jobs import INTERRUPTED, JobStore
 from service.settings import Settings
 from tests.conftest import NoServerErrorClient
 
