@@ -392,7 +392,10 @@ def main() -> None:
             "(origin_weather + carrier_daily_stats, "
             "12 features); batch 1 = EWR/UA; batch 100 = 100 rows cycling EWR/JFK/LGA × the 16 carriers; "
             "identical JSON bytes for both servers",
-            f"- load: closed loop from this process (asyncio + `httpx.AsyncClient`, keep-alive), {args.warmup} warm-up "
+            "- load: closed loop from a separate client process (`bench/online_load.py`: uvloop streams, one "
+            "pre-encoded HTTP/1.1 request, keep-alive, its GC frozen and off while measuring; the same client for "
+            "both servers), "
+            f"{args.warmup} warm-up "
             f"requests discarded, then {args.requests:,} requests or {args.seconds:g} s, whichever first, at "
             f"concurrency {args.concurrency}; then sequential (concurrency 1): {args.sequential_requests:,} requests "
             f"or {args.sequential_seconds:g} s; latency = client-side, request sent to body received; "

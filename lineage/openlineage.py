@@ -10,7 +10,7 @@ view is ``online_store:<project>_<view>``.
 Facets used (schema URLs as in the spec and in openlineage-python): ``schema`` (SchemaDatasetFacet
 1-2-0), ``columnLineage`` (ColumnLineageDatasetFacet 1-2-0), ``dataQualityMetrics`` as an input facet
 (DataQualityMetricsInputDatasetFacet 1-0-3) and as a dataset facet of outputs
-(DataQualityMetricsDatasetFacet 1-0-1), ``outputStatistics`` (1-0-2), ``errorMessage`` run facet
+(DataQualityMetricsDatasetFacet 1-0-0), ``outputStatistics`` (1-0-2), ``errorMessage`` run facet
 (1-0-1), and one custom output facet, ``feastline_quarantine`` (rows rejected by validation).
 
 Nothing here does I/O: callers pass in what they measured.
@@ -36,7 +36,7 @@ FACET_SCHEMA_URLS: dict[str, str] = {
     "dataQualityMetrics.input": (
         f"{_FACETS}/1-0-3/DataQualityMetricsInputDatasetFacet.json#/$defs/DataQualityMetricsInputDatasetFacet"
     ),
-    "dataQualityMetrics": f"{_FACETS}/1-0-1/DataQualityMetricsDatasetFacet.json#/$defs/DataQualityMetricsDatasetFacet",
+    "dataQualityMetrics": f"{_FACETS}/1-0-0/DataQualityMetricsDatasetFacet.json#/$defs/DataQualityMetricsDatasetFacet",
     "outputStatistics": (
         f"{_FACETS}/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
     ),

@@ -107,9 +107,13 @@ def materialize_cmd(
     feastline's own materializer (DuckDB, much faster than ``feast materialize``); the intervals are
     recorded in the Feast registry as Feast does, and each view's lineage node gets ``last_materialization``.
     """
+    import gc
     import uuid
     from datetime import timedelta
 
+    from service.feast_runtime import skip_definition_typechecks
+
+    skip_definition_typechecks()  # definitions come from the registry here; see service/feast_runtime.py
     from feast import FeatureStore
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -158,6 +162,10 @@ def materialize_cmd(
 
     try:
         store = FeatureStore(repo_path=str(repo))
+        # Feast leaves millions of long-lived objects: out of the collector's reach, the write loop's
+        # young-generation collections stop rescanning them (0.66 s -> 0.37 s on the real data)
+        gc.collect()
+        gc.freeze()
         views = online_views(store)
         if incremental:
             windows = incremental_windows(store, views, end_ts, start_ts, lookback)
@@ -191,6 +199,9 @@ def serve_cmd(
     """Serve the HTTP API (OpenAPI docs at /docs); metrics of every request are at /metrics."""
     import uvicorn
 
+    from service.feast_runtime import skip_definition_typechecks
+
+    skip_definition_typechecks()  # definitions come from the registry here; see service/feast_runtime.py
     from service.app import create_app
     from service.settings import Settings
 

@@ -1,4 +1,8 @@
-"""Typed dependencies: what routes need, taken from ``app.state`` (opened in the app's lifespan)."""
+"""Typed dependencies: what routes need, taken from ``app.state`` (opened in the app's lifespan).
+
+The getters are ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, and
+a thread hop per dependency per request cost more than the whole online read (bench/RESULTS.md).
+"""
 
 from typing import Annotated
 
@@ -10,19 +14,19 @@ from service.catalog import TrainingSetCatalog
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_feature_store(request: Request) -> FeatureStore:
+async def get_feature_store(request: Request) -> FeatureStore:
     return request.app.state.feature_store
 
 
-def get_lineage_store(request: Request) -> LineageStore:
+async def get_lineage_store(request: Request) -> LineageStore:
     return request.app.state.lineage
 
 
-def get_catalog(request: Request) -> TrainingSetCatalog:
+async def get_catalog(request: Request) -> TrainingSetCatalog:
     return request.app.state.catalog
 
 

@@ -132,19 +132,30 @@ def _absent(event_ts: datetime, data: dict[str, Any] | None) -> bool:
     return event_ts.timestamp() == 0 and not any(v.WhichOneof("val") for v in (data or {}).values())
 
 
-def _cell(
-    event_ts: datetime | None, data: dict[str, Any] | None, feature: str, ttl: Any, now: datetime
-) -> tuple[Any, str, str]:
-    """(value, status, event timestamp) of one stored feature value for one entity."""
-    proto = (data or {}).get(feature)
-    if event_ts is None or proto is None or _absent(event_ts, data):
-        return None, "NOT_FOUND", EPOCH
+def _row_state(event_ts: datetime | None, data: dict[str, Any] | None, ttl: Any, now: datetime) -> tuple[str, str]:
+    """(status, event timestamp) of one entity's stored row as a whole, before looking at single values.
+
+    ``NOT_FOUND`` (no row, or one dated after ``now``), ``OUTSIDE_MAX_AGE`` (older than ``ttl`` at
+    ``now``), else ``PRESENT``; the per-value status may still become ``NULL_VALUE``/``NOT_FOUND``.
+    """
+    if event_ts is None or _absent(event_ts, data):
+        return "NOT_FOUND", EPOCH
     aware = event_ts if event_ts.tzinfo else event_ts.replace(tzinfo=UTC)
     if aware > now:  # a replay pinned before the stored row: that value did not exist yet at `now`
-        return None, "NOT_FOUND", EPOCH
-    stamp = _iso(aware)
+        return "NOT_FOUND", EPOCH
     if ttl and now - aware > ttl:
-        return None, "OUTSIDE_MAX_AGE", stamp
+        return "OUTSIDE_MAX_AGE", _iso(aware)
+    return "PRESENT", _iso(aware)
+
+
+def _cell(state: tuple[str, str], data: dict[str, Any] | None, feature: str) -> tuple[Any, str, str]:
+    """(value, status, event timestamp) of one stored feature value, given its row's ``_row_state``."""
+    status, stamp = state
+    proto = (data or {}).get(feature)
+    if proto is None:
+        return None, "NOT_FOUND", EPOCH
+    if status != "PRESENT":
+        return None, status, stamp
     if proto.WhichOneof("val") is None:
         return None, "NULL_VALUE", stamp
     return feast_value_type_to_python_type(proto), "PRESENT", stamp
@@ -157,28 +168,28 @@ def _column(values: list[Any], statuses: list[str], stamps: list[str]) -> dict[s
 def _read_view(
     store: FeatureStore, spec: ViewSpec, req: OnlineFeaturesRequest, n: int, now: datetime, names: dict[str, str]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Any]]]:
-    """Read one view for all ``n`` entities: the response columns and the raw values (for on-demand views)."""
+    """Read one view for all ``n`` entities: the response columns and the raw values (for on-demand views).
+
+    Entities are deduplicated on their join-key values first (a batch of 100 rows usually names a
+    handful of distinct origins or carriers), so protobuf conversion, the store read and the value
+    conversion happen once per distinct entity, then fan out to the requested rows.
+    """
     fv = spec.definition
+    key_columns = [req.entities[k] for k in spec.join_keys]
+    distinct: dict[tuple[Any, ...], int] = {}
+    order = [distinct.setdefault(key, len(distinct)) for key in zip(*key_columns, strict=True)]
     key_types = {c.name: c.dtype.to_value_type() for c in fv.entity_columns}
-    protos = {k: python_values_to_proto_values(req.entities[k], key_types[k]) for k in spec.join_keys}
-    keys = [
-        EntityKeyProto(join_keys=list(spec.join_keys), entity_values=[protos[k][i] for k in spec.join_keys])
-        for i in range(n)
+    protos = [
+        python_values_to_proto_values([key[j] for key in distinct], key_types[k]) for j, k in enumerate(spec.join_keys)
     ]
-    unique: dict[bytes, int] = {}
-    for key in keys:
-        unique.setdefault(key.SerializeToString(deterministic=True), len(unique))
-    distinct = [None] * len(unique)
-    for key in keys:
-        distinct[unique[key.SerializeToString(deterministic=True)]] = key
-    rows = store._get_provider().online_read(store.config, fv, distinct, list(spec.features))
+    join_keys = list(spec.join_keys)
+    keys = [EntityKeyProto(join_keys=join_keys, entity_values=list(values)) for values in zip(*protos, strict=True)]
+    rows = store._get_provider().online_read(store.config, fv, keys, list(spec.features))
     columns: dict[str, dict[str, Any]] = {}
     raw: dict[str, list[Any]] = {}
-    order = [unique[k.SerializeToString(deterministic=True)] for k in keys]
+    states = [_row_state(event_ts, data, spec.ttl, now) for event_ts, data in rows]
     for feature in spec.features:
-        # convert each distinct entity's value once, then fan out to the requested rows (batch 100
-        # often asks for a handful of distinct keys)
-        cells = [_cell(event_ts, data, feature, spec.ttl, now) for event_ts, data in rows]
+        cells = [_cell(state, data, feature) for state, (_, data) in zip(states, rows, strict=True)]
         values = [cells[i][0] for i in order]
         raw[f"{spec.name}__{feature}"] = values
         if f"{spec.name}:{feature}" in names:

@@ -1,191 +1,128 @@
-"""OpenLineage events: pipeline runs, training sets and materializations, validated against a JSON schema.
+"""OpenLineage events: pipeline runs, training sets and materializations, validated against the official
+OpenLineage JSON schemas.
 
-The schema below is transcribed from the OpenLineage 2-0-2 spec (``spec/OpenLineage.json``, RunEvent and
-its $defs) and the facet specs we emit (SchemaDatasetFacet 1-2-0, ColumnLineageDatasetFacet 1-2-0,
-DataQualityMetrics[Input]DatasetFacet, OutputStatisticsOutputDatasetFacet, ErrorMessageRunFacet),
-restricted to what feastline emits. If ``FEASTLINE_OPENLINEAGE_SPEC_DIR`` points at a checkout of the
-spec folder (``OpenLineage.json`` and ``facets/*.json``), events are also validated against the official
-files, read from there (nothing is copied into this repo).
+``tests/openlineage_spec/`` holds the official spec files, vendored unmodified from
+https://github.com/OpenLineage/OpenLineage (see the README.md there): ``OpenLineage.json`` 2-0-2 and the
+file of every facet we emit, at the version its ``_schemaURL`` names. Every event is validated against
+``OpenLineage.json#/$defs/RunEvent``, and every facet against the schema whose ``$id`` is its
+``_schemaURL`` (without the fragment), ``$ref``s resolved across files by ``$id``; a facet whose schema
+is missing fails. The one custom facet, ``feastline_quarantine``, is ours: its schema is
+:data:`QUARANTINE_SCHEMA` below.
 """
 
+import functools
 import json
-import os
+import re
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from referencing import Registry, Resource
 
 from lineage import openlineage as ol
 from service.openlineage import OpenLineageEmitter, emit_pipeline_run
 from service.settings import Settings
 
-FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
+SPEC_DIR = Path(__file__).parent / "openlineage_spec"
 
+# jsonschema checks "date-time" and "uri" only when its optional format packages are installed; they are
+# not, so check them here (RFC 3339 date-time; absolute URI: scheme, then no spaces or RFC 3986 excluded)
+FORMATS = jsonschema.FormatChecker(jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers)
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]*")
+if "date-time" not in FORMATS.checkers:
+    FORMATS.checks("date-time", raises=ValueError)(
+        lambda v: not isinstance(v, str) or bool(_DATE_TIME.fullmatch(v) and datetime.fromisoformat(v.upper()))
+    )
+if "uri" not in FORMATS.checkers:
+    FORMATS.checks("uri")(lambda v: not isinstance(v, str) or bool(_URI.fullmatch(v)))
 
-def _facet(props: dict[str, Any] | None = None, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """BaseFacet (``_producer``, ``_schemaURL`` required URIs) plus a facet's own properties."""
-    return {
-        "type": "object",
-        "properties": {
-            "_producer": {"type": "string", "format": "uri"},
-            "_schemaURL": {"type": "string", "format": "uri"},
-            "_deleted": {"type": "boolean"},
-            **(props or {}),
-        },
-        "required": ["_producer", "_schemaURL", *required],
-    }
-
-
-_FIELD = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
-    "required": ["name"],
-}
-_METRICS = {
-    "rowCount": {"type": "integer"},
-    "columnMetrics": {
-        "type": "object",
-        "additionalProperties": {"type": "object", "properties": {"nullCount": {"type": "integer"}}},
-    },
-}
-_INPUT_FIELD = {
-    "type": "object",
-    "properties": {"namespace": {"type": "string"}, "name": {"type": "string"}, "field": {"type": "string"}},
-    "required": ["namespace", "name", "field"],
-}
-SCHEMA: dict[str, Any] = {
+QUARANTINE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$defs": {
-        "facet": _facet(),
-        "dataset": {
-            "type": "object",
-            "properties": {
-                "namespace": {"type": "string"},
-                "name": {"type": "string"},
-                "facets": {
-                    "type": "object",
-                    "properties": {
-                        "schema": _facet({"fields": {"type": "array", "items": _FIELD}}),
-                        "columnLineage": _facet(
-                            {
-                                "fields": {
-                                    "type": "object",
-                                    "additionalProperties": {
-                                        "type": "object",
-                                        "properties": {"inputFields": {"type": "array", "items": _INPUT_FIELD}},
-                                        "required": ["inputFields"],
-                                    },
-                                }
-                            },
-                            ("fields",),
-                        ),
-                        "dataQualityMetrics": _facet(_METRICS, ("columnMetrics",)),
-                    },
-                    "additionalProperties": {"$ref": "#/$defs/facet"},
-                },
-                "inputFacets": {
-                    "type": "object",
-                    "properties": {"dataQualityMetrics": _facet(_METRICS, ("columnMetrics",))},
-                    "additionalProperties": {"$ref": "#/$defs/facet"},
-                },
-                "outputFacets": {
-                    "type": "object",
-                    "properties": {"outputStatistics": _facet({"rowCount": {"type": "integer"}}, ("rowCount",))},
-                    "additionalProperties": {"$ref": "#/$defs/facet"},
-                },
-            },
-            "required": ["namespace", "name"],
-        },
-    },
+    "$id": ol.FACET_SCHEMA_URLS["feastline_quarantine"],
+    "description": "feastline custom output facet: rows a pipeline step rejected by validation",
+    "allOf": [{"$ref": f"{ol.SPEC_URL}#/$defs/OutputDatasetFacet"}],
     "type": "object",
     "properties": {
-        "eventTime": {"type": "string", "format": "date-time", "pattern": "Z$"},
-        "producer": {"type": "string", "format": "uri"},
-        "schemaURL": {"const": ol.RUN_EVENT_SCHEMA_URL},
-        "eventType": {"enum": ["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]},
-        "run": {
-            "type": "object",
-            "properties": {
-                "runId": {"type": "string", "format": "uuid"},
-                "facets": {
-                    "type": "object",
-                    "properties": {
-                        "errorMessage": _facet(
-                            {"message": {"type": "string"}, "programmingLanguage": {"type": "string"}},
-                            ("message", "programmingLanguage"),
-                        )
-                    },
-                    "additionalProperties": {"$ref": "#/$defs/facet"},
-                },
-            },
-            "required": ["runId"],
-        },
-        "job": {
-            "type": "object",
-            "properties": {"namespace": {"type": "string"}, "name": {"type": "string"}},
-            "required": ["namespace", "name"],
-        },
-        "inputs": {"type": "array", "items": {"$ref": "#/$defs/dataset"}},
-        "outputs": {"type": "array", "items": {"$ref": "#/$defs/dataset"}},
+        "rowCount": {"description": "rows quarantined", "type": "integer", "minimum": 0},
+        "rowsIn": {"description": "rows the step read", "type": "integer", "minimum": 0},
+        "passed": {"description": "whether the step's quality checks passed", "type": "boolean"},
+        "failures": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
     },
-    "required": ["eventTime", "producer", "schemaURL", "eventType", "run", "job"],
+    "required": ["rowCount", "rowsIn", "passed", "failures"],
 }
 
 
-def _official_validator() -> Any:
-    spec_dir = os.environ.get("FEASTLINE_OPENLINEAGE_SPEC_DIR")
-    if not spec_dir:
-        return None
-    from referencing import Registry, Resource
-
-    resources = []
-    for path in [Path(spec_dir) / "OpenLineage.json", *sorted((Path(spec_dir) / "facets").glob("*.json"))]:
-        doc = json.loads(path.read_text())
-        resources.append((doc["$id"], Resource.from_contents(doc)))
-    registry = Registry().with_resources(resources)
-    root = json.loads((Path(spec_dir) / "OpenLineage.json").read_text())
-    return registry, root
+def _load_schemas() -> dict[str, dict[str, Any]]:
+    """The vendored official files, and our custom facet's schema, by ``$id``."""
+    docs = [json.loads(path.read_text()) for path in sorted(SPEC_DIR.rglob("*.json"))]
+    docs.append(QUARANTINE_SCHEMA)
+    by_id = {doc["$id"]: doc for doc in docs}
+    assert len(by_id) == len(docs), "two schema files with the same $id"
+    return by_id
 
 
-OFFICIAL = _official_validator()
+SCHEMAS = _load_schemas()
+REGISTRY: Registry = Registry().with_resources((uri, Resource.from_contents(doc)) for uri, doc in SCHEMAS.items())
+SPEC_ID: str = json.loads((SPEC_DIR / "OpenLineage.json").read_text())["$id"]
+RUN_EVENT = f"{SPEC_ID}#/$defs/RunEvent"
 
 
-def _facet_schema_id(url: str) -> str:
-    return url.split("#")[0]
+@functools.cache
+def _validator(url: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator({"$ref": url}, registry=REGISTRY, format_checker=FORMATS)
 
 
-def validate(event: dict[str, Any]) -> None:
-    jsonschema.Draft202012Validator(SCHEMA, format_checker=FORMATS).validate(event)
-    for group in _all_facets(event):
-        assert group["_schemaURL"] and group["_producer"] == event["producer"]
-    if OFFICIAL is not None:
-        registry, root = OFFICIAL
-        run_event = {"$ref": f"{root['$id']}#/$defs/RunEvent"}
-        jsonschema.Draft202012Validator(run_event, registry=registry, format_checker=FORMATS).validate(event)
-        for facet in _all_facets(event):  # each facet against its own spec file, where we have it
-            url = facet["_schemaURL"]
-            base = _facet_schema_id(url)
-            try:
-                registry.contents(base)
-            except Exception:
-                # same facet, spec file of another minor version: validate against the one in the spec dir
-                name = base.rsplit("/", 1)[-1]
-                match = [u for u in registry if u.endswith(f"/{name}")]
-                if not match:
-                    continue
-                url = match[0] + "#" + url.split("#")[1]
-            jsonschema.Draft202012Validator({"$ref": url}, registry=registry, format_checker=FORMATS).validate(facet)
+def _facet_groups(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each facet group of an event, with the spec's base type for facets there (``RunFacet``, ...)."""
+    groups = [("RunFacet", event["run"].get("facets", {})), ("JobFacet", event["job"].get("facets", {}))]
+    for ds in [*event.get("inputs", []), *event.get("outputs", [])]:
+        groups += [
+            ("DatasetFacet", ds.get("facets", {})),
+            ("InputDatasetFacet", ds.get("inputFacets", {})),
+            ("OutputDatasetFacet", ds.get("outputFacets", {})),
+        ]
+    return groups
 
 
 def _all_facets(event: dict[str, Any]) -> list[dict[str, Any]]:
-    groups = [event["run"].get("facets", {}), event["job"].get("facets", {})]
-    for ds in [*event.get("inputs", []), *event.get("outputs", [])]:
-        groups += [ds.get("facets", {}), ds.get("inputFacets", {}), ds.get("outputFacets", {})]
-    return [f for g in groups for f in g.values()]
+    return [f for _, group in _facet_groups(event) for f in group.values()]
+
+
+def validate_facet(kind: str, name: str, facet: dict[str, Any]) -> None:
+    """``facet``, under key ``name`` of a group of ``kind`` facets, against the schema its ``_schemaURL`` names.
+
+    Also: the schema extends ``kind`` (an input facet sits in ``inputFacets``, ...), and where the URL
+    points into a spec file's ``$defs``, that file declares the facet under key ``name``.
+    """
+    url = facet["_schemaURL"]
+    base, _, fragment = url.partition("#")
+    assert base in SCHEMAS, f"facet {name!r}: no schema with $id {base} (vendor it into {SPEC_DIR})"
+    _validator(url).validate(facet)
+    schema = REGISTRY.resolver().lookup(url).contents
+    spec_defs = f"{SPEC_ID}#/$defs/"
+    refs = [part.get("$ref", "") for part in schema.get("allOf", [])]
+    extends = {ref.removeprefix(spec_defs) for ref in refs if ref.startswith(spec_defs)}
+    assert extends == {kind}, f"facet {name!r} ({url}) extends {extends}, but sits among {kind}s"
+    if fragment:
+        declared = SCHEMAS[base].get("properties", {})
+        assert declared.get(name) == {"$ref": f"#{fragment}"}, f"{base} names its facet {sorted(declared)}"
+
+
+def validate(event: dict[str, Any]) -> None:
+    """``event`` against the official RunEvent, each facet against its own schema, plus feastline's rules."""
+    _validator(RUN_EVENT).validate(event)
+    assert event["schemaURL"] == RUN_EVENT == ol.RUN_EVENT_SCHEMA_URL
+    assert event["eventTime"].endswith("Z"), event["eventTime"]  # we always emit UTC
+    for kind, group in _facet_groups(event):
+        for name, facet in group.items():
+            validate_facet(kind, name, facet)
+            assert facet["_producer"] == event["producer"]
 
 
 def check_runs(events: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -203,15 +140,103 @@ def check_runs(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     return {run_id: [e["eventType"] for e in run] for run_id, run in runs.items()}
 
 
+def test_vendored_spec_matches_what_we_emit():
+    assert SPEC_ID == ol.SPEC_URL == "https://openlineage.io/spec/2-0-2/OpenLineage.json"
+    official = {uri for uri in SCHEMAS if uri.startswith("https://openlineage.io/spec/facets/")}
+    emitted = {url.partition("#")[0] for url in ol.FACET_SCHEMA_URLS.values()}
+    assert official == emitted - {QUARANTINE_SCHEMA["$id"]}, "a facet without its file, or a file we do not use"
+    for url in ol.FACET_SCHEMA_URLS.values():
+        assert REGISTRY.resolver().lookup(url).contents  # the fragment resolves too
+
+
 def test_schema_rejects_a_broken_event():
     event = ol.run_event(ol.START, "0b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00", "j", "2024-01-01T00:00:00Z")
     validate(event)
-    for broken in ({**event, "run": {"runId": "not-a-uuid"}}, {k: v for k, v in event.items() if k != "producer"}):
+    for broken in (
+        {**event, "run": {"runId": "not-a-uuid"}},
+        {k: v for k, v in event.items() if k != "producer"},
+        {k: v for k, v in event.items() if k != "eventTime"},
+        {**event, "eventTime": "2024-01-01 00:00"},
+        {**event, "eventTime": "2024-13-01T00:00:00Z"},
+        {**event, "producer": "not a uri"},
+        {**event, "eventType": "DONE"},
+        {**event, "job": {"name": "j"}},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             validate(broken)
     bad_facet = ol.dataset("x", facets={"schema": {"fields": []}})  # no _producer / _schemaURL
     with pytest.raises(jsonschema.ValidationError):
         validate({**event, "inputs": [bad_facet]})
+    wrong_type = ol.dataset("x", facets={"dataQualityMetrics": ol.quality_facet(3, input_side=False)})
+    wrong_type["facets"]["dataQualityMetrics"]["rowCount"] = "3"
+    with pytest.raises(jsonschema.ValidationError, match="'3' is not of type 'integer'"):
+        validate({**event, "outputs": [wrong_type]})
+    no_lineage = ol.dataset("x", facets={"columnLineage": ol.facet("columnLineage")})  # "fields" is required
+    with pytest.raises(jsonschema.ValidationError, match="'fields' is a required property"):
+        validate({**event, "outputs": [no_lineage]})
+    quarantine = ol.dataset("x", output_facets={"feastline_quarantine": ol.facet("feastline_quarantine", rowCount=1)})
+    with pytest.raises(jsonschema.ValidationError, match="'rowsIn' is a required property"):
+        validate({**event, "outputs": [quarantine]})
+
+
+def test_a_facet_without_its_schema_file_fails():
+    event = ol.run_event(ol.START, "0b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00", "j", "2024-01-01T00:00:00Z")
+    unknown = ol.facet("schema", fields=[])
+    unknown["_schemaURL"] = unknown["_schemaURL"].replace("/1-2-0/", "/9-9-9/")
+    with pytest.raises(AssertionError, match="no schema with \\$id"):
+        validate({**event, "inputs": [ol.dataset("x", facets={"schema": unknown})]})
+    misplaced = ol.dataset("x", facets={"dataQualityMetrics": ol.quality_facet(3, input_side=True)})
+    with pytest.raises(AssertionError, match="sits among DatasetFacets"):
+        validate({**event, "inputs": [misplaced]})
+    renamed = ol.dataset("x", facets={"columns": ol.schema_facet(["a"])})
+    with pytest.raises(AssertionError, match="names its facet"):
+        validate({**event, "inputs": [renamed]})
+
+
+def test_every_facet_we_emit_validates():
+    """Materialization (COMPLETE and FAIL) and training set events, built directly: every facet kind."""
+    run_id, now = "0b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00", ol.datetime.now(ol.UTC)
+    args = ("v", "s", "p_v", now, now)
+    done = ol.materialization_events(run_id, *args, columns={"k": "int64", "f": None}, rows_in_window=3, rows_written=2)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        failed = ol.materialization_events(run_id.replace("0b", "1b"), *args, error=exc)
+        trace = ol.error_facet(exc, "Traceback ...")
+    assert failed[1]["eventType"] == ol.FAIL
+    assert failed[1]["run"]["facets"]["errorMessage"]["message"] == "RuntimeError: boom"
+    ts_run = "2b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00"
+    inputs = ol.training_set_inputs(["a", "b", "a"])
+    output = ol.training_set_output("ts-1", {"x": "float64"}, 5, {"x": 1})
+    training = [
+        ol.run_event(ol.START, ts_run, ol.TRAINING_SET_JOB, now, inputs),
+        ol.run_event(ol.COMPLETE, ts_run, ol.TRAINING_SET_JOB, now, inputs, [output]),
+    ]
+    ts_fail = "3b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00"
+    training_failed = [
+        ol.run_event(ol.START, ts_fail, ol.TRAINING_SET_JOB, now, inputs),
+        ol.run_event(ol.FAIL, ts_fail, ol.TRAINING_SET_JOB, now, inputs, run_facets={"errorMessage": trace}),
+    ]
+    events = [*done, *failed, *training, *training_failed]
+    assert sorted(check_runs(events).values()) == [["START", "COMPLETE"]] * 2 + [["START", "FAIL"]] * 2
+    step = {
+        "step": "s",
+        "inputs": [{"table": "db.t", "rows": 4}],
+        "output": {"table": "o", "columns": {"a": "int64"}},
+        "data_source": "src",
+        "column_lineage": {"a": ["db.t.a"]},
+        "rows_in": 4,
+        "rows_out": 3,
+        "rows_quarantined": 1,
+        "quality": {"passed": False, "failures": [{"check": "not_null", "column": "a", "row": 2}]},
+        "started_at": "2024-01-01T00:00:00+01:00",
+        "finished_at": "2024-01-01T00:01:00+01:00",
+        "status": "completed",
+    }
+    events += ol.pipeline_step_events("4b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00", step, {"a": 0})
+    check_runs(events)
+    seen = {facet["_schemaURL"] for event in events for facet in _all_facets(event)}
+    assert seen == set(ol.FACET_SCHEMA_URLS.values())
 
 
 def test_pipeline_run_events(built_repo: Path):
@@ -354,6 +379,7 @@ def test_http_delivery_to_a_local_consumer():
         thread.join()
     assert [path for path, _ in received] == ["/api/v1/lineage"] * 2
     assert [event for _, event in received] == events
+    check_runs(events)
 
 
 def test_unreachable_consumer_never_fails():
