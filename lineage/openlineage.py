@@ -41,7 +41,7 @@ FACET_SCHEMA_URLS: dict[str, str] = {
         f"{_FACETS}/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
     ),
     "errorMessage": f"{_FACETS}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
-    "feastline_quarantine": f"{PRODUCER}/schemas/QuarantineOutputDatasetFacet.json",
+    "feastline_quarantine": f"{PRODUCER}/lineage/schemas/QuarantineOutputDatasetFacet.json",
 }
 
 START, COMPLETE, FAIL = "START", "COMPLETE", "FAIL"

@@ -7,7 +7,7 @@ file of every facet we emit, at the version its ``_schemaURL`` names. Every even
 ``OpenLineage.json#/$defs/RunEvent``, and every facet against the schema whose ``$id`` is its
 ``_schemaURL`` (without the fragment), ``$ref``s resolved across files by ``$id``; a facet whose schema
 is missing fails. The one custom facet, ``feastline_quarantine``, is ours: its schema is
-:data:`QUARANTINE_SCHEMA` below.
+``lineage/schemas/QuarantineOutputDatasetFacet.json`` (the path its ``_schemaURL`` names).
 """
 
 import functools
@@ -42,20 +42,10 @@ if "date-time" not in FORMATS.checkers:
 if "uri" not in FORMATS.checkers:
     FORMATS.checks("uri")(lambda v: not isinstance(v, str) or bool(_URI.fullmatch(v)))
 
-QUARANTINE_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": ol.FACET_SCHEMA_URLS["feastline_quarantine"],
-    "description": "feastline custom output facet: rows a pipeline step rejected by validation",
-    "allOf": [{"$ref": f"{ol.SPEC_URL}#/$defs/OutputDatasetFacet"}],
-    "type": "object",
-    "properties": {
-        "rowCount": {"description": "rows quarantined", "type": "integer", "minimum": 0},
-        "rowsIn": {"description": "rows the step read", "type": "integer", "minimum": 0},
-        "passed": {"description": "whether the step's quality checks passed", "type": "boolean"},
-        "failures": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
-    },
-    "required": ["rowCount", "rowsIn", "passed", "failures"],
-}
+# our custom facet's schema ships with the package, at the path its _schemaURL names
+QUARANTINE_SCHEMA: dict[str, Any] = json.loads(
+    (Path(ol.__file__).parent / "schemas" / "QuarantineOutputDatasetFacet.json").read_text()
+)
 
 
 def _load_schemas() -> dict[str, dict[str, Any]]:
