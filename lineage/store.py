@@ -1,67 +1,50 @@
 """Persistence of the lineage graph, with its history, in SQLite or PostgreSQL (SQLAlchemy Core).
 
-The schema is managed by Alembic (:mod:`lineage.migrations`, run on construction). Tables, names
-optionally prefixed so tests can isolate themselves in one database::
+The schema is managed by Alembic (:mod:`lineage.migrations`, run on construction); the tables are
+described in :mod:`lineage.tables`. The current tables answer current reads; the history tables
+(:mod:`lineage.history`) answer ``as_of`` reads. ``registry`` marks what the last
+:meth:`LineageStore.record_version` (``feastline apply``) recorded; only those nodes and edges can be
+ended by a later version. Nodes saved otherwise (training sets, models, pipeline runs, materialization
+attributes) are recorded in the history with the change that wrote them.
 
-    lineage_nodes(id PK "kind:name", kind, name, definition_hash, attributes JSON, updated_at, registry)
-    lineage_edges(source, target, relation, registry; PK (source, target, relation))   -- the current graph
-    lineage_changes(seq PK, at)                 -- one row per committed write; max(seq) is the change token
-    lineage_node_history(id, definition_hash, attributes, from_seq, to_seq)   -- valid for from <= s < to
-    lineage_edge_history(source, target, relation, from_seq, to_seq)
-    lineage_versions(number PK, seq, created_at, source, node_count, edge_count, diff JSON)
-
-The current tables answer current reads; the history tables answer ``as_of`` reads. ``registry`` marks
-what the last :meth:`LineageStore.record_version` (``feastline apply``) recorded; only those nodes and
-edges can be ended by a later version. Nodes saved otherwise (training sets, models, pipeline runs,
-materialization attributes) are recorded in the history with the change that wrote them.
+Attributes have one of two writers. The apply writes a node's definition and replaces, on each
+version, the attributes it writes. Runs (a materialization's ``last_materialization``) write through
+:meth:`LineageStore.update_attributes`; the store remembers those keys (``run_keys``) and a re-apply keeps
+them, unless the apply now writes the same key itself.
 
 Writers are serialised (PostgreSQL: an ``EXCLUSIVE`` lock on the changes table; SQLite: ``BEGIN
 IMMEDIATE`` with a 30 s busy timeout), so concurrent writes with overlapping nodes and edges lose
-nothing, duplicate nothing, and cannot jointly close a cycle. Readers are not blocked on PostgreSQL.
+nothing, duplicate nothing, and cannot jointly close a cycle; a check made inside a write (a model
+version already registered) holds until it commits. Readers are not blocked on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Connection,
-    DateTime,
-    ForeignKey,
-    Integer,
-    MetaData,
-    Row,
-    String,
-    Table,
-    Text,
-    and_,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Table, and_, bindparam, create_engine, delete, event, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lineage import migrations
-from lineage.errors import NodeNotFound
+from lineage import history, migrations
+from lineage.errors import ModelVersionConflict, NodeNotFound
 from lineage.graph import LineageGraph
-from lineage.model import Edge, Node, NodeKind, NodeRef, Relation
-from lineage.versions import GraphDiff, Version, VersionNotFound, diff_graphs
+from lineage.graph_cache import GraphCache
+from lineage.model import Edge, Node, NodeRef, Relation
+from lineage.tables import (
+    LineageTables,
+    edge_from_row,
+    edge_key,
+    node_from_row,
+    node_row,
+    run_keys_from_row,
+    version_from_row,
+)
+from lineage.versions import Version, VersionNotFound, diff_graphs
 
 _WRITE_OPTION = "lineage_write"
 _PAST_GRAPHS_KEPT = 8
@@ -93,67 +76,8 @@ class LineageStore:
         self._engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
         if is_sqlite:
             _use_explicit_sqlite_transactions(self._engine)
-        self._metadata = MetaData()
-        p = table_prefix
-        self._nodes = Table(
-            f"{p}lineage_nodes",
-            self._metadata,
-            Column("id", Text, primary_key=True),
-            Column("kind", Text, nullable=False),
-            Column("name", Text, nullable=False),
-            Column("definition_hash", Text, nullable=True),
-            Column("attributes", Text, nullable=False),
-            Column("updated_at", DateTime(timezone=True), nullable=False),
-            Column("registry", Boolean, nullable=False),
-        )
-        nodes_id = f"{self._nodes.name}.id"
-        self._edges = Table(
-            f"{p}lineage_edges",
-            self._metadata,
-            Column("source", Text, ForeignKey(nodes_id), primary_key=True),
-            Column("target", Text, ForeignKey(nodes_id), primary_key=True),
-            Column("relation", Text, primary_key=True),
-            Column("registry", Boolean, nullable=False),
-        )
-        self._changes = Table(
-            f"{p}lineage_changes",
-            self._metadata,
-            Column("seq", Integer, primary_key=True, autoincrement=False),
-            Column("at", DateTime(timezone=True), nullable=False),
-        )
-        self._node_history = Table(
-            f"{p}lineage_node_history",
-            self._metadata,
-            Column("id", Text, nullable=False),
-            Column("definition_hash", Text),
-            Column("attributes", Text, nullable=False),
-            Column("from_seq", Integer, nullable=False),
-            Column("to_seq", Integer),
-        )
-        self._edge_history = Table(
-            f"{p}lineage_edge_history",
-            self._metadata,
-            Column("source", Text, nullable=False),
-            Column("target", Text, nullable=False),
-            Column("relation", Text, nullable=False),
-            Column("from_seq", Integer, nullable=False),
-            Column("to_seq", Integer),
-        )
-        self._versions = Table(
-            f"{p}lineage_versions",
-            self._metadata,
-            Column("number", Integer, primary_key=True, autoincrement=False),
-            Column("seq", Integer, nullable=False),
-            Column("created_at", DateTime(timezone=True), nullable=False),
-            Column("source", Text, nullable=False),
-            Column("node_count", Integer, nullable=False),
-            Column("edge_count", Integer, nullable=False),
-            Column("diff", Text, nullable=False),
-        )
-        Table(migrations.version_table(p), self._metadata, Column("version_num", String(32), primary_key=True))
-        self._cache_lock = threading.Lock()
-        self._current: tuple[int, LineageGraph] | None = None
-        self._past: OrderedDict[int, LineageGraph] = OrderedDict()
+        self._t = LineageTables.named(table_prefix)
+        self._cache = GraphCache(_PAST_GRAPHS_KEPT)
         self.create_all()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -175,10 +99,8 @@ class LineageStore:
 
     def drop_all(self) -> None:
         """Drop every table of this prefix and everything in them (for tests and teardown)."""
-        self._metadata.drop_all(self._engine)
-        with self._cache_lock:
-            self._current = None
-            self._past.clear()
+        self._t.metadata.drop_all(self._engine)
+        self._cache.clear()
 
     def dispose(self) -> None:
         """Close every pooled connection; the store must not be used afterwards."""
@@ -203,18 +125,35 @@ class LineageStore:
             NodeNotFound: an edge names a node that is neither stored nor in ``nodes``.
             CycleRefused: the stored graph plus these edges would contain a cycle.
         """
-        by_ref = {node.ref: node for node in nodes}  # the last of duplicate refs wins
-        new_edges = sorted(set(edges))
         with self._writing() as w:
-            graph = self._read_graph(w.conn)
-            known = {node.ref: node for node in graph.nodes()}
-            stored_edges = set(graph.edges())
-            for node in by_ref.values():
-                graph.add_node(node)
-            for edge in new_edges:
-                graph.add_edge(edge)
-            self._put_nodes(w, [n for n in by_ref.values() if known.get(n.ref) != n], known, registry=None)
-            self._put_edges(w, [e for e in new_edges if e not in stored_edges], stored_edges, registry=False)
+            self._save(w, nodes, edges)
+
+    def register_model(self, model: Node, training_set: NodeRef) -> Node:
+        """Save ``model`` with a ``trained_on`` edge from ``training_set``, unless that model is already
+        trained on another node: checked and written in one transaction, under the writers' lock, so of
+        concurrent registrations of one ref on different training sets exactly one succeeds.
+
+        Registering again on the same training set replaces the model's hash and attributes (as
+        :meth:`save`).
+
+        Returns:
+            ``model``, as now stored.
+
+        Raises:
+            ModelVersionConflict: ``model.ref`` is trained on another node (``registered_on`` names it);
+                nothing is written.
+            NodeNotFound: ``training_set`` is not stored.
+        """
+        e = self._t.edges
+        with self._writing() as w:
+            trained_on = select(e.c.source).where(
+                e.c.target == str(model.ref), e.c.relation == str(Relation.TRAINED_ON), e.c.source != str(training_set)
+            )
+            other = w.conn.scalars(trained_on.order_by(e.c.source).limit(1)).one_or_none()
+            if other is not None:
+                raise ModelVersionConflict(model.ref, NodeRef.parse(other).name, training_set.name)
+            self._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
+        return model
 
     def record_version(self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = "feast apply") -> Version:
         """Record the registry-derived graph as a new version, in one transaction.
@@ -222,7 +161,9 @@ class LineageStore:
         ``nodes`` and ``edges`` are the whole registry-derived graph (what ``feastline apply`` builds).
         They are upserted and marked as registry-derived; registry nodes and edges of the previous
         version that are absent now are ended (they stay in the history, readable with ``as_of``), and
-        so is every other edge touching an ended node.
+        so is every other edge touching an ended node. A node's attributes are replaced by the ones
+        given, except those written by runs (:meth:`update_attributes`) under keys not given: those are
+        kept (a view's ``last_materialization`` survives a re-apply, even of a changed definition).
 
         Returns:
             the new :class:`Version`, numbered one past the last, with its diff against the previous
@@ -232,34 +173,33 @@ class LineageStore:
             NodeNotFound: an edge names a node that is neither stored (and kept) nor in ``nodes``.
             CycleRefused: the resulting graph would contain a cycle. Nothing is written on error.
         """
-        by_ref = {node.ref: node for node in nodes}
+        given = {node.ref: node for node in nodes}
         new_edges = set(edges)
+        t = self._t
         with self._writing() as w:
             conn = w.conn
             graph = self._read_graph(conn)
             known = {node.ref: node for node in graph.nodes()}
             stored_edges = set(graph.edges())
-            registry_refs = [
-                NodeRef.parse(i) for i in conn.scalars(select(self._nodes.c.id).where(self._nodes.c.registry))
-            ]
-            registry_edges = {
-                _edge_from_row(r) for r in conn.execute(select(self._edges).where(self._edges.c.registry))
-            }
+            registry_refs = [NodeRef.parse(i) for i in conn.scalars(select(t.nodes.c.id).where(t.nodes.c.registry))]
+            registry_edges = {edge_from_row(r) for r in conn.execute(select(t.edges).where(t.edges.c.registry))}
             diff = diff_graphs(
-                {r: known[r].definition_hash for r in registry_refs}, registry_edges, by_ref.values(), new_edges
+                {r: known[r].definition_hash for r in registry_refs}, registry_edges, given.values(), new_edges
             )
             gone = set(diff.removed_nodes)
+            run_keys = self._run_keys(conn)
+            by_ref, kept_keys = _keep_run_attributes(given, known, run_keys)
             ended_edges = {e for e in stored_edges if e.source in gone or e.target in gone} | set(diff.removed_edges)
             kept_nodes = [n for n in graph.nodes() if n.ref not in gone and n.ref not in by_ref]
             result = LineageGraph.of([*kept_nodes, *by_ref.values()], (stored_edges - ended_edges) | new_edges)
             self._end_edges(w, sorted(ended_edges - new_edges))
             self._end_nodes(w, sorted(gone))
-            self._put_nodes(w, list(by_ref.values()), known, registry=True)
+            self._put_nodes(w, list(by_ref.values()), known, registry=True, run_keys=kept_keys)
             self._put_edges(w, sorted(new_edges), stored_edges - ended_edges, registry=True)
-            number = conn.execute(select(func.coalesce(func.max(self._versions.c.number), 0))).scalar_one() + 1
+            number = conn.execute(select(func.coalesce(func.max(t.versions.c.number), 0))).scalar_one() + 1
             version = Version(number, w.now, source, len(result), len(result.edges()), diff)
             conn.execute(
-                insert(self._versions).values(
+                insert(t.versions).values(
                     number=number,
                     seq=w.seq,
                     created_at=w.now,
@@ -274,6 +214,9 @@ class LineageStore:
     def update_attributes(self, ref: NodeRef, **attrs: Any) -> Node:
         """Merge ``attrs`` into the stored node's attributes (top-level keys replaced; history recorded).
 
+        This is how runs write (a materialization's ``last_materialization``): the keys are remembered
+        as the run's, and a later :meth:`record_version` keeps them.
+
         Returns:
             the node as now stored.
 
@@ -282,12 +225,13 @@ class LineageStore:
             TypeError / ValueError: a value is not JSON-serialisable.
         """
         with self._writing() as w:
-            row = w.conn.execute(select(self._nodes).where(self._nodes.c.id == str(ref))).one_or_none()
+            row = w.conn.execute(select(self._t.nodes).where(self._t.nodes.c.id == str(ref))).one_or_none()
             if row is None:
                 raise NodeNotFound(ref)
-            before = _node_from_row(row)
+            before = node_from_row(row)
             node = Node(ref, row.definition_hash, {**before.attributes, **attrs})
-            self._put_nodes(w, [node], {ref: before}, registry=None)
+            run_keys = {ref: [*run_keys_from_row(row), *attrs]}
+            self._put_nodes(w, [node], {ref: before}, registry=None, run_keys=run_keys)
         return node
 
     # -- reading ----------------------------------------------------------------------------------
@@ -305,7 +249,7 @@ class LineageStore:
         with self._reading() as conn:
             if as_of is None:
                 return self._read_graph(conn)
-            return self._read_graph_at(conn, self._seq_of(conn, as_of))
+            return history.read_graph_at(conn, self._t, history.seq_of(conn, self._t, as_of))
 
     def current_graph(self) -> LineageGraph:
         """The current graph, cached until the next write (by any process): one cheap query when unchanged.
@@ -313,13 +257,12 @@ class LineageStore:
         The graph returned is shared between callers: query it, do not modify it.
         """
         with self._reading() as conn:
-            token = self._token(conn)
-            cached = self._current
-            if cached is not None and cached[0] == token:
-                return cached[1]
+            token = history.change_token(conn, self._t)
+            cached = self._cache.current(token)
+            if cached is not None:
+                return cached
             graph = self._read_graph(conn)
-        with self._cache_lock:
-            self._current = (token, graph)
+        self._cache.keep_current(token, graph)
         return graph
 
     def graph_as_of(self, as_of: int | datetime | None) -> LineageGraph:
@@ -331,44 +274,41 @@ class LineageStore:
         if as_of is None:
             return self.current_graph()
         with self._reading() as conn:
-            seq = self._seq_of(conn, as_of)
-            with self._cache_lock:
-                if seq in self._past:
-                    self._past.move_to_end(seq)
-                    return self._past[seq]
-            graph = self._read_graph_at(conn, seq)
-        with self._cache_lock:
-            self._past[seq] = graph
-            while len(self._past) > _PAST_GRAPHS_KEPT:
-                self._past.popitem(last=False)
+            seq = history.seq_of(conn, self._t, as_of)
+            cached = self._cache.past(seq)
+            if cached is not None:
+                return cached
+            graph = history.read_graph_at(conn, self._t, seq)
+        self._cache.keep_past(seq, graph)
         return graph
 
     def get_node(self, ref: NodeRef) -> Node:
         """The stored (current) node with this ref. Raises NodeNotFound."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(self._nodes).where(self._nodes.c.id == str(ref))).one_or_none()
+            row = conn.execute(select(self._t.nodes).where(self._t.nodes.c.id == str(ref))).one_or_none()
         if row is None:
             raise NodeNotFound(ref)
-        return _node_from_row(row)
+        return node_from_row(row)
 
     def change_token(self) -> int:
         """A number that grows with every committed write (0 for an empty store)."""
         with self._reading() as conn:
-            return self._token(conn)
+            return history.change_token(conn, self._t)
 
     def list_versions(self) -> list[Version]:
         """Every recorded version, oldest first."""
         with self._reading() as conn:
-            rows = conn.execute(select(self._versions).order_by(self._versions.c.number))
-            return [_version_from_row(row) for row in rows]
+            rows = conn.execute(select(self._t.versions).order_by(self._t.versions.c.number))
+            return [version_from_row(row) for row in rows]
 
     def get_version(self, number: int) -> Version:
         """The version with this number, with its diff. Raises VersionNotFound."""
+        versions = self._t.versions
         with self._reading() as conn:
-            row = conn.execute(select(self._versions).where(self._versions.c.number == number)).one_or_none()
+            row = conn.execute(select(versions).where(versions.c.number == number)).one_or_none()
         if row is None:
             raise VersionNotFound(number)
-        return _version_from_row(row)
+        return version_from_row(row)
 
     # -- internals: transactions ------------------------------------------------------------------
 
@@ -379,11 +319,11 @@ class LineageStore:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 if self._engine.dialect.name == "postgresql":
-                    table = self._engine.dialect.identifier_preparer.format_table(self._changes)
+                    table = self._engine.dialect.identifier_preparer.format_table(self._t.changes)
                     conn.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
-                seq = self._token(conn) + 1
+                seq = history.change_token(conn, self._t) + 1
                 now = datetime.now(UTC)
-                conn.execute(insert(self._changes).values(seq=seq, at=now))
+                conn.execute(insert(self._t.changes).values(seq=seq, at=now))
                 yield _Write(conn, seq, now)
 
     @contextmanager
@@ -395,96 +335,87 @@ class LineageStore:
             with conn.begin():
                 yield conn
 
-    def _token(self, conn: Connection) -> int:
-        return int(conn.execute(select(func.coalesce(func.max(self._changes.c.seq), 0))).scalar_one())
-
-    def _seq_of(self, conn: Connection, as_of: int | datetime) -> int:
-        """The change number that ``as_of`` (version number or time) designates."""
-        if isinstance(as_of, datetime):
-            at = as_of.astimezone(UTC) if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-            query = select(func.coalesce(func.max(self._changes.c.seq), 0)).where(self._changes.c.at <= at)
-            return int(conn.execute(query).scalar_one())
-        seq = conn.execute(select(self._versions.c.seq).where(self._versions.c.number == as_of)).scalar_one_or_none()
-        if seq is None:
-            raise VersionNotFound(as_of)
-        return int(seq)
-
     def _insert(self, table: Table) -> Any:
         """A dialect insert supporting ``on_conflict_do_*`` (SQLite and PostgreSQL share the API)."""
         if self._engine.dialect.name == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
 
-    # -- internals: reading -----------------------------------------------------------------------
+    # -- internals: current tables ----------------------------------------------------------------
 
     def _read_graph(self, conn: Connection) -> LineageGraph:
-        nodes = [_node_from_row(row) for row in conn.execute(select(self._nodes))]
-        edges = [_edge_from_row(row) for row in conn.execute(select(self._edges))]
+        nodes = [node_from_row(row) for row in conn.execute(select(self._t.nodes))]
+        edges = [edge_from_row(row) for row in conn.execute(select(self._t.edges))]
         return LineageGraph.of(nodes, edges)
 
-    def _read_graph_at(self, conn: Connection, seq: int) -> LineageGraph:
-        nh, eh = self._node_history, self._edge_history
-        node_rows = conn.execute(select(nh).where(nh.c.from_seq <= seq, or_(nh.c.to_seq.is_(None), nh.c.to_seq > seq)))
-        edge_rows = conn.execute(select(eh).where(eh.c.from_seq <= seq, or_(eh.c.to_seq.is_(None), eh.c.to_seq > seq)))
-        nodes = [Node(NodeRef.parse(r.id), r.definition_hash, json.loads(r.attributes)) for r in node_rows]
-        return LineageGraph.of(nodes, [_edge_from_row(r) for r in edge_rows])
+    def _run_keys(self, conn: Connection) -> dict[NodeRef, list[str]]:
+        """The attribute keys written by runs, for each node that has any."""
+        n = self._t.nodes
+        rows = conn.execute(select(n.c.id, n.c.run_keys).where(n.c.run_keys != "[]"))
+        return {NodeRef.parse(row.id): run_keys_from_row(row) for row in rows}
 
-    # -- internals: writing -----------------------------------------------------------------------
+    def _save(self, w: _Write, nodes: Iterable[Node], edges: Iterable[Edge]) -> None:
+        """:meth:`save` inside the open write ``w``."""
+        by_ref = {node.ref: node for node in nodes}  # the last of duplicate refs wins
+        new_edges = sorted(set(edges))
+        graph = self._read_graph(w.conn)
+        known = {node.ref: node for node in graph.nodes()}
+        stored_edges = set(graph.edges())
+        for node in by_ref.values():
+            graph.add_node(node)
+        for edge in new_edges:
+            graph.add_edge(edge)
+        self._put_nodes(w, [n for n in by_ref.values() if known.get(n.ref) != n], known, registry=None)
+        self._put_edges(w, [e for e in new_edges if e not in stored_edges], stored_edges, registry=False)
 
-    def _put_nodes(self, w: _Write, nodes: list[Node], known: Mapping[NodeRef, Node], *, registry: bool | None) -> None:
-        """Upsert current rows (``registry`` None: keep the flag, new rows False); history for changed ones."""
+    def _put_nodes(
+        self,
+        w: _Write,
+        nodes: list[Node],
+        known: Mapping[NodeRef, Node],
+        *,
+        registry: bool | None,
+        run_keys: Mapping[NodeRef, Sequence[str]] | None = None,
+    ) -> None:
+        """Upsert current rows (``registry`` None: keep the flag, new rows False; ``run_keys`` per node,
+        default none); history for the changed ones."""
         if not nodes:
             return
-        stmt = self._insert(self._nodes)
+        stmt = self._insert(self._t.nodes)
         changes = {
             "definition_hash": stmt.excluded.definition_hash,
             "attributes": stmt.excluded.attributes,
             "updated_at": stmt.excluded.updated_at,
+            "run_keys": stmt.excluded.run_keys,
         }
         if registry is not None:
             changes["registry"] = stmt.excluded.registry
-        stmt = stmt.on_conflict_do_update(index_elements=[self._nodes.c.id], set_=changes)
-        w.conn.execute(stmt, [_node_row(node, w.now, bool(registry)) for node in nodes])
+        stmt = stmt.on_conflict_do_update(index_elements=[self._t.nodes.c.id], set_=changes)
+        keys = run_keys or {}
+        w.conn.execute(stmt, [node_row(node, w.now, bool(registry), keys.get(node.ref, ())) for node in nodes])
         changed = [node for node in nodes if known.get(node.ref) != node]
-        self._close_node_history(w, [node.ref for node in changed if node.ref in known])
-        if changed:
-            w.conn.execute(
-                insert(self._node_history),
-                [
-                    {
-                        "id": str(n.ref),
-                        "definition_hash": n.definition_hash,
-                        "attributes": _dump(n.attributes),
-                        "from_seq": w.seq,
-                        "to_seq": None,
-                    }
-                    for n in changed
-                ],
-            )
+        history.close_node_states(w.conn, self._t, w.seq, [node.ref for node in changed if node.ref in known])
+        history.open_node_states(w.conn, self._t, w.seq, changed)
 
     def _put_edges(self, w: _Write, edges: list[Edge], stored: set[Edge], *, registry: bool) -> None:
         """Insert (or, with ``registry``, mark) current rows; history for the edges not stored yet."""
         if not edges:
             return
-        stmt = self._insert(self._edges)
+        e = self._t.edges
+        stmt = self._insert(e)
         if registry:
             stmt = stmt.on_conflict_do_update(
-                index_elements=[self._edges.c.source, self._edges.c.target, self._edges.c.relation],
-                set_={"registry": stmt.excluded.registry},
+                index_elements=[e.c.source, e.c.target, e.c.relation], set_={"registry": stmt.excluded.registry}
             )
         else:
             stmt = stmt.on_conflict_do_nothing()
-        w.conn.execute(stmt, [{**_edge_key(e), "registry": registry} for e in edges])
-        fresh = [e for e in edges if e not in stored]
-        if fresh:
-            w.conn.execute(
-                insert(self._edge_history), [{**_edge_key(e), "from_seq": w.seq, "to_seq": None} for e in fresh]
-            )
+        w.conn.execute(stmt, [{**edge_key(edge), "registry": registry} for edge in edges])
+        history.open_edge_states(w.conn, self._t, w.seq, [edge for edge in edges if edge not in stored])
 
     def _end_edges(self, w: _Write, edges: list[Edge]) -> None:
         if not edges:
             return
-        e, eh = self._edges, self._edge_history
+        e = self._t.edges
         keys = [{"b_source": str(x.source), "b_target": str(x.target), "b_relation": str(x.relation)} for x in edges]
         match = and_(
             e.c.source == bindparam("b_source"),
@@ -492,27 +423,32 @@ class LineageStore:
             e.c.relation == bindparam("b_relation"),
         )
         w.conn.execute(delete(e).where(match), keys)
-        open_match = and_(
-            eh.c.source == bindparam("b_source"),
-            eh.c.target == bindparam("b_target"),
-            eh.c.relation == bindparam("b_relation"),
-            eh.c.to_seq.is_(None),
-        )
-        w.conn.execute(update(eh).where(open_match).values(to_seq=w.seq), keys)
+        history.close_edge_states(w.conn, self._t, w.seq, edges)
 
     def _end_nodes(self, w: _Write, refs: list[NodeRef]) -> None:
         if not refs:
             return
         keys = [{"b_id": str(ref)} for ref in refs]
-        w.conn.execute(delete(self._nodes).where(self._nodes.c.id == bindparam("b_id")), keys)
-        self._close_node_history(w, refs)
+        w.conn.execute(delete(self._t.nodes).where(self._t.nodes.c.id == bindparam("b_id")), keys)
+        history.close_node_states(w.conn, self._t, w.seq, refs)
 
-    def _close_node_history(self, w: _Write, refs: list[NodeRef]) -> None:
-        if not refs:
-            return
-        nh = self._node_history
-        stmt = update(nh).where(nh.c.id == bindparam("b_id"), nh.c.to_seq.is_(None)).values(to_seq=w.seq)
-        w.conn.execute(stmt, [{"b_id": str(ref)} for ref in refs])
+
+def _keep_run_attributes(
+    given: Mapping[NodeRef, Node], stored: Mapping[NodeRef, Node], run_keys: Mapping[NodeRef, Sequence[str]]
+) -> tuple[dict[NodeRef, Node], dict[NodeRef, list[str]]]:
+    """The apply's nodes, each with the stored attributes that runs wrote under keys the apply does not
+    set added back; and, per node, those keys (they stay the runs')."""
+    nodes, kept_keys = dict(given), {}
+    for ref, node in given.items():
+        before = stored.get(ref)
+        if before is None:
+            continue
+        kept = {k: before.attributes[k] for k in run_keys.get(ref, ()) if k in before.attributes}
+        kept = {k: v for k, v in kept.items() if k not in node.attributes}
+        if kept:
+            nodes[ref] = Node(ref, node.definition_hash, {**node.attributes, **kept})
+            kept_keys[ref] = sorted(kept)
+    return nodes, kept_keys
 
 
 def _use_explicit_sqlite_transactions(engine: Any) -> None:
@@ -531,37 +467,3 @@ def _use_explicit_sqlite_transactions(engine: Any) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def _dump(attributes: Mapping[str, Any]) -> str:
-    return json.dumps(dict(attributes), sort_keys=True, allow_nan=False)
-
-
-def _node_row(node: Node, now: datetime, registry: bool) -> dict[str, Any]:
-    return {
-        "id": str(node.ref),
-        "kind": str(node.ref.kind),
-        "name": node.ref.name,
-        "definition_hash": node.definition_hash,
-        "attributes": _dump(node.attributes),
-        "updated_at": now,
-        "registry": registry,
-    }
-
-
-def _edge_key(edge: Edge) -> dict[str, str]:
-    return {"source": str(edge.source), "target": str(edge.target), "relation": str(edge.relation)}
-
-
-def _node_from_row(row: Row[Any]) -> Node:
-    return Node(NodeRef(NodeKind(row.kind), row.name), row.definition_hash, json.loads(row.attributes))
-
-
-def _edge_from_row(row: Row[Any]) -> Edge:
-    return Edge(NodeRef.parse(row.source), NodeRef.parse(row.target), Relation(row.relation))
-
-
-def _version_from_row(row: Row[Any]) -> Version:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-    diff = GraphDiff.from_dict(json.loads(row.diff))
-    return Version(row.number, created, row.source, row.node_count, row.edge_count, diff)

@@ -3,11 +3,13 @@
 One table, ``PROBLEM_STATUS``, says which status each domain error gets; routes raise domain errors
 and never build error responses by hand. Every problem body has ``type``, ``title``, ``status``,
 ``detail`` and, where known, ``field`` plus structured details (``problems``: one item per bad row
-or field, each naming ``row`` and ``field``).
+or field, each naming ``row`` and ``field``). A route that knows which request field a domain error is
+about (``path.job_id``, ``query.as_of``) names it with :func:`at_field`.
 """
 
 import logging
-from typing import Any
+from http import HTTPStatus
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -20,7 +22,7 @@ from lineage import CycleRefused, InvalidNodeId, NodeNotFound
 from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
-from service.formats import BodyUnreadable
+from service.formats import BodyUnreadable, UnsupportedMediaType
 from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.offline.audit import LeakageDetected
 from service.offline.errors import (
@@ -35,6 +37,7 @@ from service.offline.errors import (
 )
 from service.online import OnlineRequestInvalid, OnlineStoreUnavailable
 from service.push import PushRejected, UnknownPushSource
+from service.quarantine import UnknownQuarantineSource
 
 log = logging.getLogger("feastline")
 
@@ -53,7 +56,7 @@ class Problem(BaseModel):
 
 ERROR_DESCRIPTIONS = {
     400: "malformed body",
-    404: "unknown feature service, feature, node or training set",
+    404: "unknown feature service, feature, view, node, version, job, training set or quarantine source",
     409: "leakage audit failed / cycle refused",
     413: "too large for JSON",
     415: "unsupported content type",
@@ -94,11 +97,13 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     TrainingSetNotFound: 404,
     BodyUnreadable: 400,
     TooLargeForJson: 413,
+    UnsupportedMediaType: 415,
     CycleRefused: 409,
     LeakageDetected: 409,
     SourceDataMissing: 503,
     OnlineStoreUnavailable: 503,
     UnknownPushSource: 404,
+    UnknownQuarantineSource: 404,
     UnknownFeatureView: 404,
     JobNotFound: 404,
     VersionNotFound: 404,
@@ -132,18 +137,40 @@ def status_for(exc: Exception) -> int:
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    extra: dict[str, Any] = {}
     headers = None
     if isinstance(exc, OnlineStoreUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.store_errors.labels(exc.reason_type).inc()
-    if hasattr(exc, "details"):  # every domain error carries its field and structured details
-        extra = {"field": getattr(exc, "field", None), **exc.details()}
-    elif isinstance(exc, NodeNotFound | InvalidNodeId):
-        extra = {"field": "node_id"}
-    return problem(status_for(exc), _slug(type(exc)), str(exc), headers=headers, **extra)
+    field = getattr(exc, "field", None)  # every domain error carries its field (or a route named it: at_field)
+    if field is None and isinstance(exc, NodeNotFound | InvalidNodeId):
+        field = "node_id"
+    extra = {"field": field, **(exc.details() if hasattr(exc, "details") else {})}
+    detail = getattr(exc, "problem_detail", None) or str(exc)
+    return problem(status_for(exc), _slug(type(exc)), detail, headers=headers, **extra)
+
+
+E = TypeVar("E", bound=Exception)
+_LOCATIONS = ("path", "query", "header")
+
+
+def at_field(exc: E, field: str) -> E:
+    """``exc`` naming the request field it is about: for a route, which knows where a value came from
+    when the domain error does not (``raise at_field(exc, "path.job_id")``).
+
+    Args:
+        field: named as request validation names fields: ``path.job_id``, ``query.as_of``,
+            ``header.content-type``, a body field by its path in the body (``feature_views.2``).
+
+    Returns:
+        ``exc``, rendered with that ``field`` and a ``detail`` led by the parameter's name
+        (``as_of: no lineage version 99``); its status and type stay those of its class.
+    """
+    location, _, name = field.partition(".")
+    exc.field = field  # type: ignore[attr-defined]
+    exc.problem_detail = f"{name if location in _LOCATIONS and name else field}: {exc}"  # type: ignore[attr-defined]
+    return exc
 
 
 def _row_of(loc: tuple[Any, ...]) -> int | None:
@@ -183,8 +210,19 @@ async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONRespo
     )
 
 
+_ROUTING_FIELDS = {404: "path", 405: "method"}
+
+
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return problem(exc.status_code, "http-error", str(exc.detail))
+    """Errors the framework raises itself (no route for the path, a method the route does not take):
+    routes raise domain errors, never ``HTTPException``."""
+    try:
+        title = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
+    except ValueError:
+        title = "http-error"
+    field = _ROUTING_FIELDS.get(exc.status_code)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, title, str(exc.detail), headers=headers, field=field)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -26,6 +26,19 @@ class BodyUnreadable(Exception):
         return {"media_type": self.media_type}
 
 
+class UnsupportedMediaType(Exception):
+    """The request's ``Content-Type`` is none of the formats the endpoint reads."""
+
+    field = "header.content-type"
+
+    def __init__(self, media_type: str, supported: tuple[str, ...]):
+        self.media_type, self.supported = media_type, supported
+        super().__init__(f"content type {media_type!r} not supported; send {', '.join(supported)}")
+
+    def details(self) -> dict[str, str | list[str]]:
+        return {"media_type": self.media_type, "supported": list(self.supported)}
+
+
 def read_table(body: bytes, media_type: str) -> pd.DataFrame:
     """Parquet or Arrow IPC stream bytes -> DataFrame (timestamps keep their timezone). Raises BodyUnreadable."""
     try:

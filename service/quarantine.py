@@ -22,6 +22,19 @@ push_quarantine = Table(
 )
 
 
+class UnknownQuarantineSource(Exception):
+    """``GET /quarantine/{source}`` of a name that is neither a push source nor a pipeline table."""
+
+    field = "path.source"
+
+    def __init__(self, source: str):
+        self.source = source
+        super().__init__(f"{source!r} is neither a push source nor a pipeline table")
+
+    def details(self) -> dict[str, Any]:
+        return {"source": self.source}
+
+
 class QuarantineStore:
     def __init__(self, url: str):
         self._engine = create_engine(url, future=True)

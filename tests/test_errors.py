@@ -9,7 +9,7 @@ from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
-from service.formats import BodyUnreadable
+from service.formats import BodyUnreadable, UnsupportedMediaType
 from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.offline.errors import (
@@ -24,6 +24,7 @@ from service.offline.errors import (
 )
 from service.online import OnlineRequestInvalid, OnlineStoreUnavailable
 from service.push import PushRejected, UnknownPushSource
+from service.quarantine import UnknownQuarantineSource
 
 GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
 
@@ -287,6 +288,8 @@ EXAMPLES = {
     TrainingSetNotFound: TrainingSetNotFound("ts-0"),
     BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),
     TooLargeForJson: TooLargeForJson(10**6, 50_000),
+    UnsupportedMediaType: UnsupportedMediaType("text/csv", ("application/json",)),
+    UnknownQuarantineSource: UnknownQuarantineSource("nothing"),
     LeakageDetected: LeakageDetected(
         LeakageAudit(1, True, (ViewAudit("v", 1, 0, 60.0, None, True, {"created_ts_after_entity_ts": 1}),))
     ),

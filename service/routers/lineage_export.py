@@ -2,7 +2,8 @@
 
 ``node`` (a node id, ``kind:name``) narrows an export to that node's neighbourhood: ``depth`` hops
 (omit for all) ``upstream``, ``downstream`` or ``both``; without it the whole graph is exported.
-An unknown node is a 404.
+``as_of`` (a version number or an ISO 8601 time with offset) exports the graph as it was then, as on
+``/lineage/nodes/...``. An unknown node (now, or then) or version is a 404; a malformed one a 422.
 """
 
 from enum import StrEnum
@@ -11,9 +12,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from lineage import LineageGraph, NodeRef, Subgraph
+from lineage import InvalidNodeId, LineageGraph, LineageStore, NodeNotFound, NodeRef, Subgraph
 from lineage.export import graphml, node_link, svg
-from service.errors import problem_responses
+from service.as_of import AsOf, graph_as_of, keep_as_of
+from service.deps import LineageDep
+from service.errors import at_field, problem_responses
 
 router = APIRouter(tags=["lineage"], responses=problem_responses(404, 422))
 
@@ -31,45 +34,63 @@ DepthQ = Query(None, ge=0, le=100, description="hops to follow from node; omit f
 DirectionQ = Query(Direction.BOTH, description="which way to follow edges from node")
 
 
-def _select(request: Request, node: str | None, depth: int | None, direction: Direction) -> LineageGraph | Subgraph:
-    graph: LineageGraph = request.app.state.lineage.load_graph()
+def _select(
+    lineage: LineageStore, node: str | None, depth: int | None, direction: Direction, as_of: str | None
+) -> LineageGraph | Subgraph:
+    graph = graph_as_of(lineage, as_of)
     if node is None:
         return graph
-    ref = NodeRef.parse(node)
-    if direction is Direction.UPSTREAM:
-        return graph.upstream_of(ref, depth)
-    if direction is Direction.DOWNSTREAM:
-        return graph.downstream_of(ref, depth)
-    up, down = graph.upstream_of(ref, depth), graph.downstream_of(ref, depth)
+    try:
+        ref = NodeRef.parse(node)
+        if direction is Direction.UPSTREAM:
+            return graph.upstream_of(ref, depth)
+        if direction is Direction.DOWNSTREAM:
+            return graph.downstream_of(ref, depth)
+        up, down = graph.upstream_of(ref, depth), graph.downstream_of(ref, depth)
+    except (NodeNotFound, InvalidNodeId) as exc:
+        raise at_field(exc, "query.node") from None
     nodes = {n.ref: n for n in (*up.nodes, *down.nodes)}
     return Subgraph(tuple(nodes[r] for r in sorted(nodes)), tuple(sorted({*up.edges, *down.edges})))
 
 
 @router.get("/lineage/export/node-link")
 def export_node_link(
-    request: Request, node: str | None = NodeQ, depth: int | None = DepthQ, direction: Direction = DirectionQ
+    lineage: LineageDep,
+    node: str | None = NodeQ,
+    depth: int | None = DepthQ,
+    direction: Direction = DirectionQ,
+    as_of: AsOf = None,
 ) -> dict[str, Any]:
     """``networkx.node_link_data``-shaped JSON (multigraph; edge key = relation); read it back with
     ``networkx.node_link_graph(data, edges="edges")``."""
-    return node_link(_select(request, node, depth, direction))
+    return node_link(_select(lineage, node, depth, direction, as_of))
 
 
 @router.get(
     "/lineage/export/graphml", response_class=Response, responses={200: {"content": {"application/graphml+xml": {}}}}
 )
 def export_graphml(
-    request: Request, node: str | None = NodeQ, depth: int | None = DepthQ, direction: Direction = DirectionQ
+    lineage: LineageDep,
+    node: str | None = NodeQ,
+    depth: int | None = DepthQ,
+    direction: Direction = DirectionQ,
+    as_of: AsOf = None,
 ) -> Response:
     """GraphML; node data ``kind``, ``name``, ``definition_hash``, ``attributes`` (JSON); edge data ``relation``."""
-    return Response(graphml(_select(request, node, depth, direction)), media_type="application/graphml+xml")
+    return Response(graphml(_select(lineage, node, depth, direction, as_of)), media_type="application/graphml+xml")
 
 
 @router.get("/lineage/export/svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
 def export_svg(
-    request: Request, node: str | None = NodeQ, depth: int | None = DepthQ, direction: Direction = DirectionQ
+    lineage: LineageDep,
+    node: str | None = NodeQ,
+    depth: int | None = DepthQ,
+    direction: Direction = DirectionQ,
+    as_of: AsOf = None,
 ) -> Response:
-    """A picture; each node links to ``/lineage/nodes/{id}``."""
-    picture = svg(_select(request, node, depth, direction), href="/lineage/nodes/{id}", title=node or "lineage")
+    """A picture; each node links to ``/lineage/nodes/{id}`` (with the same ``as_of``)."""
+    selected = _select(lineage, node, depth, direction, as_of)
+    picture = svg(selected, href=keep_as_of("/lineage/nodes/{id}", as_of), title=node or "lineage")
     return Response(picture, media_type="image/svg+xml")
 
 

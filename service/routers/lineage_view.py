@@ -3,6 +3,8 @@
 The page is an inline SVG laid out in columns by signed hop distance from the node (upstream on the
 left, downstream on the right, edges following the data flow left to right), every node a link to its
 own view, and a table of the node's definition hash and attributes. No JavaScript, no external assets.
+With ``as_of`` (a version number or an ISO 8601 time with offset, as on ``/lineage/nodes/...``) the page
+draws the graph as it was then, and every link on it keeps that ``as_of``.
 """
 
 import json
@@ -14,9 +16,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from lineage import Edge, LineageGraph, Node, NodeRef
+from lineage import Edge, InvalidNodeId, LineageGraph, Node, NodeNotFound, NodeRef
+from service.as_of import AsOf, graph_as_of, keep_as_of
 from service.deps import LineageDep
-from service.errors import problem_responses
+from service.errors import at_field, problem_responses
 
 router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
 
@@ -37,8 +40,8 @@ KIND_COLOURS = {
 }
 
 
-def view_url(node_id: str) -> str:
-    return f"/lineage/view?node={quote(node_id, safe=':@')}"
+def view_url(node_id: str, as_of: str | None = None) -> str:
+    return keep_as_of(f"/lineage/view?node={quote(node_id, safe=':@')}", as_of)
 
 
 @router.get("/view", response_class=HTMLResponse)
@@ -46,17 +49,23 @@ def lineage_view(
     lineage: LineageDep,
     node: str = Query(..., description="node id, kind:name", examples=["feature_service:delay_model_v1"]),
     depth: int = Query(2, ge=1, le=10, description="hops to draw upstream and downstream"),
+    as_of: AsOf = None,
 ) -> HTMLResponse:
-    """An HTML page drawing ``node``'s upstream and downstream up to ``depth`` hops, with its attributes.
+    """An HTML page drawing ``node``'s upstream and downstream up to ``depth`` hops, with its attributes,
+    now or ``as_of`` a version or time.
 
-    Errors (``application/problem+json``): 404 unknown node; 422 malformed node id or depth.
+    Errors (``application/problem+json``): 404 unknown node (then) or version; 422 malformed node id,
+    depth or ``as_of``.
     """
-    graph = lineage.load_graph()
-    ref = NodeRef.parse(node)
-    up, down = graph.upstream_of(ref, depth=depth), graph.downstream_of(ref, depth=depth)
+    graph = graph_as_of(lineage, as_of)
+    try:
+        ref = NodeRef.parse(node)
+        up, down = graph.upstream_of(ref, depth=depth), graph.downstream_of(ref, depth=depth)
+    except (NodeNotFound, InvalidNodeId) as exc:
+        raise at_field(exc, "query.node") from None
     layers = {**_hops(ref, up.edges, upstream=True), **_hops(ref, down.edges, upstream=False)}
     edges = sorted(set(up.edges) | set(down.edges))
-    return HTMLResponse(render_page(graph.node(ref), graph, layers, edges, depth))
+    return HTMLResponse(render_page(graph.node(ref), graph, layers, edges, depth, as_of))
 
 
 def _hops(start: NodeRef, edges: tuple[Edge, ...], *, upstream: bool) -> dict[NodeRef, int]:
@@ -76,9 +85,19 @@ def _hops(start: NodeRef, edges: tuple[Edge, ...], *, upstream: bool) -> dict[No
     return {r: sign * d for r, d in dist.items()}
 
 
-def render_page(focus: Node, graph: LineageGraph, layers: dict[NodeRef, int], edges: list[Edge], depth: int) -> str:
-    """The whole HTML document for ``focus``: title, SVG neighbourhood, attribute table."""
+def render_page(
+    focus: Node,
+    graph: LineageGraph,
+    layers: dict[NodeRef, int],
+    edges: list[Edge],
+    depth: int,
+    as_of: str | None = None,
+) -> str:
+    """The whole HTML document for ``focus``: title, SVG neighbourhood, attribute table; every link
+    keeps ``as_of`` (None: the current graph)."""
     title = escape(focus.id)
+    when = "" if as_of is None else f" As of <code>{escape(as_of)}</code>."
+    node_json = escape(keep_as_of(f"/lineage/nodes/{quote(focus.id, safe=':@')}", as_of))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lineage: {title}</title>
 <style>
@@ -91,16 +110,16 @@ pre {{ margin: 0; max-width: 70rem; white-space: pre-wrap; word-break: break-all
 </style></head>
 <body>
 <h1 id="node" data-node-id="{title}">{title}</h1>
-<p>kind <code>{escape(str(focus.ref.kind))}</code>, {depth} hop(s) up- and downstream; data flows left to right.
-Click a node to open its own view. JSON: <a href="/lineage/nodes/{quote(focus.id, safe=":@")}">node</a>.</p>
-{_svg(focus.ref, graph, layers, edges)}
+<p>kind <code>{escape(str(focus.ref.kind))}</code>, {depth} hop(s) up- and downstream; data flows left to right.{when}
+Click a node to open its own view. JSON: <a href="{node_json}">node</a>.</p>
+{_svg(focus.ref, graph, layers, edges, as_of)}
 <h2>Attributes</h2>
 {_attribute_table(focus)}
 </body></html>
 """
 
 
-def _svg(focus: NodeRef, graph: LineageGraph, layers: dict[NodeRef, int], edges: list[Edge]) -> str:
+def _svg(focus: NodeRef, graph: LineageGraph, layers: dict[NodeRef, int], edges: list[Edge], as_of: str | None) -> str:
     columns: dict[int, list[NodeRef]] = {}
     for r, layer in sorted(layers.items(), key=lambda item: (item[1], item[0])):
         columns.setdefault(layer, []).append(r)
@@ -130,7 +149,7 @@ def _svg(focus: NodeRef, graph: LineageGraph, layers: dict[NodeRef, int], edges:
         colour = KIND_COLOURS.get(str(r.kind), "#eee")
         stroke = ' stroke="#000" stroke-width="3"' if r == focus else ' stroke="#666"'
         parts.append(
-            f'<a href="{escape(view_url(str(r)))}" class="node" data-node-id="{escape(str(r))}">'
+            f'<a href="{escape(view_url(str(r), as_of))}" class="node" data-node-id="{escape(str(r))}">'
             f"<title>{escape(str(r))}</title>"
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{colour}"{stroke}/>'
             f'<text x="{x + 8}" y="{y + BOX_H // 2 + 4}">{escape(label)}</text></a>'

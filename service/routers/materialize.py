@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import (
@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.clock import service_now
 from service.deps import LineageDep, SettingsDep, StoreDep
-from service.errors import problem_responses
+from service.errors import at_field, problem_responses
 from service.jobs import JobStore, run_job
 from service.materialization import (
     DEFAULT_LOOKBACK,
@@ -123,8 +123,8 @@ def _submit(
 ) -> JSONResponse:
     try:
         count = len(online_views(store, views))
-    except UnknownFeatureView as exc:
-        raise HTTPException(404, str(exc)) from exc
+    except UnknownFeatureView as exc:  # named by the position of the first unknown name in the request
+        raise at_field(exc, f"feature_views.{(views or []).index(exc.names[0])}") from None
     except MaterializationRequestInvalid as exc:
         error = {"type": "value_error", "loc": ("body", exc.field), "msg": str(exc), "input": views}
         raise RequestValidationError([error]) from exc
@@ -177,4 +177,4 @@ def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     try:
         return jobs.get(job_id).to_dict()
     except JobNotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+        raise at_field(exc, "path.job_id") from None

@@ -12,8 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
-from lineage import Edge, Node, NodeKind, NodeNotFound, NodeRef, Relation, definition_hash
-from lineage.errors import ModelVersionConflict
+from lineage import Node, NodeKind, NodeRef, definition_hash
 from service.deps import CatalogDep, LineageDep
 from service.errors import problem_responses
 
@@ -45,22 +44,14 @@ def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> 
     422 invalid body (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
     """
     catalog.get(model.training_set_id)  # TrainingSetNotFound -> 404
-    ref = model_ref(model.name, model.version)
-    try:
-        previous = lineage.get_node(ref).attributes.get("training_set_id")
-    except NodeNotFound:
-        previous = None
-    if previous is not None and previous != model.training_set_id:
-        raise ModelVersionConflict(ref, str(previous), model.training_set_id)
     attributes = {
         **model.model_dump(),
         "registered_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     spec = {"name": model.name, "version": model.version, "training_set_id": model.training_set_id}
-    node = Node(ref, definition_hash(spec), attributes)
-    edge = Edge(NodeRef(NodeKind.TRAINING_SET, model.training_set_id), ref, Relation.TRAINED_ON)
-    lineage.save([node], [edge])
-    return node.to_dict()
+    node = Node(model_ref(model.name, model.version), definition_hash(spec), attributes)
+    training_set = NodeRef(NodeKind.TRAINING_SET, model.training_set_id)
+    return lineage.register_model(node, training_set).to_dict()  # checked and saved atomically: 409 or one model
 
 
 @router.get("")

@@ -3,13 +3,14 @@
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.push import PushRequest, UnknownPushSource
+from service.quarantine import UnknownQuarantineSource
 
 router = APIRouter(tags=["push"])
 
@@ -44,5 +45,5 @@ def quarantine(source: str, request: Request, store: StoreDep, settings: Setting
     try:
         request.app.state.push_gate._source(source)
     except UnknownPushSource:
-        raise HTTPException(404, f"{source!r} is neither a push source nor a pipeline table") from None
+        raise UnknownQuarantineSource(source) from None
     return {"source": source, "kind": "push", "rows": request.app.state.quarantine.list(source)}

@@ -9,7 +9,7 @@ Parquet or Arrow (default: the request's own format).
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -18,7 +18,16 @@ from starlette.concurrency import run_in_threadpool
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
 from service.entity_rows import entity_frame, entity_frame_from_table
 from service.errors import problem_responses
-from service.formats import BINARY, JSON, PARQUET, BodyUnreadable, negotiate, read_table, write_table
+from service.formats import (
+    BINARY,
+    JSON,
+    PARQUET,
+    BodyUnreadable,
+    UnsupportedMediaType,
+    negotiate,
+    read_table,
+    write_table,
+)
 from service.offline.errors import TooLargeForJson
 from service.training_sets import (
     TrainingSetOptions,
@@ -96,7 +105,7 @@ async def post_training_set(
         refs, plan = resolve(store, opts)
         entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
     else:
-        raise HTTPException(415, f"content type {media!r} not supported; send {JSON}, {PARQUET} or {BINARY[1]}")
+        raise UnsupportedMediaType(media, (JSON, *BINARY))
     answer = negotiate(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
     if answer == JSON and len(entity_df) > settings.max_json_rows:
         raise TooLargeForJson(len(entity_df), settings.max_json_rows)

@@ -161,7 +161,7 @@ def test_migrations_run_on_a_fresh_database_and_are_idempotent(store_factory: St
         tables = {t for t in inspect(engine).get_table_names() if t.startswith(store.table_prefix)}
     finally:
         engine.dispose()
-    assert revision == "0002"
+    assert revision == "0003"
     suffixes = {"alembic_version", "lineage_nodes", "lineage_edges", "lineage_changes"}
     suffixes |= {"lineage_node_history", "lineage_edge_history", "lineage_versions"}
     assert tables == {store.table_prefix + s for s in suffixes}

@@ -1,0 +1,70 @@
+"""Every 4xx names what was wrong: a specific problem ``type``/``title``, a ``detail`` and the ``field``.
+
+Fields are named the way request validation names them: ``path.<param>``, ``query.<param>``,
+``header.<name>``, and body fields by their path in the body (``feature_views.2``).
+"""
+
+from typing import Any
+
+import pytest
+
+PROBLEM_JSON = "application/problem+json"
+WINDOW = {"start": "2013-01-01T00:00:00Z", "end": "2013-02-01T00:00:00Z"}
+
+
+def assert_problem(response: Any, status: int, title: str, field: str, *in_detail: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] == title and body["type"] == f"https://feastline.dev/problems/{title}"
+    assert body["field"] == field, body
+    for text in in_detail:
+        assert text in body["detail"], body
+    return dict(body)
+
+
+def test_unknown_job(client: Any) -> None:
+    assert_problem(client.get("/jobs/job-nope"), 404, "job-not-found", "path.job_id", "job-nope")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/materialize", {**WINDOW, "feature_views": ["origin_weather", "plane_profile", "no_such_view"]}, "2"),
+        ("/materialize-incremental", {"feature_views": ["nope", "origin_weather", "nope", "nada"]}, "0"),
+    ],
+)
+def test_unknown_view_to_materialize(client: Any, path: str, body: dict[str, Any], field: str) -> None:
+    problem = assert_problem(client.post(path, json=body), 404, "unknown-feature-view", f"feature_views.{field}")
+    unknown = [v for v in dict.fromkeys(body["feature_views"]) if v != "origin_weather" and v != "plane_profile"]
+    assert all(name in problem["detail"] for name in unknown)
+    assert problem["feature_views"] == unknown
+
+
+def test_unknown_quarantine_source(client: Any) -> None:
+    assert_problem(client.get("/quarantine/nothing"), 404, "unknown-quarantine-source", "path.source", "'nothing'")
+
+
+def test_unsupported_content_type(client: Any) -> None:
+    response = client.post("/training-sets", content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
+    problem = assert_problem(response, 415, "unsupported-media-type", "header.content-type", "text/csv")
+    assert "application/json" in problem["detail"] and "application/vnd.apache.parquet" in problem["detail"]
+
+
+def test_unknown_version(client: Any) -> None:
+    assert_problem(client.get("/lineage/versions/9999"), 404, "version-not-found", "path.number", "9999")
+    response = client.get("/lineage/nodes/feature_view:origin_weather", params={"as_of": 9999})
+    assert_problem(response, 404, "version-not-found", "query.as_of", "as_of", "9999")
+
+
+@pytest.mark.parametrize("url", ["/lineage/export/node-link", "/lineage/export/svg", "/lineage/view"])
+def test_node_of_an_export_or_view(client: Any, url: str) -> None:
+    missing = client.get(url, params={"node": "feature_view:nope"})
+    assert_problem(missing, 404, "node-not-found", "query.node", "feature_view:nope")
+    assert_problem(client.get(url, params={"node": "nokind"}), 422, "invalid-node-id", "query.node", "nokind")
+
+
+def test_routing_errors_are_specific_problems_too(client: Any) -> None:
+    assert_problem(client.get("/no/such/route"), 404, "not-found", "path", "Not Found")
+    assert_problem(client.delete("/health"), 405, "method-not-allowed", "method", "Method Not Allowed")
