@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import networkx as nx  # type: ignore[import-untyped]
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -272,7 +273,7 @@ def write(rows, nodes, edges, kinds, gen_s, build_s, rss, total_s) -> None:  # t
         "- command: `.venv/bin/python bench/lineage.py` (from the project root)",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; whole run {total_s:.0f} s",
         f"- machine: {machine()}; 1-min load average at the end {os.getloadavg()[0]:.2f} (other sessions may share it)",
-        f"- versions: Python {platform.python_version()}, networkx {nx.__version__}",
+        f"- versions: Python {platform.python_version()}, networkx {nx.__version__}, numpy {np.__version__}",
         f"- graph (seed {SEED}): {len(nodes):,} nodes, {len(edges):,} edges; "
         + ", ".join(f"{kind} {n:,}" for kind, n in kinds.items()),
         "- shape: raw tables have 10 columns and sources 8 (`defines`); each transform reads 1-4 raw tables and 2-5"

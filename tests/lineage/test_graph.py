@@ -225,14 +225,14 @@ def test_bulk_build_equals_incremental(dag: tuple[list[Node], list[Edge]]) -> No
 def test_queries_after_mutation_match_a_fresh_build(
     first: tuple[list[Node], list[Edge]], second: tuple[list[Node], list[Edge]], data: st.DataObject
 ) -> None:
-    """The query index is kept up to date (new edges) or rebuilt (new nodes) when a queried graph changes."""
+    """The query index merges new edges, updates replaced nodes in place, or is rebuilt (new nodes)."""
     nodes, edges = first
     graph = LineageGraph.of(nodes, edges)
     for node in nodes:
         graph.downstream_of(node.ref)  # the index exists before every change below
     added = [Edge(e.source, e.target, data.draw(st.sampled_from(list(R)))) for e in edges]
     for edge in added:
-        graph.add_edge(edge)  # same pairs, maybe new relations: updated in place
+        graph.add_edge(edge)  # same pairs, maybe new relations: merged into the index on the next query
     upserted = [Node(n.ref, "0" * 64, {"changed": True}) for n in nodes[:2]]
     for node in upserted:
         graph.add_node(node)
