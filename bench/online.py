@@ -37,6 +37,7 @@ import httpx
 import pandas as pd
 from online_load import LoadResult, run_load
 from online_servers import (
+    STOCK_FEAST_STORES,
     VENV_BIN,
     child_env,
     group_cpu_seconds,
@@ -223,8 +224,10 @@ def store_difference(a: dict[str, set[tuple[Any, ...]]], b: dict[str, set[tuple[
 
 
 def materialize_commands(repo: Path) -> dict[str, list[str]]:
+    feast = [str(VENV_BIN / "feast"), "-c", str(repo), "materialize", START, END]
     return {
-        "feast materialize": [str(VENV_BIN / "feast"), "-c", str(repo), "materialize", START, END],
+        "feast materialize": feast,
+        "feast materialize (stock Feast stores)": feast,
         "feastline materialize": [
             str(VENV_BIN / "feastline"),
             "materialize",
@@ -238,15 +241,37 @@ def materialize_commands(repo: Path) -> dict[str, list[str]]:
     }
 
 
+#: in-process engines: (label, engine passed to bench/materialize_inproc.py, stock Feast stores?)
+ENGINES = (
+    ("feastline materializer", "feastline", False),
+    ("Feast `FeatureStore.materialize`, this repo's stores", "feast", False),
+    ("Feast `FeatureStore.materialize`, stock Feast stores", "feast", True),
+)
+
+
 def time_materialization(src: Path, work: Path) -> dict[str, dict[str, Any]]:
-    """Per tool: wall seconds of the command on a fresh applied copy, and the copy's online store."""
+    """Per command: wall seconds on a fresh applied copy, and the copy's online store."""
     out = {}
-    for tool in ("feast materialize", "feastline materialize"):
-        repo = prepare_repo(src, work / f"repo_{tool.split()[0]}_materialize", work)
+    for i, tool in enumerate(materialize_commands(work)):
+        stores = STOCK_FEAST_STORES if "stock" in tool else None
+        repo = prepare_repo(src, work / f"repo_materialize_{i}", work, stores)
         cmd = materialize_commands(repo)[tool]
-        wall = run_logged(cmd, work / f"{tool.replace(' ', '_')}.log", repo, 240)
+        wall = run_logged(cmd, work / f"materialize_{i}.log", repo, 240)
         out[tool] = {"wall_s": wall, "command": cmd, "repo": repo, "db": repo / "data" / "online_store.db"}
         print(f"-- {tool}: {wall:.2f} s", flush=True)
+    return out
+
+
+def time_engines(src: Path, work: Path) -> dict[str, dict[str, float]]:
+    """Per engine, in a fresh process on a fresh applied copy: import, FeatureStore and materialize seconds."""
+    out = {}
+    for i, (label, engine, stock) in enumerate(ENGINES):
+        repo = prepare_repo(src, work / f"repo_engine_{i}", work, STOCK_FEAST_STORES if stock else None)
+        cmd = [sys.executable, str(BENCH / "materialize_inproc.py"), engine, str(repo), START, END]
+        log = work / f"engine_{i}.log"
+        run_logged(cmd, log, repo, 240)
+        out[label] = json.loads(log.read_text().strip().splitlines()[-1])
+        print(f"-- {label}: materialize {out[label]['materialize_s']:.2f} s", flush=True)
     return out
 
 
@@ -353,6 +378,7 @@ def main() -> None:
         }
         serve_store = online_rows(repo / "data" / "online_store.db")
         timing = time_materialization(src, work)
+        engines = time_engines(src, work)
         stores = {tool: online_rows(t["db"]) for tool, t in timing.items()}
         markers = {str(repo): "<copy>"} | {str(t["repo"]): "<fresh copy>" for t in timing.values()}
     total_s = time.monotonic() - began
@@ -363,6 +389,15 @@ def main() -> None:
     mat_lines = ["| command | wall s | source rows in window | rows/s |", "|---|---:|---:|---:|"]
     for tool, t in timing.items():
         mat_lines.append(f"| `{tool}` | {t['wall_s']:.2f} | {rows_total:,} | {rows_total / t['wall_s']:,.0f} |")
+    engine_lines = [
+        "| engine (in process) | import s | FeatureStore s | materialize s | rows/s (materialize only) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, e in engines.items():
+        engine_lines.append(
+            f"| {label} | {e['import_s']:.2f} | {e['store_s']:.2f} | {e['materialize_s']:.2f} "
+            f"| {rows_total / e['materialize_s']:,.0f} |"
+        )
     feast_rate = rows_total / timing["feast materialize"]["wall_s"]
     ours_rate = rows_total / timing["feastline materialize"]["wall_s"]
     mat_ratio = ours_rate / feast_rate
@@ -442,6 +477,16 @@ def main() -> None:
             f"event ts): {store_difference(stores['feast materialize'], stores['feastline materialize'])}",
             "- online store served above (`FeatureStore.materialize`) vs after `feast materialize`: "
             f"{store_difference(serve_store, stores['feast materialize'])}",
+            "- online store after `feast materialize` with stock Feast stores vs after `feastline materialize`: "
+            f"{store_difference(stores['feast materialize (stock Feast stores)'], stores['feastline materialize'])}",
+            "",
+            "The same window, each engine timed inside a fresh process of its own (`bench/materialize_inproc.py`, "
+            "fresh applied copy, cwd = the copy): what the commands above spend beyond start-up. Stock Feast stores "
+            "= `offline_store: file`, `online_store: sqlite` (Feast's defaults); this repo's stores = feastline's "
+            "offline store plug-in (which hands materialization reads to Feast's DuckDB store) and its ordered "
+            "SQLite online store.",
+            "",
+            *engine_lines,
         ]
     )
     write_section(args.results, section)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 
 VENV_BIN = Path(sys.executable).parent
 REPO_FILES = ("feature_store.yaml", "definitions.py", ".feastignore", "schemas.py")
@@ -62,12 +63,25 @@ def run_logged(cmd: list[str], log: Path, cwd: Path, timeout: float, env: dict[s
     return wall
 
 
-def prepare_repo(src: Path, dst: Path, log_dir: Path) -> Path:
-    """Copy the repo's definitions and ``data/`` (no online store, registry, training sets), then ``feast apply``."""
+#: Feast as it comes: its default offline store (``file``) and its own SQLite online store
+STOCK_FEAST_STORES = {
+    "offline_store": {"type": "file"},
+    "online_store": {"type": "sqlite", "path": "data/online_store.db"},
+}
+
+
+def prepare_repo(src: Path, dst: Path, log_dir: Path, stores: dict[str, dict[str, str]] | None = None) -> Path:
+    """Copy the repo's definitions and ``data/`` (no online store, registry, training sets), then ``feast apply``.
+
+    ``stores`` replaces those sections of the copy's ``feature_store.yaml`` first (e.g. ``STOCK_FEAST_STORES``).
+    """
     dst.mkdir(parents=True)
     for name in REPO_FILES:
         shutil.copy2(src / name, dst / name)
     shutil.copytree(src / "data", dst / "data", ignore=lambda _dir, names: [n for n in names if n in SKIPPED_DATA])
+    if stores:
+        config = yaml.safe_load((dst / "feature_store.yaml").read_text())
+        (dst / "feature_store.yaml").write_text(yaml.safe_dump(config | stores, sort_keys=False))
     run_logged([str(VENV_BIN / "feast"), "-c", str(dst), "apply"], log_dir / f"apply_{dst.name}.log", dst, 240)
     return dst
 
