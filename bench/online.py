@@ -475,7 +475,8 @@ def main() -> None:
             *(f"- `{tool}`: `{_display(t['command'], markers)}`" for tool, t in timing.items()),
             "- online store after `feastline materialize` vs after `feast materialize` (entity key, feature, value, "
             f"event ts): {store_difference(stores['feast materialize'], stores['feastline materialize'])}",
-            "- online store served above (`FeatureStore.materialize`) vs after `feast materialize`: "
+            "- online store served above (`FeatureStore.materialize` up to the replay clock, "
+            f"{NOW}) vs after `feast materialize` (up to {END}Z; rows of the last day differ by design): "
             f"{store_difference(serve_store, stores['feast materialize'])}",
             "- online store after `feast materialize` with stock Feast stores vs after `feastline materialize`: "
             f"{store_difference(stores['feast materialize (stock Feast stores)'], stores['feastline materialize'])}",
