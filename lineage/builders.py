@@ -6,10 +6,13 @@ Edges point downstream along the data flow:
 derived from the features (``derives``) of its source views.
 
 At column grain (``column:<table>.<col>`` for raw columns, ``column:<data_source>.<col>`` for source
-columns and request fields): ``raw_table -defines-> column -reads-> transform -writes-> column
--derives-> feature``, ``data_source -defines-> column``, and ``column -derives-> feature`` from a
-request field to each on-demand feature. A feature reads the source column its name maps from
-(``FileSource.field_mapping``: source column -> feature column).
+columns and request fields) columns connect to columns only: ``raw_table -defines-> column
+-derives-> column -derives-> feature``, one ``derives`` edge from each raw column to each source
+column a pipeline step declares it computes (``column_lineage``), and ``data_source -defines->
+column``; so a column's lineage never merges with its neighbours' in the transform node, which stays
+upstream of every feature through its data source. A request field ``-derives->`` each on-demand
+feature using it. A feature reads the source column its name maps from (``FileSource.field_mapping``:
+source column -> feature column).
 """
 
 import hashlib
@@ -238,9 +241,13 @@ def from_pipeline_run(record: dict[str, Any]) -> Graph:
 
     Each transform node carries its code sha256, its parameters, its row counts (in, out, quarantined),
     its quality result (every failed check with its row and value), where its quarantine file is, its
-    status and error. Column edges: ``raw_table -defines-> column -reads-> transform`` for each raw
-    column the step's ``column_lineage`` uses, and ``transform -writes-> column:<data_source>.<col>``
-    (plus ``data_source -defines->`` it) for each output column of a step that feeds a data source.
+    status and error, and its ``column_lineage`` (output column -> raw columns): the mappings behind the
+    column edges below, which name no transform (edges carry no attributes).
+
+    Table edges: ``raw_table -reads-> transform -writes-> data_source``. Column edges, none touching
+    the transform: ``raw_table -defines-> column`` for each raw column the step's ``column_lineage``
+    uses; for each output column of a step that feeds a data source, ``data_source -defines->
+    column:<data_source>.<col>`` and ``column -derives->`` it from each raw column it is declared from.
     """
     nodes: dict[NodeRef, Node] = {}
     edges: set[Edge] = set()
@@ -278,26 +285,32 @@ def from_pipeline_run(record: dict[str, Any]) -> Graph:
             )
             edges.add(Edge(raw, transform, Relation.READS))
         inputs = {t["table"] for t in step["inputs"]}
+        raw_columns: set[NodeRef] = set()
         for qualified in sorted({c for cols in lineage.values() for c in cols}):
             table, _, column = qualified.rpartition(".")
             if table not in inputs:  # column_lineage names a table the step did not read: no raw node for it
                 continue
             col = column_ref(table, column)
             nodes[col] = _column_node(table, column, raw_table=table)
+            raw_columns.add(col)
             edges.add(Edge(_ref(NodeKind.RAW_TABLE, table), col, Relation.DEFINES))
-            edges.add(Edge(col, transform, Relation.READS))
         source = step.get("data_source")
         if source:
             source_ref = _ref(NodeKind.DATA_SOURCE, source)
             edges.add(Edge(transform, source_ref, Relation.WRITES))
             for column, dtype in (output.get("columns") or {}).items():
                 col = column_ref(source, column)
-                upstream = sorted(str(column_ref(*c.rpartition(".")[::2])) for c in lineage.get(column, []))
+                upstream = sorted(column_ref(*c.rpartition(".")[::2]) for c in lineage.get(column, []))
                 nodes[col] = _column_node(
-                    source, column, data_source=source, dtype=dtype, transform=step["step"], derived_from=upstream
+                    source,
+                    column,
+                    data_source=source,
+                    dtype=dtype,
+                    transform=step["step"],
+                    derived_from=[str(raw) for raw in upstream],
                 )
-                edges.add(Edge(transform, col, Relation.WRITES))
                 edges.add(Edge(source_ref, col, Relation.DEFINES))
+                edges.update(Edge(raw, col, Relation.DERIVES) for raw in upstream if raw in raw_columns)
     return list(nodes.values()), sorted(edges)
 
 

@@ -5,7 +5,8 @@ The lineage of a feature store runs, upstream to downstream::
     raw_table -> transform -> data_source -> feature_view -> feature -> feature_service
         -> training_set -> model
 
-and, at column grain, ``raw_table -> column -> transform -> column -> feature`` (``column:<table>.<col>``
+and, at column grain, ``raw_table -> column -> column -> feature`` (columns link to columns only; the
+transform is upstream through its data source) (``column:<table>.<col>``
 for raw columns, ``column:<data_source>.<col>`` for source columns and request fields).
 
 Nothing here knows about graphs, databases or HTTP; :mod:`lineage.graph` and :mod:`lineage.store`
@@ -52,8 +53,8 @@ class Relation(StrEnum):
     - ``feature_view -defines-> feature``
     - ``feature -derives-> feature`` (an input of an on-demand feature view's output feature)
     - column grain: ``raw_table -defines-> column``, ``data_source -defines-> column``,
-      ``column -reads-> transform`` (a raw column the transform uses), ``transform -writes-> column``
-      (an output column), ``column -derives-> feature`` (the source column a feature reads, field
+      ``column -derives-> column`` (a raw column to each source column its transform's ``column_lineage``
+      declares from it), ``column -derives-> feature`` (the source column a feature reads, field
       mappings followed; or a request field an on-demand feature uses)
     - ``feature -includes-> feature_service``
     - ``feature_service -trained_on-> training_set`` (or ``feature -trained_on-> training_set``),

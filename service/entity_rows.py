@@ -7,9 +7,11 @@ the timezone to assume.
 """
 
 import math
+import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -21,7 +23,12 @@ TS = "event_timestamp"
 
 
 INT64 = (-(2**63), 2**63 - 1)
+EXACT_IN_FLOAT = 2**53  # integers beyond ±2**53 lose digits as float64
 SCALARS = (str, int, float, bool)
+ISO_EXAMPLE = "2013-05-01T13:00:00Z"
+# ISO 8601 extended date and time: "T" or a space between them, seconds and up to 9 decimals optional,
+# then "Z", an offset (+hh:mm, +hhmm, +hh) or nothing (naive: refused unless a timezone is named).
+ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
 
 
 def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timestamp | None, str | None]:
@@ -29,6 +36,11 @@ def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Times
         return None, "is null; give an ISO 8601 timestamp such as 2013-05-01T13:00:00Z"
     if not isinstance(value, str):
         return None, f"must be an ISO 8601 string, got {type(value).__name__} {value!r}"
+    if not ISO_8601.fullmatch(value):
+        return None, (
+            f"{value!r} is not an ISO 8601 timestamp; write it as {ISO_EXAMPLE} "
+            "(date, 'T' or a space, time, then 'Z' or an offset such as '-04:00')"
+        )
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):  # OutOfBoundsDatetime is a ValueError
@@ -86,6 +98,18 @@ def _passthrough_column(name: str, values: list[Any], problems: list[dict[str, A
     if "number" in kinds:
         if all(isinstance(v, int) for v in values if v is not None):
             return pd.Series(values, dtype="Int64")
+        lossy = [i for i, v in enumerate(values) if isinstance(v, int) and abs(v) > EXACT_IN_FLOAT]
+        problems.extend(
+            {
+                "row": i,
+                "field": name,
+                "problem": f"{values[i]} would lose digits as a decimal (the column mixes integers and decimals; "
+                "integers beyond ±2**53 cannot be made decimal exactly): send it as a string, or no decimals",
+            }
+            for i in lossy
+        )
+        if lossy:
+            return None
         return pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
     if "boolean" in kinds:
         return pd.Series(values, dtype="boolean")
@@ -180,16 +204,90 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
     return frame
 
 
+EXTRA_KINDS = "strings, numbers, booleans or timezone-aware timestamps"
+
+
+def _rows_where(mask: Any) -> list[int]:
+    return [int(i) for i in np.flatnonzero(np.asarray(mask, dtype=bool))]
+
+
+def _localize(col: pd.Series, timezone: str) -> pd.Series:
+    return col.dt.tz_localize(ZoneInfo(timezone), ambiguous="raise", nonexistent="raise").dt.tz_convert("UTC")
+
+
+def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> tuple[pd.Series, list[dict[str, Any]]]:
+    """An extra (pass-through) column of a Parquet/Arrow entity table, and its problems.
+
+    Kept as sent: booleans, integers, floats (NaN is a missing value, written as null in JSON; ±inf
+    is refused), strings, timezone-aware timestamps; naive timestamps only with ``timezone`` (then
+    UTC). Nested values (lists, structs, maps), bytes, dates, decimals and durations are refused."""
+    dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+        return col, []
+    if pd.api.types.is_float_dtype(dtype):
+        rows = _rows_where(np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)))
+        return col, [
+            {
+                "row": i,
+                "field": name,
+                "problem": f"is {col.iloc[i]}; only finite numbers (or NaN/null for a missing value) are accepted",
+            }
+            for i in rows
+        ]
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return col, []
+    if pd.api.types.is_datetime64_dtype(dtype):
+        if timezone is None:
+            problem = "timestamps have no timezone; store them with a timezone or pass ?timezone=<IANA name>"
+            return col, [{"row": None, "field": name, "problem": problem}]
+        try:
+            return _localize(col, timezone), []
+        except Exception as exc:  # unknown zone, or a local time that does not exist / is ambiguous there
+            return col, [{"row": None, "field": name, "problem": f"cannot be read in {timezone!r}: {exc}"}]
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        problems = []
+        for i, v in enumerate(col.astype(object).tolist()):
+            if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)):
+                continue
+            if isinstance(v, list | tuple | np.ndarray):
+                what = "a nested value (a list)"
+            elif isinstance(v, dict):
+                what = "a nested value (a struct or map)"
+            else:
+                what = f"a value of type {type(v).__name__}"
+            problems.append({"row": i, "field": name, "problem": f"is {what}; send {EXTRA_KINDS}"})
+        return col, problems
+    return col, [{"row": None, "field": name, "problem": f"has unsupported type {dtype}; send {EXTRA_KINDS}"}]
+
+
+def _join_key_problems(key: str, col: pd.Series) -> list[dict[str, Any]]:
+    if col.isna().all():
+        return []
+    if not pd.api.types.is_string_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype):
+        return [{"row": None, "field": key, "problem": f"must be a string column, got {col.dtype}"}]
+    return [
+        {"row": i, "field": key, "problem": f"must be a string (or null), got {type(v).__name__}"}
+        for i, v in enumerate(col.astype(object).tolist())
+        if not (v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)))
+    ]
+
+
 def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
     """Validate an entity table that came as Parquet or Arrow (any size) and normalise it.
 
-    ``event_timestamp`` must be a timestamp column, timezone-aware (or ``timezone`` given), no nulls;
-    each join key a string column (nulls allowed: they match nothing); each request field an integer
-    column without nulls. Other columns pass through untouched.
+    At least one row. ``event_timestamp`` must be a timestamp column, timezone-aware (or ``timezone``
+    given), no nulls; each join key a string column (nulls allowed: they match nothing); each request
+    field an integer column without nulls. Other columns pass through unchanged if they hold
+    booleans, integers, floats (NaN is a missing value; ±inf is refused), strings or timezone-aware
+    timestamps (naive ones only with ``timezone``); nested values, bytes, dates, decimals and
+    durations are refused. Timestamps come out as ``datetime64[ns, UTC]``.
 
     Raises:
         EntityRowsInvalid: every problem, with the rows it concerns (the first 100 listed, all counted).
     """
+    if len(frame) == 0:
+        raise EntityRowsInvalid([{"row": None, "field": "entity_rows", "problem": "is empty (the table has no rows)"}])
+    frame = frame.reset_index(drop=True)
     problems: list[dict[str, Any]] = []
     required = [TS, *plan.join_keys, *plan.request_fields]
     problems.extend({"row": None, "field": f, "problem": "column is missing"} for f in required if f not in frame)
@@ -199,9 +297,11 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
             frame[TS] = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
         elif pd.api.types.is_datetime64_dtype(ts.dtype) and timezone:
             try:
-                frame[TS] = ts.dt.tz_localize(ZoneInfo(timezone)).dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                problems.append({"row": None, "field": "timezone", "problem": str(exc)})
+                frame[TS] = _localize(ts, timezone).astype("datetime64[ns, UTC]")
+            except ZoneInfoNotFoundError:
+                problems.append({"row": None, "field": "timezone", "problem": f"{timezone!r} is not an IANA timezone"})
+            except Exception as exc:  # pytz NonExistentTimeError / AmbiguousTimeError are not ValueErrors
+                problems.append({"row": None, "field": TS, "problem": f"cannot be read in {timezone!r}: {exc}"})
         elif pd.api.types.is_datetime64_dtype(ts.dtype):
             problems.append(
                 {
@@ -213,17 +313,21 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
             )
         else:
             problems.append({"row": None, "field": TS, "problem": f"must be a timestamp column, got {ts.dtype}"})
-        problems.extend({"row": int(i), "field": TS, "problem": "is null"} for i in frame.index[frame[TS].isna()])
+        problems.extend({"row": i, "field": TS, "problem": "is null"} for i in _rows_where(frame[TS].isna()))
     for key in plan.join_keys:
-        if key in frame and not (pd.api.types.is_string_dtype(frame[key].dtype) or frame[key].isna().all()):
-            problems.append({"row": None, "field": key, "problem": f"must be a string column, got {frame[key].dtype}"})
+        if key in frame:
+            problems.extend(_join_key_problems(key, frame[key]))
     for f in plan.request_fields:
         if f in frame:
             if not pd.api.types.is_integer_dtype(frame[f].dtype):
                 problems.append(
                     {"row": None, "field": f, "problem": f"must be an integer column, got {frame[f].dtype}"}
                 )
-            problems.extend({"row": int(i), "field": f, "problem": "is null"} for i in frame.index[frame[f].isna()])
+            problems.extend({"row": i, "field": f, "problem": "is null"} for i in _rows_where(frame[f].isna()))
+    for name in frame.columns:
+        if name not in required:
+            frame[name], found = _table_column_problems(str(name), frame[name], timezone)
+            problems.extend(found)
     if problems:
         raise EntityRowsInvalid(problems)
     return frame

@@ -22,7 +22,7 @@ from lineage import CycleRefused, InvalidNodeId, NodeNotFound
 from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
-from service.formats import BodyUnreadable, UnsupportedMediaType
+from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
 from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.offline.audit import LeakageDetected
 from service.offline.errors import (
@@ -57,6 +57,7 @@ class Problem(BaseModel):
 ERROR_DESCRIPTIONS = {
     400: "malformed body",
     404: "unknown feature service, feature, view, node, version, job, training set or quarantine source",
+    406: "none of the accepted types can be produced (or JSON cannot carry the data)",
     409: "leakage audit failed / cycle refused",
     413: "too large for JSON",
     415: "unsupported content type",
@@ -98,6 +99,7 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     BodyUnreadable: 400,
     TooLargeForJson: 413,
     UnsupportedMediaType: 415,
+    NotAcceptable: 406,
     CycleRefused: 409,
     LeakageDetected: 409,
     SourceDataMissing: 503,

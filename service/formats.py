@@ -39,6 +39,20 @@ class UnsupportedMediaType(Exception):
         return {"media_type": self.media_type, "supported": list(self.supported)}
 
 
+class NotAcceptable(Exception):
+    """None of the types the request's ``Accept`` names can be produced (or JSON cannot carry the data)."""
+
+    field = "header.accept"
+
+    def __init__(self, accept: str, supported: tuple[str, ...], reason: str | None = None):
+        self.accept, self.supported, self.reason = accept, supported, reason
+        because = reason or f"Accept {accept!r} names none of the types this endpoint answers"
+        super().__init__(f"{because}; ask for {', '.join(supported)}")
+
+    def details(self) -> dict[str, str | list[str]]:
+        return {"accept": self.accept, "supported": list(self.supported)}
+
+
 def read_table(body: bytes, media_type: str) -> pd.DataFrame:
     """Parquet or Arrow IPC stream bytes -> DataFrame (timestamps keep their timezone). Raises BodyUnreadable."""
     try:
@@ -63,10 +77,22 @@ def write_table(frame: pd.DataFrame, media_type: str) -> bytes:
     return sink.getvalue()
 
 
-def negotiate(accept: str | None, default: str = JSON) -> str:
-    """The response media type: the first of ours named in ``Accept`` (order as given), else ``default``."""
-    for part in (accept or "").split(","):
-        media = part.split(";")[0].strip()
-        if media in (JSON, *BINARY):
+def negotiate(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> str:
+    """The response media type: the first of ``supported`` named in ``Accept`` (order as given); a
+    wildcard (``*/*``, ``application/*``) or no ``Accept`` at all gives ``default``.
+
+    Raises:
+        NotAcceptable: ``Accept`` names only types we cannot produce (``q=0`` counts as not named).
+    """
+    named = (accept or "").strip()
+    if not named:
+        return default
+    for part in named.split(","):
+        media, *params = (p.strip().lower() for p in part.split(";"))
+        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+            continue
+        if media in supported:
             return media
-    return default
+        if media in ("*/*", "application/*"):
+            return default
+    raise NotAcceptable(named, supported)

@@ -254,7 +254,12 @@ def emits_training_set_events(func: F) -> F:
         try:
             result = func(*args, **kwargs)
         except Exception as exc:
-            facets = {"errorMessage": ol.error_facet(exc, traceback.format_exc())}
+            from service.errors import status_for  # here: service.errors imports the training-set modules
+
+            # a client error (4xx: leakage refused, a name collision) gets its message only; the server's
+            # stack trace goes into the event only for a failure of ours
+            trace = traceback.format_exc() if status_for(exc) >= 500 else None
+            facets = {"errorMessage": ol.error_facet(exc, trace)}
             emitter.emit(ol.run_event(ol.FAIL, run_id, job, datetime.now(UTC), inputs, run_facets=facets))
             raise
         try:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lineage import LineageStore
 from lineage.builders import spec_hash, training_set_graph
 from service.catalog import TrainingSetCatalog, TrainingSetRecord
+from service.formats import BINARY, JSON, NotAcceptable
 from service.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.offline.errors import FeatureSelectionInvalid
 from service.offline.views import RetrievalPlan, plan_retrieval, service_references
@@ -197,8 +199,15 @@ def _differing(before: pd.DataFrame, after: pd.DataFrame, cap: int = 100) -> dic
 def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
     """Recompute ``record`` from its stored entity table with the repo as it is now.
 
-    Returns ``{"identical": bool, "fingerprint_then", "fingerprint_now", "changed_sources",
-    "changed_views", "differences": {"columns", "rows", "rows_differing"}}``.
+    Returns ``{"id", "identical", "data_identical", "inputs_identical", "fingerprint_then",
+    "fingerprint_now", "changed_sources", "changed_views", "differences"}``:
+
+    - ``data_identical``: the recomputed rows equal the stored ones (same columns, same values);
+    - ``inputs_identical``: the fingerprint is unchanged (no source file or view definition changed);
+    - ``identical``: both. Data can be identical while inputs changed (a source row the set never
+      used was edited): then ``identical`` is false and ``changed_sources``/``changed_views`` say what.
+    - ``differences``: ``{"columns", "rows" (first 100), "rows_differing"}``, or ``{"columns",
+      "rows": [], "row_count": {"then", "now"}}`` when the shape changed.
     """
     opts = TrainingSetOptions(**record.options)
     refs, plan = resolve(store, opts)
@@ -211,11 +220,16 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
         p for p in set(sources) | set(record.source_hashes) if sources.get(p) != record.source_hashes.get(p)
     )
     changed_views = sorted(v for v in set(views) | set(record.view_hashes) if views.get(v) != record.view_hashes.get(v))
+    fingerprint_now = fingerprint(entity_sha256(entity_df), refs, views, sources)
+    data_identical = not diff["columns"] and not diff.get("row_count")
+    inputs_identical = fingerprint_now == record.fingerprint
     return {
         "id": record.id,
-        "identical": not diff["columns"] and not diff.get("row_count"),
+        "identical": data_identical and inputs_identical,
+        "data_identical": data_identical,
+        "inputs_identical": inputs_identical,
         "fingerprint_then": record.fingerprint,
-        "fingerprint_now": fingerprint(entity_sha256(entity_df), refs, views, sources),
+        "fingerprint_now": fingerprint_now,
         "changed_sources": changed_sources,
         "changed_views": changed_views,
         "differences": diff,
@@ -228,7 +242,22 @@ def _iso(ts: pd.Timestamp) -> str:
 
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows at full precision: floats as Python floats (shortest round-trip form),
-    timestamps as ISO 8601 UTC with ``Z`` (fractions of a second kept), missing values as null."""
+    timestamps as ISO 8601 UTC with ``Z`` (fractions of a second kept), missing values (null, NaN,
+    NaT) as null.
+
+    Raises:
+        NotAcceptable: a float column holds ±inf, which JSON cannot carry (names the columns and
+            first rows); Parquet and Arrow can.
+    """
+    infinite = {}
+    for name, col in frame.items():
+        if pd.api.types.is_float_dtype(col.dtype):
+            rows = np.flatnonzero(np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)))
+            if len(rows):
+                infinite[str(name)] = rows[:10].tolist()
+    if infinite:
+        where = "; ".join(f"{c} at rows {r}" for c, r in infinite.items())
+        raise NotAcceptable(JSON, BINARY, f"JSON cannot carry the infinite values in {where}")
     columns: dict[str, list[Any]] = {}
     for name, col in frame.items():
         if isinstance(col.dtype, pd.DatetimeTZDtype):

@@ -9,7 +9,7 @@ from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
 from service.catalog import TrainingSetNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
-from service.formats import BodyUnreadable, UnsupportedMediaType
+from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
 from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.offline.errors import (
@@ -266,6 +266,7 @@ def test_malformed_json(client, content):
 
 
 EXAMPLES = {
+    NotAcceptable: NotAcceptable("text/csv", ("application/json",)),
     UnknownFeatureService: UnknownFeatureService("x"),
     UnknownFeature: UnknownFeature("v:f"),
     NodeNotFound: NodeNotFound(NodeRef(NodeKind.FEATURE, "v.f")),

@@ -314,7 +314,7 @@ def test_fail_event_from_the_decorator():
 
 
 def test_materialization_emits_per_view(client):
-    body = {"start": "2013-12-01T00:00:00Z", "end": "2014-01-02T00:00:00Z", "feature_views": ["origin_weather"]}
+    body = {"start": "2013-12-01T00:00:00Z", "end": "2013-12-31T00:00:00Z", "feature_views": ["origin_weather"]}
     response = client.post("/materialize", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]

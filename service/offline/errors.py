@@ -100,12 +100,16 @@ class SourceDataMissing(RetrievalError):
 
 
 class TooLargeForJson(RetrievalError):
-    """More entity rows than a JSON answer may carry: ask for Parquet or Arrow instead."""
+    """More rows than a JSON answer may carry: ask for Parquet or Arrow instead."""
 
     field = "entity_rows"
 
-    def __init__(self, rows: int, limit: int):
-        self.rows, self.limit = rows, limit
+    def __init__(self, rows: int, limit: int, field: str = "entity_rows"):
+        self.rows, self.limit, self.field = rows, limit, field
         super().__init__(
-            f"{rows:,} rows is more than {limit:,} for a JSON answer; send Accept: application/vnd.apache.parquet"
+            f"{rows:,} rows is more than {limit:,} for a JSON answer; ask for Parquet or Arrow with "
+            "Accept: application/vnd.apache.parquet (or application/vnd.apache.arrow.stream)"
         )
+
+    def details(self) -> dict[str, Any]:
+        return {"rows": self.rows, "limit": self.limit}

@@ -41,6 +41,30 @@ from service.training_sets import (
 
 router = APIRouter(tags=["training sets"])
 
+OPTION_PARAMETERS = ("feature_service", "features", "full_feature_names", "timezone", "allow_created_after_entity")
+
+
+def refuse_unknown_query(request: Request, known: tuple[str, ...], json_body: bool) -> None:
+    """422 for a query parameter the route does not read (``?foo=bar``, a typo such as ``?feature=``),
+    and for options sent as query parameters next to a JSON body (they belong in the body): never
+    ignored silently.
+
+    Raises:
+        RequestValidationError: one error per parameter, at ``query.<name>``.
+    """
+    errors = []
+    for name in dict.fromkeys(request.query_params.keys()):
+        if name not in known:
+            msg = f"unknown query parameter; this endpoint reads {', '.join(known)}"
+        elif json_body:
+            msg = "with a JSON body, options go in the body, not in the query"
+        else:
+            continue
+        errors.append({"type": "extra_forbidden", "loc": ("query", name), "msg": msg, "input": None})
+    if errors:
+        raise RequestValidationError(errors)
+
+
 BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -58,7 +82,7 @@ BODY_DOC: dict[str, Any] = {
     status_code=201,
     openapi_extra=BODY_DOC,
     response_model=None,
-    responses={201: {"model": TrainingSetOut}, **problem_responses(400, 404, 409, 413, 415, 422)},
+    responses={201: {"model": TrainingSetOut}, **problem_responses(400, 404, 406, 409, 413, 415, 422)},
 )
 async def post_training_set(
     request: Request,
@@ -80,10 +104,16 @@ async def post_training_set(
     "audit", "rows"}``; a binary answer carries the id in ``X-Training-Set-Id``.
 
     Errors (``application/problem+json``): 400 malformed body; 404 unknown feature service or feature;
-    409 leakage audit failed (no data); 413 too many rows for JSON; 415 unsupported content type;
-    422 invalid entity rows (every bad row and field listed).
+    406 ``Accept`` names none of JSON, Parquet, Arrow; 409 leakage audit failed (no data); 413 too many
+    rows for JSON; 415 unsupported content type; 422 invalid entity rows (every bad row and field
+    listed), or a query parameter this endpoint does not read (or options in the query next to a JSON
+    body).
     """
     media = request.headers.get("content-type", JSON).split(";")[0].strip() or JSON
+    if media not in (JSON, *BINARY):
+        raise UnsupportedMediaType(media, (JSON, *BINARY))
+    refuse_unknown_query(request, OPTION_PARAMETERS, json_body=media == JSON)
+    answer = negotiate(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
     body = await request.body()
     if media in BINARY:
         opts = TrainingSetOptions(
@@ -95,7 +125,7 @@ async def post_training_set(
         )
         refs, plan = resolve(store, opts)
         entity_df = entity_frame_from_table(await run_in_threadpool(read_table, body, media), plan, opts.timezone)
-    elif media == JSON:
+    else:
         if not body.strip():
             raise BodyUnreadable(JSON, "the request body is empty")
         try:
@@ -104,9 +134,6 @@ async def post_training_set(
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         refs, plan = resolve(store, opts)
         entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
-    else:
-        raise UnsupportedMediaType(media, (JSON, *BINARY))
-    answer = negotiate(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
     if answer == JSON and len(entity_df) > settings.max_json_rows:
         raise TooLargeForJson(len(entity_df), settings.max_json_rows)
     base = TrainingSetOptions(**opts.model_dump(include=set(TrainingSetOptions.model_fields)))
@@ -138,13 +165,19 @@ def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
     return catalog.get(ts_id).to_dict()
 
 
-@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404))
-def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep) -> Response:
-    """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work."""
+@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404, 406, 413))
+def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
+    """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work.
 
+    Errors: 404 unknown training set; 406 ``Accept`` names none of those types, or JSON was asked for
+    and the rows hold ±inf; 413 JSON asked for and more than ``FEASTLINE_MAX_JSON_ROWS`` rows (ask for
+    Parquet or Arrow).
+    """
     record = catalog.get(ts_id)
-    frame = pd.read_parquet(record.data_path)
     answer = negotiate(request.headers.get("accept"), default=PARQUET)
+    if answer == JSON and record.row_count > settings.max_json_rows:
+        raise TooLargeForJson(record.row_count, settings.max_json_rows, field="header.accept")
+    frame = pd.read_parquet(record.data_path)
     if answer == JSON:
         return JSONResponse(
             {
@@ -161,8 +194,11 @@ def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep) -> 
 async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
     """Recompute from the stored entity table with the repo as it is now.
 
-    Answers ``{"identical": true, ...}`` or names the differing columns and rows and the sources and
-    views whose hashes changed.
+    Answers ``{"id", "identical", "data_identical", "inputs_identical", "fingerprint_then",
+    "fingerprint_now", "changed_sources", "changed_views", "differences"}``. ``data_identical``: the
+    recomputed rows equal the stored ones; ``inputs_identical``: the fingerprint is unchanged (no
+    source file or view definition changed); ``identical``: both. ``changed_sources`` and
+    ``changed_views`` name what changed; ``differences`` names the differing columns and rows.
     """
     store.refresh_registry()
     return await run_in_threadpool(reproduce, store, catalog.get(ts_id))
