@@ -129,29 +129,38 @@ class LineageStore:
             self._save(w, nodes, edges)
 
     def register_model(self, model: Node, training_set: NodeRef) -> Node:
-        """Save ``model`` with a ``trained_on`` edge from ``training_set``, unless that model is already
-        trained on another node: checked and written in one transaction, under the writers' lock, so of
-        concurrent registrations of one ref on different training sets exactly one succeeds.
-
-        Registering again on the same training set replaces the model's hash and attributes (as
-        :meth:`save`).
+        """Save ``model`` with a ``trained_on`` edge from ``training_set``, unless ``model.ref`` is already
+        registered: checked and written in one transaction, under the writers' lock, so of concurrent
+        registrations of one ref exactly one succeeds. A ``name@version`` is registered once, whatever
+        the training set or attributes of a later attempt (nothing is replaced).
 
         Returns:
             ``model``, as now stored.
 
         Raises:
-            ModelVersionConflict: ``model.ref`` is trained on another node (``registered_on`` names it);
-                nothing is written.
+            ModelVersionConflict: ``model.ref`` is already stored (``registered_on`` names the training
+                set it is trained on; the message says when it was registered); nothing is written.
             NodeNotFound: ``training_set`` is not stored.
         """
-        e = self._t.edges
+        e, n = self._t.edges, self._t.nodes
         with self._writing() as w:
-            trained_on = select(e.c.source).where(
-                e.c.target == str(model.ref), e.c.relation == str(Relation.TRAINED_ON), e.c.source != str(training_set)
-            )
-            other = w.conn.scalars(trained_on.order_by(e.c.source).limit(1)).one_or_none()
-            if other is not None:
-                raise ModelVersionConflict(model.ref, NodeRef.parse(other).name, training_set.name)
+            stored = w.conn.execute(select(n).where(n.c.id == str(model.ref))).one_or_none()
+            if stored is not None:
+                trained_on = select(e.c.source).where(
+                    e.c.target == str(model.ref), e.c.relation == str(Relation.TRAINED_ON)
+                )
+                source = w.conn.scalars(trained_on.order_by(e.c.source).limit(1)).one_or_none()
+                existing = node_from_row(stored)
+                on = NodeRef.parse(source).name if source else str(existing.attributes.get("training_set_id", ""))
+                conflict = ModelVersionConflict(model.ref, on, training_set.name)
+                if on == training_set.name:  # the class's message ("..., not <same>") would read oddly here
+                    when = existing.attributes.get("registered_at")
+                    conflict.args = (
+                        f"{model.ref} is already registered on training set {on!r}"
+                        + (f" (registered_at {when})" if when else "")
+                        + "; a name@version is registered once: register a new version instead",
+                    )
+                raise conflict
             self._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
         return model
 
@@ -300,6 +309,13 @@ class LineageStore:
         with self._reading() as conn:
             rows = conn.execute(select(self._t.versions).order_by(self._t.versions.c.number))
             return [version_from_row(row) for row in rows]
+
+    def first_version(self) -> Version | None:
+        """The oldest recorded version, or None when none is recorded."""
+        versions = self._t.versions
+        with self._reading() as conn:
+            row = conn.execute(select(versions).order_by(versions.c.number).limit(1)).one_or_none()
+        return None if row is None else version_from_row(row)
 
     def get_version(self, number: int) -> Version:
         """The version with this number, with its diff. Raises VersionNotFound."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from lineage.errors import LineageError
@@ -27,6 +27,27 @@ class VersionNotFound(LineageError):
     def __init__(self, number: int) -> None:
         self.number = number
         super().__init__(f"no lineage version {number}")
+
+
+class NoVersionAtTime(VersionNotFound):
+    """A time before the first recorded version (or with none recorded yet) was asked for.
+
+    Attributes:
+        at: the time asked for (aware UTC).
+        first_number / first_at: the first version's number and time, or None when none is recorded.
+    """
+
+    def __init__(self, at: datetime, first_number: int | None, first_at: datetime | None) -> None:
+        self.number, self.at, self.first_number, self.first_at = None, at, first_number, first_at  # type: ignore[assignment]
+        first = "none is recorded yet" if first_at is None else f"the first is {first_number} at {_z(first_at)}"
+        LineageError.__init__(self, f"no lineage version at or before {_z(at)}; {first}")
+
+    def details(self) -> dict[str, Any]:
+        return {"first_version": self.first_number, "first_version_at": _z(self.first_at) if self.first_at else None}
+
+
+def _z(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 ``as_of`` is a version number (``3``: the graph right after ``feastline apply`` recorded version 3) or
 an ISO 8601 time with an offset (``2024-05-01T12:00:00Z``; encode ``+`` as ``%2B``: the graph as it was
 then); omitted, the current graph. Anything else is a 422 naming ``query.as_of``; a version never
-recorded is a 404 naming it.
+recorded, or a time before the first recorded version, is a 404 naming it (no graph is invented for a
+time the store knows nothing of).
 """
 
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 
 from lineage import LineageGraph, LineageStore
-from lineage.versions import VersionNotFound
+from lineage.versions import NoVersionAtTime, VersionNotFound
 from service.errors import at_field
 
 AsOf = Annotated[
@@ -47,10 +48,16 @@ def graph_as_of(lineage: LineageStore, as_of: str | None) -> LineageGraph:
 
     Raises:
         RequestValidationError: ``as_of`` is neither a version number nor a time with an offset (422).
-        VersionNotFound: no such version (404, field ``query.as_of``).
+        VersionNotFound: no such version, or a time before the first version (404, field ``query.as_of``).
     """
     moment = parse_as_of(as_of)
     try:
+        if isinstance(moment, datetime):
+            first = lineage.first_version()
+            if first is None:
+                raise NoVersionAtTime(moment, None, None)
+            if moment < first.created_at:
+                raise NoVersionAtTime(moment, first.number, first.created_at)
         return lineage.graph_as_of(moment)
     except VersionNotFound as exc:
         raise at_field(exc, "query.as_of") from None

@@ -92,9 +92,19 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
 def materialize_cmd(
     repo: RepoOpt = DEFAULT_REPO,
     start: Annotated[
-        str, typer.Option(help="ISO 8601 start (UTC if no offset); with --incremental, for never-materialized views")
+        str,
+        typer.Option(
+            help="ISO 8601 start with Z or an offset (e.g. 2012-12-01T00:00:00Z); with --incremental, for "
+            "never-materialized views"
+        ),
     ] = "2012-12-01T00:00:00Z",
-    end: Annotated[str | None, typer.Option(help="ISO 8601 end (UTC if no offset); default now")] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO 8601 end with Z or an offset; default and latest: the service clock (FEASTLINE_NOW if set, "
+            "else now)"
+        ),
+    ] = None,
     incremental: Annotated[
         bool, typer.Option("--incremental", help="per view, from its last materialized end minus the lookback")
     ] = False,
@@ -106,6 +116,8 @@ def materialize_cmd(
 
     feastline's own materializer (DuckDB, much faster than ``feast materialize``); the intervals are
     recorded in the Feast registry as Feast does, and each view's lineage node gets ``last_materialization``.
+    A view already materialized past the end, or without offline data yet, is skipped and listed with the
+    reason. Exit code 2: a bad option (a time without offset, an end after the service clock).
     """
     import gc
     import uuid
@@ -125,6 +137,7 @@ def materialize_cmd(
         Observer,
         ViewResult,
         Window,
+        check_end,
         full_windows,
         incremental_windows,
         materialize,
@@ -138,12 +151,19 @@ def materialize_cmd(
             ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
             raise typer.BadParameter(f"{text!r} is not ISO 8601", param_hint=f"--{name}") from exc
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        if ts.tzinfo is None or ts.utcoffset() is None:  # a naive time is refused, never guessed
+            raise typer.BadParameter(f"{text!r} has no timezone; end it with Z or +HH:MM", param_hint=f"--{name}")
+        return ts.astimezone(UTC)
 
     repo = repo.resolve()
     settings = Settings(repo=repo)
     start_ts = parse(start, "start")
-    end_ts = parse(end, "end") if end else service_now(settings)
+    now = service_now(settings)
+    end_ts = parse(end, "end") if end else now
+    try:
+        check_end(end_ts, now)
+    except MaterializationError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("end: "), param_hint="--end") from exc
     lookback = timedelta(seconds=lookback_seconds) if lookback_seconds is not None else DEFAULT_LOOKBACK
 
     class Bars(Observer):
@@ -157,7 +177,7 @@ def materialize_cmd(
             self.progress.advance(self.tasks[window.view], rows)
 
         def view_finished(self, result: ViewResult) -> None:
-            done = result.rows_written
+            done = result.rows_offered
             self.progress.update(self.tasks[result.view], total=done, completed=done)
 
     try:
@@ -177,14 +197,22 @@ def materialize_cmd(
     except MaterializationError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    starts = sorted({f"{r.start:%Y-%m-%d %H:%M}" for r in results})
-    title = f"{starts[0] if len(starts) == 1 else 'per view'} → {end_ts.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    table = Table("feature view", *(["from (UTC)"] if len(starts) > 1 else []), "rows in window", "rows written")
-    table.title = title
-    for r in results:
+    done = [r for r in results if r.skipped is None]
+    starts = sorted({f"{r.start:%Y-%m-%d %H:%M}" for r in done})
+    first = starts[0] if len(starts) == 1 else "per view"
+    table = Table("feature view", *(["from (UTC)"] if len(starts) > 1 else []), "rows in window", "rows offered")
+    table.title = f"{first} → {end_ts:%Y-%m-%d %H:%M} UTC"
+    table.caption = "rows offered: the ordered online store keeps a stored row that is newer"
+    for r in done:
         start_col = [f"{r.start:%Y-%m-%d %H:%M}"] if len(starts) > 1 else []
-        table.add_row(r.view, *start_col, f"{r.rows_in_window:,}", f"{r.rows_written:,}")
-    console.print(table)
+        table.add_row(r.view, *start_col, f"{r.rows_in_window:,}", f"{r.rows_offered:,}")
+    if done:
+        console.print(table)
+    for r in results:
+        if r.skipped is not None:
+            console.print(f"skipped {r.view}: {r.skipped}", soft_wrap=True)
+    if not done:
+        console.print("nothing materialized: every view was skipped")
     with LineageStore(settings.lineage_database_url) as lineage:
         record_lineage(lineage, f"cli-{uuid.uuid4().hex}", results, datetime.now(UTC))
 

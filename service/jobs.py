@@ -78,7 +78,10 @@ class Job:
     finished_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON of ``GET /jobs/{id}``."""
+        """The JSON of ``GET /jobs/{id}``. ``rows_written`` (progress and per view): entity rows handed to
+        the ordered online store, one per entity key; a stored row that is newer is kept, so not each of
+        them replaced one (the store does not report which). ``views``: per view, its counts and window,
+        and ``skipped`` (the reason) for a view not materialized."""
         return {
             "id": self.id,
             "kind": self.kind,
@@ -156,7 +159,7 @@ class JobStore:
 
 
 class _JobProgress(Observer):
-    """Writes each finished view into the job row."""
+    """Writes each finished (or skipped) view into the job row."""
 
     def __init__(self, jobs: JobStore, job_id: str):
         self.jobs, self.job_id = jobs, job_id
@@ -168,13 +171,21 @@ class _JobProgress(Observer):
         self.rows += result.rows_written
         self.jobs.update(self.job_id, views=self.views, views_done=len(self.views), rows_written=self.rows)
 
+    def views_skipped(self, results: list[ViewResult]) -> None:
+        """Record the views :func:`materialize` skipped (it tells no observer of them), with their reason."""
+        if results:
+            self.views.update({r.view: r.to_dict() for r in results})
+            self.jobs.update(self.job_id, views=self.views, views_done=len(self.views))
+
 
 def run_job(job_id: str, repo: Path, jobs: JobStore, lineage: LineageStore) -> None:
     """Run a queued job to ``completed`` (lineage recorded) or ``failed`` (``error`` says why). Never raises.
 
     ``request`` of a ``materialize`` job: ``start``, ``end``, ``feature_views``; of a
     ``materialize-incremental`` job: ``end``, ``lookback_seconds``, ``default_start``, ``feature_views``.
-    A fresh ``FeatureStore`` per job: the worker shares no Feast object with request threads.
+    A fresh ``FeatureStore`` per job: the worker shares no Feast object with request threads. A view
+    skipped (already materialized past ``end``, no offline file yet) is listed in ``views`` with
+    ``skipped`` (the reason); the job still completes.
     """
     jobs.update(job_id, status=RUNNING, started_at=datetime.now(UTC))
     try:
@@ -189,8 +200,10 @@ def run_job(job_id: str, repo: Path, jobs: JobStore, lineage: LineageStore) -> N
             lookback = timedelta(seconds=req["lookback_seconds"])
             windows = incremental_windows(store, views, end, datetime.fromisoformat(req["default_start"]), lookback)
         jobs.update(job_id, views_total=len(windows))
-        with openlineage_for(lineage).materializing(store, job_id, _JobProgress(jobs, job_id)) as progress:
+        tracker = _JobProgress(jobs, job_id)
+        with openlineage_for(lineage).materializing(store, job_id, tracker) as progress:
             results = materialize(store, windows, progress)  # OpenLineage START / COMPLETE (or FAIL) per view
+        tracker.views_skipped([r for r in results if r.skipped is not None])
         finished = datetime.now(UTC)
         record_lineage(lineage, job_id, results, finished)
         jobs.update(job_id, status=COMPLETED, finished_at=finished)

@@ -12,6 +12,13 @@ Incremental runs start, per view, at the view's last materialized end minus a ``
 day), so a row that arrives late (event time before the last run's end, created after it) is still
 loaded; the online store is ordered-write, so re-loading an older row never replaces a newer one.
 
+A window may not end after the service clock (:func:`check_end`): a row dated in the future, once in
+the ordered online store, would shadow every correct row written later. A view is *skipped*, with its
+reason in the result, when it is already materialized past ``end`` (incremental) or its offline file
+does not exist yet (nothing to materialize). ``rows_offered`` counts the rows handed to the ordered
+write; the store keeps a stored row that is newer, so not every offered row replaces one (the store
+does not report which).
+
 The second half of the module keeps the jobs: one row per run in ``materialization_jobs`` (lineage
 database), so ``GET /jobs/{id}`` survives a restart, and :func:`run_job` executes one.
 """
@@ -95,30 +102,49 @@ class JobNotFound(MaterializationError):
 
 @dataclass(frozen=True)
 class Window:
-    """Load ``view``'s rows with ``start <= event_ts < end`` (aware UTC). Empty when ``start >= end``."""
+    """Load ``view``'s rows with ``start <= event_ts < end`` (aware UTC). Empty when ``start >= end``.
+
+    ``skip``: why nothing is to be loaded (e.g. already materialized past ``end``), or None.
+    """
 
     view: str
     start: datetime
     end: datetime
+    skip: str | None = None
 
 
 @dataclass(frozen=True)
 class ViewResult:
-    """One view's run: source rows in the window, and entity rows written (one per entity key)."""
+    """One view's run: source rows in the window, and entity rows offered to the online store (one per
+    entity key; the ordered store keeps a stored newer row, so an offered row may not replace it).
+
+    ``skipped``: why the view was not materialized (nothing read, nothing recorded), or None.
+    """
 
     view: str
     start: datetime
     end: datetime
     rows_in_window: int
-    rows_written: int
+    rows_offered: int
+    skipped: str | None = None
+
+    @property
+    def rows_written(self) -> int:
+        """The former name of :attr:`rows_offered` (rows handed to the ordered write, not rows it kept)."""
+        return self.rows_offered
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``rows_written`` (the JSON name kept for clients) is :attr:`rows_offered`: rows handed to the
+        ordered online store, which keeps a stored newer row."""
+        out: dict[str, Any] = {
             "rows_in_window": self.rows_in_window,
-            "rows_written": self.rows_written,
+            "rows_written": self.rows_offered,
             "start": iso(self.start),
             "end": iso(self.end),
         }
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+        return out
 
 
 class Observer:
@@ -128,7 +154,7 @@ class Observer:
         """``window`` is about to be read; it is number ``index`` (from 0) of ``total``."""
 
     def rows_written(self, window: Window, rows: int) -> None:
-        """``rows`` more entity rows of ``window`` were written to the online store."""
+        """``rows`` more entity rows of ``window`` were offered to the (ordered) online store."""
 
     def view_finished(self, result: ViewResult) -> None:
         """The view is written and its interval recorded in the registry."""
@@ -143,6 +169,23 @@ def aware_utc(value: datetime, field_name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise MaterializationRequestInvalid(field_name, f"{value.isoformat()} has no timezone; end it with Z or +HH:MM")
     return value.astimezone(UTC)
+
+
+def check_end(end: datetime, now: datetime, field_name: str = "end") -> datetime:
+    """``end`` (aware UTC) if it is not after the service clock ``now``.
+
+    Raises:
+        MaterializationRequestInvalid: ``end`` is naive, or later than ``now`` (rows dated after the clock
+            would shadow every row written later in the ordered online store).
+    """
+    end = aware_utc(end, field_name)
+    if end > now:
+        raise MaterializationRequestInvalid(
+            field_name,
+            f"{iso(end)} is after the service clock {iso(now)}; a materialization window may not end after it "
+            "(the clock is FEASTLINE_NOW when set, else the wall clock)",
+        )
+    return end
 
 
 def online_views(store: FeatureStore, names: Sequence[str] | None = None) -> list[FeatureView]:
@@ -182,6 +225,7 @@ def incremental_windows(
     """Per view: from (last materialized end in the registry, or ``default_start``) minus ``lookback``, to ``end``.
 
     The registry is read fresh (not from a cache), so a run queued behind another starts where it ended.
+    A view already materialized up to ``end + lookback`` or later gets a window with ``skip`` saying so.
     """
     end, default_start = aware_utc(end, "end"), aware_utc(default_start, "default_start")
     if lookback < timedelta(0):
@@ -191,8 +235,13 @@ def incremental_windows(
     for fv in views:
         last = registered.get(fv.name, fv).most_recent_end_time
         since = make_tzaware(last).astimezone(UTC) if last else default_start
-        if since - lookback < end:  # else the view is already materialized past `end`: nothing to do
+        if since - lookback < end:
             windows.append(Window(fv.name, since - lookback, end))
+        else:
+            reason = f"already materialized up to {iso(since)} >= end {iso(end)}"
+            if lookback:
+                reason += f" + lookback {lookback}"
+            windows.append(Window(fv.name, since - lookback, end, skip=reason))
     return windows
 
 
@@ -206,7 +255,9 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
 
     Returns:
         one :class:`ViewResult` per window, in order. A window with ``start >= end`` writes nothing and
-        is not recorded in the registry.
+        is not recorded in the registry. A window with ``skip``, or whose view's offline file does not
+        exist yet ("no offline data at <path>"), is neither read nor recorded: its result has ``skipped``
+        set, and the observer is not told of it.
     """
     observer = observer or Observer()
     provider = store._get_provider()
@@ -216,6 +267,11 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
     with duckdb.connect() as con:
         for index, window in enumerate(windows):
             fv = views[window.view]
+            skip = window.skip or _missing_offline_data(repo, fv)
+            if skip is not None:
+                log.info("materialization of %s skipped: %s", fv.name, skip)
+                results.append(ViewResult(fv.name, window.start, window.end, 0, 0, skipped=skip))
+                continue
             observer.view_started(window, index, len(windows))
             in_window, written = 0, 0
             if window.start < window.end:
@@ -231,6 +287,15 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
             results.append(result)
             observer.view_finished(result)
     return results
+
+
+def _missing_offline_data(repo: Path, fv: FeatureView) -> str | None:
+    """ "no offline data at <path>" when the view's batch file does not exist yet (e.g. a push source's
+    Parquet never built), else None."""
+    path = batch_spec(repo, fv).path
+    if any(c in str(path) for c in "*?[") or Path(path).exists():
+        return None
+    return f"no offline data at {path}"
 
 
 def _quote(name: str) -> str:
@@ -326,6 +391,8 @@ def record_lineage(
     """Set ``last_materialization`` on each view's lineage node; returns the views with no node (skipped)."""
     missing = []
     for r in results:
+        if r.skipped is not None:
+            continue
         attrs = {"job_id": run_id, **r.to_dict(), "finished_at": iso(finished_at)}
         del attrs["rows_in_window"]
         try:

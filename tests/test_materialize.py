@@ -165,10 +165,10 @@ def test_late_row_is_served_after_the_next_incremental_run(repo):
         assert late > online_before.event_timestamp
         append_row(repo, origin="EWR", event_timestamp=late, created=T + timedelta(minutes=30), temp=123.5)
 
-        job = run(client, "/materialize-incremental", {"end": z(T + timedelta(hours=1))})
+        job = run(client, "/materialize-incremental", {"end": z(T)})
         assert job["kind"] == "materialize-incremental"
         assert job["views"]["origin_weather"]["start"] == z(T - timedelta(days=1))  # last end minus the lookback
-        assert job["views"]["origin_weather"]["end"] == z(T + timedelta(hours=1))
+        assert job["views"]["origin_weather"]["end"] == z(T)
         temp = online(client, ["origin_weather:temp"], {"origin": ["EWR"]})["temp"]
         assert temp["values"] == [123.5]
         assert temp["event_timestamps"] == [z(late)]
@@ -183,7 +183,7 @@ def test_late_row_is_served_after_the_next_incremental_run(repo):
         assert online(client, ["origin_weather:temp"], {"origin": ["EWR"]})["temp"]["values"] == [123.5]
 
     intervals = FeatureStore(repo_path=str(repo)).get_feature_view("origin_weather").materialization_intervals
-    assert intervals[-1] == (T + timedelta(hours=1) - timedelta(days=1), T)
+    assert intervals[-1] == (T - timedelta(days=1), T)
 
 
 def test_older_row_alone_in_its_window_does_not_overwrite_a_newer_online_value(repo):

@@ -54,14 +54,14 @@ def test_register_get_and_list(client: TestClient, training_sets: dict[str, str]
     ]
 
 
-def test_reregistering_on_the_same_training_set_updates_metrics(
+def test_reregistering_on_the_same_training_set_is_a_conflict_and_changes_nothing(
     client: TestClient, training_sets: dict[str, str]
 ) -> None:
     ts = training_sets["delay_model_v1"]
     assert register(client, name="m_same", version="1", training_set_id=ts, metrics={"a": 1}).status_code == 201
     response = register(client, name="m_same", version="1", training_set_id=ts, metrics={"a": 2})
-    assert response.status_code == 201
-    assert client.get("/models/m_same/1").json()["attributes"]["metrics"] == {"a": 2.0}
+    assert response.status_code == 409
+    assert client.get("/models/m_same/1").json()["attributes"]["metrics"] == {"a": 1}
 
 
 def test_unknown_training_set_is_404(client: TestClient) -> None:

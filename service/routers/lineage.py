@@ -17,7 +17,7 @@ from service.deps import LineageDep
 from service.errors import at_field, problem_responses
 
 router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
-Depth = Query(None, ge=1, le=100, description="hops to follow; omit for all")
+Depth = Query(None, ge=1, le=100, description="hops to follow, 1 to 100 (as on every lineage route); omit for all")
 
 
 @router.get("/nodes/{node_id}")
@@ -64,18 +64,27 @@ def path(
     return {"path": [str(ref) for ref in refs]}
 
 
+COUNTS_NOTE = (
+    "node_count and edge_count are the whole graph right after the version, including training sets, "
+    "models and run attributes recorded between applies; counts and diff compare only the definitions "
+    "(registry and pipeline) of this apply with the previous apply's, so the totals can grow while the diff is empty"
+)
+
+
 @router.get("/versions")
-def versions(lineage: LineageDep) -> dict[str, list[dict[str, Any]]]:
-    """Every version recorded by ``feastline apply``, oldest first, with diff counts (no diff)."""
-    return {"versions": [v.to_dict(with_diff=False) for v in lineage.list_versions()]}
+def versions(lineage: LineageDep) -> dict[str, Any]:
+    """Every version recorded by ``feastline apply``, oldest first, with diff counts (no diff), and a
+    ``note`` on what the counts cover (``COUNTS_NOTE``)."""
+    return {"versions": [v.to_dict(with_diff=False) for v in lineage.list_versions()], "note": COUNTS_NOTE}
 
 
 @router.get("/versions/{number}")
 def version(number: Annotated[int, Path(ge=1, lt=2**63)], lineage: LineageDep) -> dict[str, Any]:
     """One version with its diff against the previous one: ``{"number", "created_at", "source",
     "node_count", "edge_count", "counts", "diff": {"added_nodes", "removed_nodes", "changed_nodes":
-    [{"id", "before", "after"}], "added_edges", "removed_edges"}}``."""
+    [{"id", "before", "after"}], "added_edges", "removed_edges"}, "note"}``; ``note`` says what the counts
+    cover (the totals include nodes recorded between applies, the diff does not)."""
     try:
-        return lineage.get_version(number).to_dict()
+        return {**lineage.get_version(number).to_dict(), "note": COUNTS_NOTE}
     except VersionNotFound as exc:
         raise at_field(exc, "path.number") from None

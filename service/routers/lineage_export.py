@@ -3,11 +3,13 @@
 ``node`` (a node id, ``kind:name``) narrows an export to that node's neighbourhood: ``depth`` hops
 (omit for all) ``upstream``, ``downstream`` or ``both``; without it the whole graph is exported.
 ``as_of`` (a version number or an ISO 8601 time with offset) exports the graph as it was then, as on
-``/lineage/nodes/...``. An unknown node (now, or then) or version is a 404; a malformed one a 422.
+``/lineage/nodes/...``. An unknown node (now, or then) or version, or a time before the first version, is
+a 404; a malformed one a 422. ``depth`` is 1 to 100, as on ``/lineage/nodes/...``.
 """
 
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -30,7 +32,9 @@ class Direction(StrEnum):
 NodeQ = Query(
     None, description="node id 'kind:name'; omit for the whole graph", examples=["feature_view:origin_weather"]
 )
-DepthQ = Query(None, ge=0, le=100, description="hops to follow from node; omit for all")
+DepthQ = Query(
+    None, ge=1, le=100, description="hops to follow from node, 1 to 100 (as on every lineage route); omit for all"
+)
 DirectionQ = Query(Direction.BOTH, description="which way to follow edges from node")
 
 
@@ -97,8 +101,25 @@ def export_svg(
 @router.get("/lineage/openlineage/events")
 def openlineage_events(
     request: Request,
-    job: str | None = Query(None, description="only this job name, e.g. 'training_set'"),
-    limit: int = Query(100, ge=1, le=10_000),
+    response: Response,
+    job: str | None = Query(
+        None,
+        description="only this exact job name (no prefix or pattern match): 'pipeline' (a whole pipeline run), "
+        "'pipeline.<step>', 'materialize.<view>', 'training_set'",
+    ),
+    limit: int = Query(100, ge=1, le=10_000, description="events per page"),
+    offset: int = Query(0, ge=0, le=1_000_000, description="events to skip (newest first), for the next pages"),
 ) -> list[dict[str, Any]]:
-    """OpenLineage RunEvents emitted by this service (and ``feastline build-data``), newest first."""
-    return request.app.state.openlineage.events(job=job, limit=limit)
+    """OpenLineage RunEvents emitted by this service (and ``feastline build-data``), newest first, one page.
+
+    The body is the page (a list). When more events follow it, the answer has a ``Link`` header with
+    ``rel="next"`` (the URL of the next page) and ``X-More-Events: true``; on the last page
+    ``X-More-Events: false`` and no ``Link``.
+    """
+    found = request.app.state.openlineage.events(job=job, limit=offset + limit + 1)
+    page, more = found[offset : offset + limit], len(found) > offset + limit
+    response.headers["X-More-Events"] = "true" if more else "false"
+    if more:
+        params = {**({"job": job} if job is not None else {}), "limit": limit, "offset": offset + limit}
+        response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+    return page

@@ -1,6 +1,7 @@
 """``/materialize``, ``/materialize-incremental`` and ``/jobs/{id}``: materialization as background jobs.
 
-A POST validates the request (unknown view 404; naive, inverted or malformed times 422), stores a
+A POST validates the request (unknown view 404; naive, inverted or malformed times, or an ``end`` after
+the service clock 422), stores a
 ``queued`` job and answers ``202`` with ``Location: /jobs/{id}``; one worker thread runs the jobs in
 order (:func:`service.jobs.run_job`). The worker and the job table are opened by this
 router's own lifespan, which FastAPI nests inside the app's (so ``app.state.settings`` and
@@ -41,6 +42,7 @@ from service.materialization import (
     JobNotFound,
     MaterializationRequestInvalid,
     UnknownFeatureView,
+    check_end,
     iso,
     online_views,
 )
@@ -94,7 +96,7 @@ class MaterializeRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
     start: IsoTime
-    end: IsoTime
+    end: IsoTime = Field(description="not after the service clock (FEASTLINE_NOW when set)")
     feature_views: list[str] | None = Field(None, description="default: every online feature view")
 
     @field_validator("end")
@@ -110,7 +112,7 @@ class MaterializeIncrementalRequest(BaseModel):
     """Per view, from its last materialized end minus ``lookback_seconds`` (default one day) to ``end``."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    end: IsoTime | None = Field(None, description="default: the service clock")
+    end: IsoTime | None = Field(None, description="default and latest: the service clock (FEASTLINE_NOW when set)")
     lookback_seconds: int | None = Field(
         None, ge=0, le=100 * 365 * 86400, description=f"default {int(DEFAULT_LOOKBACK.total_seconds())}"
     )
@@ -137,13 +139,19 @@ def _submit(
 
 @router.post("/materialize", status_code=202, responses=problem_responses(400, 404, 422))
 def post_materialize(
-    req: MaterializeRequest, request: Request, store: StoreDep, jobs: JobsDep, lineage: LineageDep
+    req: MaterializeRequest,
+    request: Request,
+    store: StoreDep,
+    jobs: JobsDep,
+    lineage: LineageDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
     """Queue a materialization of ``[start, end)``; ``202`` with the job and ``Location: /jobs/{id}``.
 
-    Errors: 404 unknown feature view; 422 naive timestamp, ``end <= start``, a view that is not online.
+    Errors: 404 unknown feature view; 422 naive timestamp, ``end <= start``, ``end`` after the service
+    clock, a view that is not online.
     """
-    args = {"start": iso(req.start), "end": iso(req.end)}
+    args = {"start": iso(req.start), "end": iso(check_end(req.end, service_now(settings)))}
     return _submit(request, "materialize", args, req.feature_views, store, jobs, lineage)
 
 
@@ -160,11 +168,14 @@ def post_materialize_incremental(
 
     The window of each view is decided when the job runs (after any job queued before it):
     ``[last end - lookback, end)``, so late rows (created after the last run, event time before its
-    end) are loaded too. Errors: 404 unknown feature view; 422 naive timestamp, negative lookback.
+    end) are loaded too; a view already materialized past ``end`` is listed in the job's ``views`` with
+    ``skipped`` (the reason). Errors: 404 unknown feature view; 422 naive timestamp, negative lookback,
+    ``end`` after the service clock.
     """
     lookback = req.lookback_seconds if req.lookback_seconds is not None else int(DEFAULT_LOOKBACK.total_seconds())
+    now = service_now(settings)
     args = {
-        "end": iso(req.end or service_now(settings)),
+        "end": iso(check_end(req.end, now) if req.end is not None else now),
         "lookback_seconds": lookback,
         "default_start": iso(req.default_start or EPOCH),
     }

@@ -6,11 +6,12 @@ it. Answers are lineage nodes, ``{"id", "kind", "name", "definition_hash", "attr
 attributes ``name``, ``version``, ``metrics``, ``training_set_id`` and ``registered_at`` (UTC).
 """
 
+import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from lineage import Node, NodeKind, NodeRef, definition_hash
 from service.deps import CatalogDep, LineageDep
@@ -21,6 +22,18 @@ router = APIRouter(prefix="/models", tags=["models"], responses=problem_response
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 
+def _metric(value: Any) -> int | float:
+    """A JSON number kept as given (an integer stays an integer); booleans, strings and non-finite refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be finite")
+    return value
+
+
+Metric = Annotated[int | float, PlainValidator(_metric), WithJsonSchema({"type": "number"})]
+
+
 class ModelIn(BaseModel):
     """A trained model: its name and version, the training set it was fitted on and its metrics."""
 
@@ -29,7 +42,11 @@ class ModelIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["delay_baseline"])
     version: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["1"])
     training_set_id: str = Field(min_length=1, max_length=64, examples=["ts-0123456789abcdef"])
-    metrics: dict[str, FiniteFloat] = Field(default_factory=dict, examples=[{"roc_auc": 0.71}])
+    metrics: dict[str, Metric] = Field(
+        default_factory=dict,
+        description="numbers kept as given: an integer stays an integer (0 is 0, not 0.0)",
+        examples=[{"roc_auc": 0.71, "n_rows": 2}],
+    )
 
 
 def model_ref(name: str, version: str) -> NodeRef:
@@ -38,10 +55,11 @@ def model_ref(name: str, version: str) -> NodeRef:
 
 @router.post("", status_code=201, responses=problem_responses(404, 409, 422))
 def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> dict[str, Any]:
-    """Add (or, on the same training set, update) ``model:<name>@<version>`` with a ``trained_on`` edge.
+    """Add ``model:<name>@<version>`` with a ``trained_on`` edge; a name@version is registered once.
 
-    Errors: 404 unknown training set; 409 this name@version is registered on another training set;
-    422 invalid body (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
+    Errors: 404 unknown training set; 409 this name@version is already registered (on any training set,
+    with any metrics: the answer names the existing registration's training set); 422 invalid body
+    (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
     """
     catalog.get(model.training_set_id)  # TrainingSetNotFound -> 404
     attributes = {

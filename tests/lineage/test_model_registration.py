@@ -27,11 +27,15 @@ def trained_on(store: LineageStore, ref: NodeRef) -> list[Edge]:
     return [e for e in store.load_graph().edges() if e.target == ref and e.relation is Relation.TRAINED_ON]
 
 
-def test_register_then_update_on_the_same_training_set(store: LineageStore) -> None:
+def test_registering_again_on_the_same_training_set_is_a_conflict_and_writes_nothing(store: LineageStore) -> None:
     store.save([Node(training(0)), Node(training(1))], [])
     assert store.register_model(model_on(0, auc=0.5), training(0)) == model_on(0, auc=0.5)
-    assert store.register_model(model_on(0, auc=0.7), training(0)) == model_on(0, auc=0.7)
-    assert store.get_node(MODEL) == model_on(0, auc=0.7)
+    token = store.change_token()
+    with pytest.raises(ModelVersionConflict) as info:
+        store.register_model(model_on(0, auc=0.7), training(0))
+    assert info.value.ref == MODEL and info.value.registered_on == training(0).name
+    assert store.change_token() == token
+    assert store.get_node(MODEL) == model_on(0, auc=0.5)
     assert trained_on(store, MODEL) == [Edge(training(0), MODEL, Relation.TRAINED_ON)]
 
 
