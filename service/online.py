@@ -59,8 +59,9 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     """Check the request against the registry; return the feature references to read.
 
     Raises:
-        OnlineRequestInvalid: a join key or request field missing, lists of unequal length, a value of
-            the wrong type (join keys of this repo are strings; request fields integers).
+        OnlineRequestInvalid: a join key or request field missing, a key in ``entities`` that is
+            neither (never ignored), lists of unequal length, a value of the wrong type (join keys of
+            this repo are strings; request fields integers).
         UnknownFeatureService / UnknownFeature: the service or a feature does not exist.
     """
     refs = _references(store, req)
@@ -69,7 +70,9 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     names = [r if req.full_feature_names else r.partition(":")[2] for r in refs]
     if len(set(refs)) < len(refs):
         twice = sorted({r for r in refs if refs.count(r) > 1})
-        problems.append({"field": "features", "row": None, "problem": f"{twice} requested more than once"})
+        problems.append(
+            {"field": "features", "row": None, "problem": f"{twice} requested more than once; list each feature once"}
+        )
     elif clashes := sorted({n for n in names if names.count(n) > 1}):
         problems.append(
             {
@@ -78,9 +81,20 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
                 "problem": f"{clashes} appear in more than one view; ask for full_feature_names=true",
             }
         )
-    for key in (*plan.join_keys, *plan.request_fields):
+    allowed = (*plan.join_keys, *plan.request_fields)
+    for key in allowed:
         if key not in req.entities:
             problems.append({"field": f"entities.{key}", "row": None, "problem": "is missing"})
+    problems += [
+        {
+            "field": f"entities.{key}",
+            "row": None,
+            "problem": "is neither a join key of the requested views nor a request field of their on-demand "
+            f"views (expected {list(allowed)})",
+        }
+        for key in req.entities
+        if key not in allowed
+    ]
     lengths = {k: len(v) for k, v in req.entities.items()}
     if len(set(lengths.values())) > 1:
         problems.append({"field": "entities", "row": None, "problem": f"lists differ in length: {lengths}"})
@@ -104,12 +118,15 @@ class OnlineStoreUnavailable(Exception):
 
     field = None
 
-    def __init__(self, reason: str, retry_after: int, reason_type: str = "unknown"):
-        self.retry_after, self.reason_type = retry_after, reason_type
+    def __init__(
+        self, reason: str, retry_after: int, reason_type: str = "unknown", probe: dict[str, Any] | None = None
+    ):
+        self.retry_after, self.reason_type, self.probe = retry_after, reason_type, probe
         super().__init__(f"the online store is unavailable: {reason}; retry in {retry_after} s")
 
     def details(self) -> dict[str, Any]:
-        return {"retry_after_seconds": self.retry_after}
+        """``retry_after_seconds``, and ``online_store`` (the readiness probe's result) when a probe failed."""
+        return {"retry_after_seconds": self.retry_after, "online_store": self.probe}
 
 
 EPOCH = "1970-01-01T00:00:00Z"

@@ -15,6 +15,7 @@ batch Parquet file. An acknowledged push is committed before the answer is sent.
 
 import importlib.util
 import math
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +30,14 @@ from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.entity_rows import _timestamp_problem
+from service.online import STORE_ERRORS, OnlineStoreUnavailable
 from service.quarantine import QuarantineStore
 
 POLICY_TAG = "feastline.validation"
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)  # clock skew allowed between a producer and the service
 _OFFLINE_LOCK = threading.Lock()
+# Training sets may name a timezone to assume for naive timestamps; pushes cannot, so that advice is cut.
+_TIMEZONE_OPTION = re.compile(r',?\s*or set "timezone" in the request to say which to assume')
 
 
 class PushRequest(BaseModel):
@@ -65,8 +69,12 @@ class PushRejected(Exception):
     def __init__(self, source: str, problems: list[dict[str, Any]]):
         self.source, self.problems = source, problems
         rows = sorted({p["row"] for p in problems if p["row"] is not None})
+        where = f" in rows {rows[:20]}{' ...' if len(rows) > 20 else ''}" if rows else ""
+        first = problems[0]
+        at = first["field"] if first["row"] is None else f"{first['field']} (row {first['row']})"
         super().__init__(
-            f"push to {source!r} rejected, nothing written: {len(problems)} problem(s) in rows {rows[:20]}"
+            f"push to {source!r} rejected, nothing written: {len(problems)} problem(s){where}; "
+            f"first: {at}: {first['problem']}"
         )
 
     def details(self) -> dict[str, Any]:
@@ -169,13 +177,7 @@ class PushGate:
                 if p is None and ts is not None and ts > pd.Timestamp(now) + FUTURE_TOLERANCE:
                     ts, p = None, f"{v!r} is after the service clock ({now.isoformat()}): a value from the future"
                 if p:
-                    problems.append(
-                        {
-                            "row": i,
-                            "field": col,
-                            "problem": p.replace(' or set "timezone" in the request to say which to assume', ""),
-                        }
-                    )
+                    problems.append({"row": i, "field": col, "problem": _TIMEZONE_OPTION.sub("", p)})
                 parsed.append(ts)
             stamps[col] = parsed
         frame = pd.DataFrame({c: pd.Series(v, dtype="object") for c, v in df.items() if c not in stamps})
@@ -198,19 +200,27 @@ class PushGate:
                 schema.validate(candidates, lazy=True)
             except SchemaErrors as err:
                 for case in err.failure_cases.itertuples():
+                    if case.check == "column_in_dataframe":  # pandera names the schema; the column is the case
+                        problems.append({"row": None, "field": str(case.failure_case), "problem": "is missing"})
+                        continue
                     row = None if pd.isna(case.index) else int(case.index)
                     problems.append(
                         {"row": row, "field": case.column, "problem": f"fails {case.check} (value {case.failure_case})"}
                     )
-        return frame, problems
+        # problems not tied to a row first, then by row; found order (column by column) within a row
+        return frame, sorted(problems, key=lambda p: (p["row"] is not None, p["row"] or 0))
 
-    def push(self, req: PushRequest, now: datetime) -> dict[str, Any]:
+    def push(self, req: PushRequest, now: datetime, retry_after: int = 5) -> dict[str, Any]:
         """Validate and write; returns ``{"push_source_name", "rows_received", "rows_accepted",
         "rows_quarantined", "quarantined": [{"row", "problems"}], "to", "policy"}``.
 
         Raises:
             UnknownPushSource: no such push source (404).
             PushRejected: strict policy and a bad row, or a problem not tied to a row (422).
+            OnlineStoreUnavailable: ``to`` includes ``online`` and the online store cannot be reached
+                (503, ``Retry-After`` = ``retry_after``). Nothing is acknowledged: the offline file is
+                not appended to and no row is quarantined, so the client resends the same push, which
+                is safe because the store is ordered (rows already written are rewritten or kept).
         """
         source, views = self._source(req.push_source_name)
         policy = (source.tags or {}).get(POLICY_TAG, "strict")
@@ -220,7 +230,7 @@ class PushGate:
         bad = sorted({p["row"] for p in problems})
         good = frame.drop(index=bad).reset_index(drop=True)
         if len(good):
-            self._write(req, source, good)
+            self._write(req, source, good, retry_after)
             newest = good["event_timestamp"].max().to_pydatetime()
             for fv in views:
                 self.newest_pushed[fv.name] = max(newest, self.newest_pushed.get(fv.name, newest))
@@ -240,11 +250,19 @@ class PushGate:
             "quarantined": quarantined,
         }
 
-    def _write(self, req: PushRequest, source: PushSource, frame: pd.DataFrame) -> None:
+    def _write(self, req: PushRequest, source: PushSource, frame: pd.DataFrame, retry_after: int) -> None:
+        """Online first, then offline: an online outage leaves the offline file untouched."""
         if req.to in ("online", "online_and_offline"):
-            self.store.push(
-                req.push_source_name, frame, allow_registry_cache=req.allow_registry_cache, to=PushMode.ONLINE
-            )
+            try:
+                self.store.push(
+                    req.push_source_name, frame, allow_registry_cache=req.allow_registry_cache, to=PushMode.ONLINE
+                )
+            except STORE_ERRORS as exc:
+                raise OnlineStoreUnavailable(
+                    f"{type(exc).__name__}: {exc}; the push was not acknowledged, send it again",
+                    retry_after,
+                    type(exc).__name__,
+                ) from exc
         if req.to in ("offline", "online_and_offline"):
             batch = source.batch_source
             assert isinstance(batch, FileSource)

@@ -1,16 +1,29 @@
-"""``GET /health``: is the registry readable and the lineage database reachable."""
+"""``GET /health`` (liveness) and ``GET /health/ready`` (readiness: can the online store be reached)."""
 
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from service.deps import LineageDep, SettingsDep, StoreDep
+from service.errors import at_field, problem_responses
+from service.online import OnlineStoreUnavailable
+from service.online_stores.probe import probe_online_store
 
 router = APIRouter(tags=["health"])
+
+PROBE_TIMEOUT_SECONDS = 0.5  # connect + ping stay within a Kubernetes probe's default timeoutSeconds (1)
 
 
 @router.get("/health")
 def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[str, Any]:
+    """Liveness: the process serves requests, its registry is loaded and the lineage database answers.
+
+    Always 200 ``{"status": "ok", "project", "repo", "feature_views", "feature_services",
+    "lineage_nodes"}`` while the process works, whatever the state of the online store: an outage of
+    the store is not cured by restarting feastline, so a liveness probe must not fail on it. Use
+    ``GET /health/ready`` for the readiness probe and the load balancer's health check.
+    """
     return {
         "status": "ok",
         "project": store.project,
@@ -19,3 +32,22 @@ def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[
         "feature_services": [fs.name for fs in store.list_feature_services()],
         "lineage_nodes": len(lineage.current_graph()),
     }
+
+
+@router.get("/health/ready", responses=problem_responses(503))
+async def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    """Readiness: can this instance answer online reads and pushes now?
+
+    One cheap check of the online store (Redis ``PING`` on a fresh connection, no retries; SQLite: the
+    file opens read-only), 0.5 s per step. Answers 200 ``{"status": "ready", "online_store": {"type",
+    "reachable", "latency_ms", ...}}`` (``reachable`` is null for a store type there is no probe for),
+    or 503 ``application/problem+json`` with ``Retry-After``, ``field`` = ``online_store`` and the
+    probe's result under ``online_store``, when the store cannot be reached: take the instance out of
+    rotation (Kubernetes ``readinessProbe``, load balancer health check), do not restart it; it is
+    ready again by itself when the store is back.
+    """
+    state = await run_in_threadpool(probe_online_store, store.config, PROBE_TIMEOUT_SECONDS)
+    if state["reachable"] is False:
+        down = OnlineStoreUnavailable(state["error"], settings.retry_after_seconds, state["error_type"], state)
+        raise at_field(down, "online_store")
+    return {"status": "ready", "online_store": state}

@@ -11,23 +11,30 @@ from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.push import PushRequest, UnknownPushSource
 from service.quarantine import UnknownQuarantineSource
+from service.routers.online import json_body, json_body_doc
 
 router = APIRouter(tags=["push"])
 
 
-@router.post("/push", responses=problem_responses(404, 422, 503))
-async def push(req: PushRequest, request: Request, settings: SettingsDep) -> dict[str, Any]:
-    """Push rows to a push source (the body of ``feast serve``'s ``/push``), validated first.
+@router.post("/push", openapi_extra=json_body_doc(PushRequest), responses=problem_responses(400, 404, 415, 422, 503))
+async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """Push rows to a push source (the body of ``feast serve``'s ``/push``, as ``application/json``),
+    validated first.
 
     Answers 200 ``{"rows_received", "rows_accepted", "rows_quarantined", "quarantined": [{"row",
     "problems"}], "policy", "to"}``. Accepted rows are written through the ordered online store: one
     older than what the store holds for its entity is accepted but does not replace the newer value.
     A row dated more than 5 minutes after the service clock is refused (a value from the future).
-    Errors: 404 unknown push source; 422 strict policy and a bad row
-    (every problem listed, nothing written) or a malformed body.
+    Errors: 400 malformed JSON (line and column given) or an empty body; 404 unknown push source;
+    415 a ``content-type`` other than ``application/json`` (or none); 422 strict policy and a bad row
+    (every problem listed, in row order, nothing written), a problem not tied to a row (a missing or
+    unknown column) whatever the policy, or a body that is not Feast's; 503 with ``Retry-After`` when
+    ``to`` includes ``online`` and the online store cannot be reached (nothing acknowledged: the
+    offline file is not appended to and no row quarantined; resending the same push is safe).
     """
+    req = await json_body(request, PushRequest)
     gate = request.app.state.push_gate
-    return await run_in_threadpool(gate.push, req, service_now(settings))
+    return await run_in_threadpool(gate.push, req, service_now(settings), settings.retry_after_seconds)
 
 
 @router.get("/quarantine/{source}", responses=problem_responses(404))
