@@ -183,14 +183,24 @@ def _row_of(loc: tuple[Any, ...]) -> int | None:
     return None
 
 
+def _json_position(body: Any, loc: tuple[Any, ...]) -> str:
+    """`` at line L column C`` of the character offset FastAPI reports for invalid JSON ("" when unknown)."""
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    if pos is None or not isinstance(body, str | bytes):
+        return ""
+    doc = body.decode(errors="replace") if isinstance(body, bytes) else body
+    return f" at line {doc.count(chr(10), 0, pos) + 1} column {pos - doc.rfind(chr(10), 0, pos)}"
+
+
 async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        e = errors[0]
+    if invalid := [e for e in errors if e.get("type") == "json_invalid"]:
+        e = invalid[0]
         return problem(
             400,
             "malformed-json",
-            f"request body is not valid JSON: {e.get('msg')}",
+            f"request body is not valid JSON: {e.get('ctx', {}).get('error') or e.get('msg')}"
+            f"{_json_position(exc.body, e['loc'])}",
             field="body",
             problems=[{"field": "body", "row": None, "problem": str(e.get("ctx", {}).get("error", e.get("msg")))}],
         )

@@ -4,6 +4,7 @@ Fields are named the way request validation names them: ``path.<param>``, ``quer
 ``header.<name>``, and body fields by their path in the body (``feature_views.2``).
 """
 
+import json
 from typing import Any
 
 import pytest
@@ -68,3 +69,24 @@ def test_node_of_an_export_or_view(client: Any, url: str) -> None:
 def test_routing_errors_are_specific_problems_too(client: Any) -> None:
     assert_problem(client.get("/no/such/route"), 404, "not-found", "path", "Not Found")
     assert_problem(client.delete("/health"), 405, "method-not-allowed", "method", "Method Not Allowed")
+
+
+def test_malformed_json_names_line_and_column(client: Any) -> None:
+    body = b'{\n  "name": x}'
+    response = client.post("/models", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    # independent reference: the standard library's own decoder position
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+    assert where in response.json()["detail"], response.json()
+
+
+def test_an_exact_duplicate_feature_gets_the_duplicate_hint(client: Any) -> None:
+    body = {
+        "features": ["origin_weather:temp", "origin_weather:temp"],
+        "entity_rows": [{"origin": "EWR", "event_timestamp": "2013-05-01T13:00:00Z"}],
+    }
+    detail = client.post("/training-sets", json=body).json()["detail"]
+    assert "list each feature once" in detail and "full_feature_names" not in detail

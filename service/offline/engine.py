@@ -176,7 +176,7 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     names = [f"{v}__{f}" if options.full_feature_names else f for v, f in plan.requested]
     if len(set(plan.requested)) < len(plan.requested):
         twice = sorted({f"{v}:{f}" for v, f in plan.requested if plan.requested.count((v, f)) > 1})
-        raise FeatureNameCollision(twice, "are requested more than once")
+        raise FeatureNameCollision(twice, "are requested more than once", "list each feature once")
     if clashes := sorted({n for n in names if names.count(n) > 1}):
         raise FeatureNameCollision(clashes)
     if clashes := sorted(set(names) & set(entity_df.columns)):

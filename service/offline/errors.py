@@ -57,9 +57,14 @@ class FeatureSelectionInvalid(RetrievalError):
 class FeatureNameCollision(RetrievalError):
     field = "features"
 
-    def __init__(self, names: list[str], reason: str = "appear in more than one view"):
+    def __init__(
+        self,
+        names: list[str],
+        reason: str = "appear in more than one view",
+        hint: str = "ask for full_feature_names=true or rename",
+    ):
         self.names = names
-        super().__init__(f"output column(s) {names} {reason}; ask for full_feature_names=true or rename")
+        super().__init__(f"output column(s) {names} {reason}; {hint}")
 
     def details(self) -> dict[str, Any]:
         return {"colliding": self.names}
