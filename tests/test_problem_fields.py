@@ -90,3 +90,29 @@ def test_an_exact_duplicate_feature_gets_the_duplicate_hint(client: Any) -> None
     }
     detail = client.post("/training-sets", json=body).json()["detail"]
     assert "list each feature once" in detail and "full_feature_names" not in detail
+
+
+def test_model_on_an_unknown_training_set_names_the_body_field(client: Any) -> None:
+    body = {"name": "m_field", "version": "1", "training_set_id": "ts-nope", "metrics": {}}
+    assert_problem(client.post("/models", json=body), 404, "training-set-not-found", "training_set_id", "ts-nope")
+
+
+@pytest.mark.parametrize("which", ["source", "target"])
+def test_path_names_the_query_parameter_of_a_bad_node(client: Any, which: str) -> None:
+    params = {"source": "raw_table:nycflights13.weather", "target": "feature_service:delay_model_v1"}
+    assert_problem(
+        client.get("/lineage/path", params=params | {which: "nokind:x"}), 422, "invalid-node-id", f"query.{which}"
+    )
+    assert_problem(
+        client.get("/lineage/path", params=params | {which: "model:nope@1"}), 404, "node-not-found", f"query.{which}"
+    )
+
+
+def test_path_says_which_way_the_data_flows(client: Any) -> None:
+    up, down = "raw_table:nycflights13.weather", "feature_service:delay_model_v1"
+    forward = client.get("/lineage/path", params={"source": up, "target": down}).json()
+    backward = client.get("/lineage/path", params={"source": down, "target": up}).json()
+    assert forward["direction"] == "downstream" and forward["path"][0] == up and forward["path"][-1] == down
+    assert backward["direction"] == "upstream" and backward["path"] == forward["path"]
+    same = client.get("/lineage/path", params={"source": up, "target": up}).json()
+    assert same == {"path": [up], "direction": "same"}

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from lineage import NodeRef
+from lineage import InvalidNodeId, NodeNotFound, NodeRef
 from lineage.versions import VersionNotFound
 from service.as_of import AsOf, graph_as_of
 from service.deps import LineageDep
@@ -55,13 +55,31 @@ def path(
     source: Annotated[str, Query(description="node id")],
     target: Annotated[str, Query(description="node id")],
     as_of: AsOf = None,
-) -> dict[str, list[str]]:
+) -> dict[str, Any]:
     """A shortest path along the data flow between two nodes, whichever is upstream.
 
-    ``{"path": ["kind:name", ...]}``: from the upstream node to the downstream one; ``[]`` if unconnected.
+    ``{"path": ["kind:name", ...], "direction": ...}``: the path always runs from the upstream node to
+    the downstream one; ``direction`` says which way that was: ``"downstream"`` (``target`` is built
+    from ``source``: ``path`` starts at ``source``), ``"upstream"`` (``source`` is built from
+    ``target``: ``path`` starts at ``target``), ``"same"`` (one node) or ``null`` with ``path: []``
+    when neither is reachable from the other. A malformed id is a 422 naming ``query.source`` or
+    ``query.target``; an unknown node a 404 naming it.
     """
-    refs = graph_as_of(lineage, as_of).path_between(NodeRef.parse(source), NodeRef.parse(target))
-    return {"path": [str(ref) for ref in refs]}
+    refs = {}
+    for name, text in (("source", source), ("target", target)):
+        try:
+            refs[name] = NodeRef.parse(text)
+        except InvalidNodeId as exc:
+            raise at_field(exc, f"query.{name}") from None
+    graph = graph_as_of(lineage, as_of)
+    for name, ref in refs.items():
+        if ref not in graph:
+            raise at_field(NodeNotFound(ref), f"query.{name}")
+    path = graph.path_between(refs["source"], refs["target"])
+    direction = None
+    if path:
+        direction = "same" if len(path) == 1 else ("downstream" if path[0] == refs["source"] else "upstream")
+    return {"path": [str(ref) for ref in path], "direction": direction}
 
 
 COUNTS_NOTE = (

@@ -14,8 +14,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from lineage import Node, NodeKind, NodeRef, definition_hash
+from service.catalog import TrainingSetNotFound
 from service.deps import CatalogDep, LineageDep
-from service.errors import problem_responses
+from service.errors import at_field, problem_responses
 
 router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
 
@@ -61,7 +62,10 @@ def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> 
     with any metrics: the answer names the existing registration's training set); 422 invalid body
     (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
     """
-    catalog.get(model.training_set_id)  # TrainingSetNotFound -> 404
+    try:
+        catalog.get(model.training_set_id)
+    except TrainingSetNotFound as exc:  # 404, naming the body field
+        raise at_field(exc, "training_set_id") from None
     attributes = {
         **model.model_dump(),
         "registered_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
