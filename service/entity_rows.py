@@ -324,10 +324,17 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
                     {"row": None, "field": f, "problem": f"must be an integer column, got {frame[f].dtype}"}
                 )
             problems.extend({"row": i, "field": f, "problem": "is null"} for i in _rows_where(frame[f].isna()))
+            if pd.api.types.is_unsigned_integer_dtype(frame[f].dtype):
+                problems.extend(
+                    {"row": i, "field": f, "problem": f"{frame[f].iloc[i]} does not fit in a 64-bit integer"}
+                    for i in _rows_where(frame[f].fillna(0) > INT64[1])
+                )
     for name in frame.columns:
         if name not in required:
             frame[name], found = _table_column_problems(str(name), frame[name], timezone)
             problems.extend(found)
     if problems:
         raise EntityRowsInvalid(problems)
+    for f in plan.request_fields:
+        frame[f] = frame[f].astype("int64")  # as from JSON: on-demand views see int64, whatever the width sent
     return frame

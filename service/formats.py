@@ -7,6 +7,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from service.offline.errors import EntityRowsInvalid
+
 PARQUET = "application/vnd.apache.parquet"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON = "application/json"
@@ -53,17 +55,50 @@ class NotAcceptable(Exception):
         return {"accept": self.accept, "supported": list(self.supported)}
 
 
+# Arrow -> pandas nullable dtypes of the same width: integers stay integers (with nulls, unsigned too,
+# no float64 detour that would lose digits beyond 2**53), booleans with nulls stay booleans.
+NULLABLE_DTYPES: dict[pa.DataType, pd.api.extensions.ExtensionDtype] = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def _refuse_duplicate_columns(names: list[str]) -> None:
+    twice = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    if twice:
+        raise EntityRowsInvalid(
+            [
+                {"row": None, "field": n, "problem": f"names {names.count(n)} columns; column names must be unique"}
+                for n in twice
+            ]
+        )
+
+
 def read_table(body: bytes, media_type: str) -> pd.DataFrame:
-    """Parquet or Arrow IPC stream bytes -> DataFrame (timestamps keep their timezone). Raises BodyUnreadable."""
+    """Parquet or Arrow IPC stream bytes -> DataFrame (timestamps keep their timezone; integers and
+    booleans, with or without nulls, as pandas nullable dtypes of the same width).
+
+    Raises:
+        BodyUnreadable: the bytes are not that format.
+        EntityRowsInvalid: two columns share a name (each such name listed).
+    """
     try:
         if media_type == PARQUET:
+            _refuse_duplicate_columns(pq.ParquetFile(io.BytesIO(body)).schema_arrow.names)
             table = pq.read_table(io.BytesIO(body))
         else:
             table = ipc.open_stream(io.BytesIO(body)).read_all()
+            _refuse_duplicate_columns(table.schema.names)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BodyUnreadable(media_type, str(exc)) from None
-    ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64()}
-    return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if t in ints else None)
+    return table.to_pandas(types_mapper=NULLABLE_DTYPES.get)
 
 
 def write_table(frame: pd.DataFrame, media_type: str) -> bytes:
@@ -77,22 +112,44 @@ def write_table(frame: pd.DataFrame, media_type: str) -> bytes:
     return sink.getvalue()
 
 
+def _quality(params: list[str]) -> float:
+    """The ``q`` of one ``Accept`` entry (1 when absent; an unreadable q counts as 0: not accepted)."""
+    for p in params:
+        key, _, value = p.partition("=")
+        if key.strip() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
 def negotiate(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> str:
-    """The response media type: the first of ``supported`` named in ``Accept`` (order as given); a
-    wildcard (``*/*``, ``application/*``) or no ``Accept`` at all gives ``default``.
+    """The response media type: among the ``Accept`` entries we can produce, the one with the highest
+    ``q`` (1 when not given; ties go to the one listed first); ``q=0`` means "not this one". A wildcard
+    (``*/*``, ``application/*``) stands for ``default`` (or, if ``default`` was refused with ``q=0``,
+    the first other supported type); no ``Accept`` at all gives ``default``.
 
     Raises:
-        NotAcceptable: ``Accept`` names only types we cannot produce (``q=0`` counts as not named).
+        NotAcceptable: ``Accept`` names only types we cannot produce, or only with ``q=0``.
     """
     named = (accept or "").strip()
     if not named:
         return default
+    entries = []
     for part in named.split(","):
         media, *params = (p.strip().lower() for p in part.split(";"))
-        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+        entries.append((media, _quality(params)))
+    refused = {m for m, q in entries if q == 0 and m in supported}
+    candidates: list[tuple[float, str]] = []
+    for media, q in entries:
+        if q <= 0:
             continue
-        if media in supported:
-            return media
         if media in ("*/*", "application/*"):
-            return default
-    raise NotAcceptable(named, supported)
+            media = next((m for m in (default, *supported) if m not in refused), "")
+        if media in supported:
+            candidates.append((q, media))
+    if not candidates:
+        raise NotAcceptable(named, supported)
+    return max(candidates, key=lambda c: c[0])[1]  # max keeps the first of equal q

@@ -10,9 +10,12 @@ feature freshness per view. One registry per app (so several apps in one process
 """
 
 import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -34,18 +37,32 @@ class Metrics:
         self.store_errors = Counter(
             "feastline_online_store_errors", "online store failures", ["error"], registry=self.registry
         )
-        self.freshness = Gauge(
-            "feastline_feature_freshness_seconds",
-            "service clock minus the newest event time held online, seconds",
-            ["feature_view"],
-            registry=self.registry,
-        )
+        self.freshness = _Freshness()
+        self.registry.register(self.freshness)
 
     def render(self, freshness: dict[str, float]) -> Response:
-        self.freshness.clear()
-        for view, age in freshness.items():
-            self.freshness.labels(feature_view=view).set(age)
+        """The exposition text, with ``freshness`` (seconds per view, computed by the caller) as the gauge."""
+        self.freshness.values = dict(freshness)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Freshness(Collector):
+    """``feastline_feature_freshness_seconds{feature_view}``, a custom collector: the values are computed at
+    scrape time, so a view that disappeared has no stale series (a labelled Gauge would need ``clear()``,
+    which warns on every scrape once Feast has set PROMETHEUS_MULTIPROC_DIR in the environment)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "feastline_feature_freshness_seconds",
+            "service clock minus the newest event time held online, seconds",
+            labels=["feature_view"],
+        )
+        for view, age in sorted(self.values.items()):
+            family.add_metric([view], age)
+        yield family
 
 
 class _MetricsMiddleware:

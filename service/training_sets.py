@@ -3,8 +3,9 @@
 A training set is: the entity table (Parquet), the joined data (Parquet), a catalog row (see
 ``service.catalog``) and the lineage node ``training_set:<id>`` with ``trained_on`` edges from every
 feature used (and the feature service). Its fingerprint is the sha256 over the entity table, the
-feature references, each view's definition hash and each source file's content hash: equal
-fingerprints mean the same inputs, so the same answer.
+feature references, each view's definition hash, each source file's content hash and the options
+that change the answer (``full_feature_names``, ``allow_created_after_entity``): equal fingerprints
+mean the same inputs, so the same answer.
 """
 
 import hashlib
@@ -121,8 +122,28 @@ def inputs_of(plan: RetrievalPlan) -> tuple[dict[str, str], dict[str, str]]:
     return views, sources
 
 
-def fingerprint(entity_hash: str, refs: list[str], views: dict[str, str], sources: dict[str, str]) -> str:
-    spec = {"entity_sha256": entity_hash, "features": refs, "views": views, "sources": sources}
+OUTPUT_OPTIONS = ("full_feature_names", "allow_created_after_entity")  # change the rows or columns answered
+
+
+def output_options(opts: TrainingSetOptions) -> dict[str, Any]:
+    """The options that change the answer for a given entity table and feature list, when not the
+    default (``timezone`` is already in the entity table: its timestamps are stored in UTC)."""
+    defaults = TrainingSetOptions()
+    return {k: getattr(opts, k) for k in OUTPUT_OPTIONS if getattr(opts, k) != getattr(defaults, k)}
+
+
+def fingerprint(
+    entity_hash: str,
+    refs: list[str],
+    views: dict[str, str],
+    sources: dict[str, str],
+    options: dict[str, Any] | None = None,
+) -> str:
+    """sha256 over the inputs of an answer. ``options`` (see ``output_options``) enter only when not
+    empty, so a set made with the default options keeps the fingerprint it had before options counted."""
+    spec: dict[str, Any] = {"entity_sha256": entity_hash, "features": refs, "views": views, "sources": sources}
+    if options:
+        spec["options"] = options
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
@@ -159,7 +180,7 @@ def create_training_set(
     record = TrainingSetRecord(
         id=ts_id,
         created_at=datetime.now(UTC),
-        fingerprint=fingerprint(ent_hash, refs, views, sources),
+        fingerprint=fingerprint(ent_hash, refs, views, sources, output_options(opts)),
         feature_service=opts.feature_service,
         features=refs,
         options=opts.model_dump(exclude={"entity_rows"}),
@@ -220,7 +241,10 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
         p for p in set(sources) | set(record.source_hashes) if sources.get(p) != record.source_hashes.get(p)
     )
     changed_views = sorted(v for v in set(views) | set(record.view_hashes) if views.get(v) != record.view_hashes.get(v))
-    fingerprint_now = fingerprint(entity_sha256(entity_df), refs, views, sources)
+    ent_hash = entity_sha256(entity_df)
+    fingerprint_now = fingerprint(ent_hash, refs, views, sources, output_options(opts))
+    if fingerprint(ent_hash, refs, views, sources) == record.fingerprint:
+        fingerprint_now = record.fingerprint  # stored before options counted, inputs unchanged
     data_identical = not diff["columns"] and not diff.get("row_count")
     inputs_identical = fingerprint_now == record.fingerprint
     return {

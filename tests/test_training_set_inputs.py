@@ -3,11 +3,16 @@ tables (nested, NaN, ±inf), strict ISO 8601 timestamps, lossy number mixes, con
 unknown query parameters, the JSON size limit on reads, empty tables, reproduce's verdicts and the
 audit's exact ages."""
 
+import hashlib
 import io
+import json
 import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 import pytest
 
 from service.app import create_app
@@ -252,3 +257,183 @@ def test_audit_age_keeps_nanoseconds(client):
     assert response.json()["rows"][0]["event_timestamp"] == "2013-05-01T13:00:00.123456789Z"
     age = response.json()["audit"]["views"][0]["max_feature_age_seconds"]
     assert age == 123456789 / 1e9
+
+
+# -- types of a Parquet/Arrow entity table kept exactly ----------------------------------------------
+
+
+def arrow_bytes(table: pa.Table, media: str) -> bytes:
+    sink = io.BytesIO()
+    if media == PARQUET:
+        pq.write_table(table, sink)
+    else:
+        with ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    return sink.getvalue()
+
+
+def entity_table(n: int, **extra: pa.Array) -> pa.Table:
+    stamps = pa.array(pd.date_range("2013-05-01T13:00Z", periods=n, freq="h").as_unit("ns"))
+    return pa.table({"origin": ["EWR", "JFK", "LGA"][:n], "event_timestamp": stamps, **extra})
+
+
+UNSIGNED_WITH_NULLS = [
+    (pa.uint64(), [2**53 + 1, 1, None]),
+    (pa.uint64(), [2**64 - 1, 0, None]),
+    (pa.uint32(), [1, 4_000_000_000, None]),
+    (pa.uint8(), [255, None, 0]),
+    (pa.int32(), [-(2**31), None, 2**31 - 1]),
+]
+
+
+@pytest.mark.parametrize("media", [PARQUET, ARROW])
+@pytest.mark.parametrize(("arrow_type", "values"), UNSIGNED_WITH_NULLS)
+def test_integer_labels_with_nulls_keep_their_type_and_digits(client, media, arrow_type, values):
+    body = arrow_bytes(entity_table(3, label=pa.array(values, arrow_type)), media)
+    as_json = client.post(TEMP, content=body, headers={"content-type": media, "accept": JSON})
+    assert as_json.status_code == 201, as_json.text
+    assert [r["label"] for r in as_json.json()["rows"]] == values
+    ts_id = as_json.json()["id"]
+    stored = pq.read_table(io.BytesIO(client.get(f"/training-sets/{ts_id}/data").content))
+    assert stored.schema.field("label").type == arrow_type
+    assert stored.column("label").to_pylist() == values
+    again = client.get(f"/training-sets/{ts_id}/data", headers={"accept": JSON})
+    assert [r["label"] for r in again.json()["rows"]] == values
+    as_parquet = client.post(TEMP, content=body, headers={"content-type": media, "accept": PARQUET})
+    assert pq.read_table(io.BytesIO(as_parquet.content)).column("label").to_pylist() == values
+
+
+@pytest.mark.parametrize("media", [PARQUET, ARROW])
+def test_a_boolean_label_with_nulls_is_accepted_as_from_json(client, media):
+    body = arrow_bytes(entity_table(2, label=pa.array([True, None], pa.bool_())), media)
+    response = client.post(TEMP, content=body, headers={"content-type": media, "accept": JSON})
+    assert response.status_code == 201, response.text
+    assert [r["label"] for r in response.json()["rows"]] == [True, None]
+    rows = [{**GOOD, "label": True}, {**GOOD, "event_timestamp": "2013-05-01T14:00:00Z", "label": None}]
+    assert [r["label"] for r in post_rows(client, rows).json()["rows"]] == [True, None]
+    stored = pq.read_table(io.BytesIO(client.get(f"/training-sets/{response.json()['id']}/data").content))
+    assert stored.schema.field("label").type == pa.bool_()
+
+
+@pytest.mark.parametrize("media", [PARQUET, ARROW])
+def test_duplicate_column_names_are_a_422_naming_them(client, media):
+    table = entity_table(3, a=pa.array([1, 2, 3]), b=pa.array([4, 5, 6]), c=pa.array(["x", "y", "z"]))
+    table = table.rename_columns(["origin", "event_timestamp", "label", "label", "c"])
+    response = client.post(TEMP, content=arrow_bytes(table, media), headers={"content-type": media})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [p["field"] for p in response.json()["problems"]] == ["label"]
+    assert "__fragment_index" not in response.text and "__filename" not in response.text
+
+
+# -- fingerprints count the options ------------------------------------------------------------------
+
+FOUR_ROWS = [{**GOOD, "event_timestamp": f"2013-05-0{d}T13:00:00Z"} for d in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("option", ["allow_created_after_entity", "full_feature_names"])
+def test_sets_differing_only_by_an_option_have_different_fingerprints(client, option):
+    off = post_rows(client, FOUR_ROWS, **{option: False})
+    on = post_rows(client, FOUR_ROWS, **{option: True})
+    assert off.status_code == on.status_code == 201, on.text
+    assert off.json()["fingerprint"] != on.json()["fingerprint"]
+    assert post_rows(client, FOUR_ROWS, **{option: True}).json()["fingerprint"] == on.json()["fingerprint"]
+    for created in (off, on):
+        again = client.post(f"/training-sets/{created.json()['id']}/reproduce").json()
+        assert again["identical"] is again["inputs_identical"] is again["data_identical"] is True
+        assert again["fingerprint_now"] == created.json()["fingerprint"]
+
+
+def test_a_set_made_with_default_options_keeps_its_fingerprint_formula(client, built_repo):
+    created = post_rows(client, FOUR_ROWS).json()
+    record = client.get(f"/training-sets/{created['id']}").json()
+    spec = {
+        "entity_sha256": record["entity_sha256"],
+        "features": record["features"],
+        "views": record["view_hashes"],
+        "sources": record["source_hashes"],
+    }
+    assert created["fingerprint"] == hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+# -- query parameters, Accept q-values, collision hints -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("feature_service=delay_model_v1&feature_service=delay_model_v1", "feature_service"),
+        ("features=origin_weather:temp&full_feature_names=true&full_feature_names=false", "full_feature_names"),
+        ("features=origin_weather:temp&timezone=UTC&timezone=UTC", "timezone"),
+    ],
+)
+def test_a_single_valued_option_given_twice_is_a_422_naming_it(client, query, name):
+    response = post_table(client, entities(), url=f"/training-sets?{query}")
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == f"query.{name}"
+    assert "x-training-set-id" not in response.headers
+
+
+def test_features_may_be_repeated(client):
+    url = "/training-sets?features=origin_weather:temp&features=origin_weather:humid"
+    response = post_table(client, entities(), url=url, accept=JSON)
+    assert response.status_code == 201, response.text
+    assert response.json()["columns"][-2:] == ["temp", "humid"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (f"{JSON};q=0.1, {PARQUET};q=0.9", PARQUET),
+        (f"{PARQUET};q=0.2, {ARROW};q=0.3, {JSON};q=0.25", ARROW),
+        (f"{ARROW};q=0.5, {JSON};q=0.5", ARROW),
+        (f"{PARQUET}, {JSON};q=0", PARQUET),
+        (f"*/*;q=0.1, {ARROW}", ARROW),
+        (f"*/*, {JSON};q=0", PARQUET),
+    ],
+)
+def test_accept_q_values_pick_the_answer(client, accept, expected):
+    created = post_rows(client, [GOOD]).json()
+    response = client.get(f"/training-sets/{created['id']}/data", headers={"accept": accept})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].split(";")[0] == expected
+
+
+def test_accept_q_values_pick_the_answer_on_creation(client):
+    response = client.post(
+        "/training-sets",
+        json={"features": ["origin_weather:temp"], "entity_rows": [GOOD]},
+        headers={"accept": f"{JSON};q=0.1, {PARQUET};q=0.9"},
+    )
+    assert response.status_code == 201 and response.headers["content-type"] == PARQUET
+
+
+def test_a_collision_with_an_entity_column_under_full_names_advises_renaming_it(client):
+    rows = [{**GOOD, "origin_weather__temp": 1}]
+    response = post_rows(client, rows, full_feature_names=True)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "origin_weather__temp" in detail and "rename the entity column" in detail
+    assert "full_feature_names=true" not in detail
+    short = post_rows(client, [{**GOOD, "temp": 1}])
+    assert short.status_code == 422 and "full_feature_names=true" in short.json()["detail"]
+
+
+def test_a_request_field_beyond_int64_is_a_422_and_a_narrow_one_is_read_exactly(client, built_repo):
+    url = "/training-sets?features=plane_age:plane_age_years"
+    table = pa.table(
+        {
+            "tailnum": ["N14228", "N14228"],
+            "event_timestamp": pa.array(pd.to_datetime(["2013-07-04T16:00Z"] * 2).as_unit("ns")),
+            "sched_year": pa.array([2013, 2**63], pa.uint64()),
+        }
+    )
+    response = client.post(url, content=arrow_bytes(table, PARQUET), headers={"content-type": PARQUET})
+    assert bad_rows(response, "sched_year") == [1]
+    narrow = table.set_column(2, "sched_year", pa.array([2013, 2014], pa.uint16()))
+    ok = client.post(url, content=arrow_bytes(narrow, PARQUET), headers={"content-type": PARQUET, "accept": JSON})
+    assert ok.status_code == 201, ok.text
+    built = int(
+        pd.read_parquet(built_repo / "data" / "plane_profile.parquet").set_index("tailnum").year_built["N14228"]
+    )
+    assert [r["plane_age_years"] for r in ok.json()["rows"]] == [2013.0 - built, 2014.0 - built]

@@ -180,7 +180,12 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     if clashes := sorted({n for n in names if names.count(n) > 1}):
         raise FeatureNameCollision(clashes)
     if clashes := sorted(set(names) & set(entity_df.columns)):
-        raise FeatureNameCollision(clashes, "are also columns of the entity rows")
+        hint = (
+            "rename the entity column(s)"
+            if options.full_feature_names
+            else "rename the entity column(s) or ask for full_feature_names=true"
+        )
+        raise FeatureNameCollision(clashes, "are also columns of the entity rows", hint)
     joined = join_views(entity_df, plan.views, options.created_filter)
     audit = audit_join(entity_df[TS], joined, plan.views, options.created_filter)
     if not audit.passed:

@@ -42,10 +42,12 @@ from service.training_sets import (
 router = APIRouter(tags=["training sets"])
 
 OPTION_PARAMETERS = ("feature_service", "features", "full_feature_names", "timezone", "allow_created_after_entity")
+REPEATABLE = ("features",)  # every other option takes one value: given twice, it is a 422, not "the last wins"
 
 
 def refuse_unknown_query(request: Request, known: tuple[str, ...], json_body: bool) -> None:
     """422 for a query parameter the route does not read (``?foo=bar``, a typo such as ``?feature=``),
+    for a single-valued option given more than once (``?full_feature_names=true&full_feature_names=false``),
     and for options sent as query parameters next to a JSON body (they belong in the body): never
     ignored silently.
 
@@ -54,13 +56,16 @@ def refuse_unknown_query(request: Request, known: tuple[str, ...], json_body: bo
     """
     errors = []
     for name in dict.fromkeys(request.query_params.keys()):
+        kind = "extra_forbidden"
         if name not in known:
             msg = f"unknown query parameter; this endpoint reads {', '.join(known)}"
         elif json_body:
             msg = "with a JSON body, options go in the body, not in the query"
+        elif name not in REPEATABLE and len(values := request.query_params.getlist(name)) > 1:
+            kind, msg = "value_error", f"takes one value, given {len(values)} times ({', '.join(map(repr, values))})"
         else:
             continue
-        errors.append({"type": "extra_forbidden", "loc": ("query", name), "msg": msg, "input": None})
+        errors.append({"type": kind, "loc": ("query", name), "msg": msg, "input": None})
     if errors:
         raise RequestValidationError(errors)
 
