@@ -245,7 +245,7 @@ def test_impact_path_and_versions_over_http(client) -> None:  # type: ignore[no-
     path = client.get("/lineage/path", params={"source": service, "target": raw}).json()["path"]
     assert path[0] == raw and path[-1] == service and len(path) > 2
     unrelated = {"source": "raw_table:nycflights13.planes", "target": "feature_view:origin_weather"}
-    assert client.get("/lineage/path", params=unrelated).json() == {"path": []}
+    assert client.get("/lineage/path", params=unrelated).json() == {"path": [], "direction": None}
     versions = client.get("/lineage/versions").json()["versions"]
     assert versions[0]["number"] == 1 and versions[0]["source"] == "feast apply" and "diff" not in versions[0]
     first = client.get("/lineage/versions/1").json()
