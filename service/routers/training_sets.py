@@ -6,6 +6,7 @@ with the options as query parameters, for any size. Output: the ``Accept`` heade
 Parquet or Arrow (default: the request's own format).
 """
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -160,7 +161,10 @@ async def post_training_set(
             "rows": frame_to_records(ts.frame),
         }
         return JSONResponse(content, status_code=201, headers=headers)
-    data = await run_in_threadpool(write_table, ts.frame, answer)
+    if answer == PARQUET:  # the stored file itself: the bytes answered are the bytes kept (and not encoded twice)
+        data = await run_in_threadpool(Path(ts.record.data_path).read_bytes)
+    else:
+        data = await run_in_threadpool(write_table, ts.frame, answer)
     return Response(data, status_code=201, media_type=answer, headers=headers)
 
 
