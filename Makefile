@@ -37,6 +37,7 @@ serve: materialize
 lint: install
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
+	$(BIN)/mypy --strict lineage
 
 test: install lint
 	$(BIN)/python -m pytest tests

@@ -109,8 +109,8 @@ def from_registry(store: FeatureStore) -> Graph:
     for ds in store.list_data_sources():
         add(_source_node(ds))
         if isinstance(ds, PushSource) and ds.batch_source is not None:
-            batch = add(_source_node(ds.batch_source))
-            edges.add(Edge(_ref(NodeKind.DATA_SOURCE, ds.name), batch, Relation.WRITES))
+            pushed_to = add(_source_node(ds.batch_source))
+            edges.add(Edge(_ref(NodeKind.DATA_SOURCE, ds.name), pushed_to, Relation.WRITES))
         for field in ds.schema if isinstance(ds, RequestSource) else []:
             add_source_column(ds, field.name, dtype=str(field.dtype), request_field=True)
     for ent in store.list_entities():
@@ -144,16 +144,16 @@ def from_registry(store: FeatureStore) -> Graph:
             )
         )
         sources = [fv.stream_source, fv.batch_source] if fv.stream_source else [fv.batch_source]
-        for ds in sources:
-            if ds is not None:
-                edges.add(Edge(add(_source_node(ds)), view, Relation.READS))
+        for source in sources:
+            if source is not None:
+                edges.add(Edge(add(_source_node(source)), view, Relation.READS))
         for name in fv.entities:
             edges.add(Edge(_ref(NodeKind.ENTITY, name), view, Relation.KEYS))
-        batch = fv.batch_source
+        batch: DataSource | None = fv.batch_source
         if batch is not None:
-            for column in (batch.timestamp_field, batch.created_timestamp_column, *fv.join_keys):
-                if column:
-                    add_source_column(batch, column)
+            for key_or_time in (batch.timestamp_field, batch.created_timestamp_column, *fv.join_keys):
+                if key_or_time:
+                    add_source_column(batch, key_or_time)
         for f in fv.features:
             column = _source_column(batch, f.name) if batch is not None else None
             spec = {"view": fv.name, "name": f.name, "dtype": str(f.dtype), "source_column": column}
@@ -231,7 +231,8 @@ def from_registry(store: FeatureStore) -> Graph:
         )
         for p in fs.feature_view_projections:
             for f in p.features:
-                edges.add(Edge(_ref(NodeKind.FEATURE, f"{p.name_to_use()}.{f.name}"), service, Relation.INCLUDES))
+                view_name: str = p.name_to_use()  # type: ignore[no-untyped-call]  # Feast's method is untyped
+                edges.add(Edge(_ref(NodeKind.FEATURE, f"{view_name}.{f.name}"), service, Relation.INCLUDES))
     return list(nodes.values()), sorted(edges)
 
 

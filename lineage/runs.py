@@ -170,7 +170,7 @@ class StepRun:
     def to_record(self) -> dict[str, Any]:
         """The step's record (see the module docstring); a fresh, JSON-serialisable dict."""
         rows_in = self.rows_in if self.rows_in is not None else (self.inputs[0]["rows"] if self.inputs else None)
-        return _json_copy(
+        record: dict[str, Any] = _json_copy(
             {
                 "step": self.name,
                 "code_sha256": self.code_sha256,
@@ -190,6 +190,7 @@ class StepRun:
                 "error": self.error,
             }
         )
+        return record
 
 
 class PipelineRun:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from lineage.migrations import version_table
 
@@ -22,7 +22,7 @@ def run() -> None:
         _migrate(connection)
 
 
-def _migrate(connection: object) -> None:
+def _migrate(connection: Connection) -> None:
     context.configure(connection=connection, version_table=version_table(prefix), render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
