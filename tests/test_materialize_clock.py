@@ -5,7 +5,6 @@ The service here is pinned to the replay clock (2013-12-31T00:00:00Z), as ``make
 """
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from service.app import create_app
 from service.cli import app as cli
 from service.settings import Settings
 from tests.conftest import REPLAY_NOW, NoServerErrorClient
+from tests.test_materialize import wait
 
 PROBLEM_JSON = "application/problem+json"
 CLOCK = "2013-12-31T00:00:00Z"
@@ -33,16 +33,6 @@ def repo(built_repo: Path, tmp_path: Path) -> Path:
 
 def online_view_names(repo: Path) -> list[str]:
     return sorted(fv.name for fv in FeatureStore(repo_path=str(repo)).list_feature_views() if fv.online)
-
-
-def wait(client: NoServerErrorClient, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] in ("completed", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 @pytest.mark.parametrize(
