@@ -4,9 +4,10 @@ feature freshness per view. One registry per app (so several apps in one process
 - ``feastline_requests_total{route, method, status}``
 - ``feastline_request_duration_seconds{route, method}`` (histogram, seconds)
 - ``feastline_online_store_errors_total{error}``
-- ``feastline_feature_freshness_seconds{feature_view}``: service clock minus the newest event time the
-  online store is known to hold for the view (materialized interval end, or the newest pushed row);
-  computed at scrape time.
+- ``feastline_feature_freshness_seconds{feature_view}``: service clock minus the newest event time
+  feastline wrote online for the view (offline rows up to the materialized interval end, or the newest
+  row a push to this process wrote); computed at scrape time. It does not read the store: a flushed or
+  failed-over store is seen by ``/health/ready`` and as ``NOT_FOUND`` answers, not here.
 """
 
 import time

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.materialize import materialize
+from service.online_stores.redis import OrderedRedisOnlineStore, OrderedRedisOnlineStoreConfig
 from service.settings import Settings
 from tests.conftest import REPLAY_NOW, require_services
 
@@ -182,3 +183,19 @@ def test_an_unreachable_store_is_503_with_retry_after_and_recovers(built_repo, t
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("connection_string", "expected"),
+    [
+        ("127.0.0.1:1", {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}),
+        ("127.0.0.1:1,socket_timeout=5,socket_connect_timeout=3", {"socket_connect_timeout": 3, "socket_timeout": 5}),
+    ],
+)
+def test_the_redis_client_fails_fast_unless_the_connection_string_says_otherwise(connection_string, expected):
+    """redis-py's default (3 retries, exponential back-off) made a 503 take 3.5-9.5 s with Redis down."""
+    store = OrderedRedisOnlineStore()
+    client = store._get_client(OrderedRedisOnlineStoreConfig(connection_string=connection_string))
+    settings = client.connection_pool.connection_kwargs
+    assert {k: settings[k] for k in expected} == expected
+    assert client.get_retry().get_retries() == 1
