@@ -94,10 +94,10 @@ def materialize_cmd(
     start: Annotated[
         str,
         typer.Option(
-            help="ISO 8601 start with Z or an offset (e.g. 2012-12-01T00:00:00Z); with --incremental, for "
-            "never-materialized views"
+            help="ISO 8601 start with Z or an offset (e.g. 2013-06-01T00:00:00Z); default: everything (the epoch, "
+            "as POST /materialize-incremental); with --incremental, for never-materialized views"
         ),
-    ] = "2012-12-01T00:00:00Z",
+    ] = "1970-01-01T00:00:00Z",
     end: Annotated[
         str | None,
         typer.Option(

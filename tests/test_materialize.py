@@ -289,7 +289,8 @@ def test_cli_materializes_from_any_cwd(repo, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "origin_weather" in done.stdout
     fv = FeatureStore(repo_path=str(repo)).get_feature_view("origin_weather")
-    assert fv.materialization_intervals[-1] == (START, T)  # never materialized: from --start's default
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert fv.materialization_intervals[-1] == (epoch, T)  # never materialized: from --start's default, the epoch
     with client_for(repo) as client:
         temp = online(client, ["origin_weather:temp"], {"origin": ["EWR"]})["temp"]
         assert temp["values"] == [pytest.approx(latest(source(repo, "origin_weather"), "origin", "EWR", T).temp)]
