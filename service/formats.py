@@ -1,11 +1,15 @@
-"""Tabular wire formats: JSON rows for small sets, Parquet and Arrow IPC stream for any size."""
+"""Wire formats: JSON rows for small sets, Parquet and Arrow IPC stream for any size; JSON request bodies."""
 
 import io
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.offline.errors import EntityRowsInvalid
 
@@ -153,3 +157,42 @@ def negotiate(accept: str | None, default: str = JSON, supported: tuple[str, ...
     if not candidates:
         raise NotAcceptable(named, supported)
     return max(candidates, key=lambda c: c[0])[1]  # max keeps the first of equal q
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_json_body(body: bytes, model: type[M]) -> M:
+    """``body`` (JSON) as ``model``, with FastAPI's error shapes.
+
+    Raises:
+        BodyUnreadable: an empty body (400).
+        RequestValidationError: malformed JSON (400, the message gives line and column) or a body that
+            does not fit ``model`` (422, each problem at its path in the body).
+    """
+    if not body.strip():
+        raise BodyUnreadable(JSON, "the request body is empty")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``, as a FastAPI body parameter would give it, but refusing a
+    body that is not declared JSON and locating malformed JSON.
+
+    Raises:
+        UnsupportedMediaType: ``Content-Type`` missing or other than ``application/json`` (415, field
+            ``header.content-type``); nothing is guessed from the bytes.
+        BodyUnreadable, RequestValidationError: see :func:`parse_json_body`.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != JSON:
+        raise UnsupportedMediaType(media or "(none)", (JSON,))
+    return parse_json_body(await request.body(), model)
+
+
+def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that reads its body with :func:`json_body`."""
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": model.model_json_schema()}}}}

@@ -1,49 +1,17 @@
 """``POST /get-online-features``: drop-in for ``feast serve``."""
 
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
 
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
-from service.formats import JSON, BodyUnreadable, UnsupportedMediaType
+from service.formats import json_body, json_body_doc
 from service.online import OnlineFeaturesRequest, read_online
 
 router = APIRouter(tags=["online"])
-
-M = TypeVar("M", bound=BaseModel)
-
-
-async def json_body(request: Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``, as a FastAPI body parameter would give it, but refusing a
-    body that is not declared JSON and locating malformed JSON.
-
-    Raises:
-        UnsupportedMediaType: ``Content-Type`` missing or other than ``application/json`` (415, field
-            ``header.content-type``); nothing is guessed from the bytes.
-        BodyUnreadable: an empty body (400).
-        RequestValidationError: malformed JSON (400, the message gives line and column) or a body that
-            does not fit ``model`` (422, each problem at its path in the body).
-    """
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != JSON:
-        raise UnsupportedMediaType(media or "(none)", (JSON,))
-    body = await request.body()
-    if not body.strip():
-        raise BodyUnreadable(JSON, "the request body is empty")
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-
-
-def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that reads its body with :func:`json_body`."""
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": model.model_json_schema()}}}}
 
 
 @router.post(

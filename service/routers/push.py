@@ -9,9 +9,9 @@ from starlette.concurrency import run_in_threadpool
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
+from service.formats import json_body, json_body_doc
 from service.push import PushRequest, UnknownPushSource
 from service.quarantine import UnknownQuarantineSource
-from service.routers.online import json_body, json_body_doc
 
 router = APIRouter(tags=["push"])
 

@@ -13,7 +13,6 @@ import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
@@ -23,9 +22,9 @@ from service.formats import (
     BINARY,
     JSON,
     PARQUET,
-    BodyUnreadable,
     UnsupportedMediaType,
     negotiate,
+    parse_json_body,
     read_table,
     write_table,
 )
@@ -132,12 +131,7 @@ async def post_training_set(
         refs, plan = resolve(store, opts)
         entity_df = entity_frame_from_table(await run_in_threadpool(read_table, body, media), plan, opts.timezone)
     else:
-        if not body.strip():
-            raise BodyUnreadable(JSON, "the request body is empty")
-        try:
-            opts = TrainingSetRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        opts = parse_json_body(body, TrainingSetRequest)
         refs, plan = resolve(store, opts)
         entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
     if answer == JSON and len(entity_df) > settings.max_json_rows:
