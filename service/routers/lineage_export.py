@@ -7,14 +7,15 @@
 a 404; a malformed one a 422. ``depth`` is 1 to 100, as on ``/lineage/nodes/...``.
 """
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from lineage import InvalidNodeId, LineageGraph, LineageStore, NodeNotFound, NodeRef, Subgraph
+from lineage import InvalidNodeId, LineageGraph, NodeNotFound, NodeRef, Subgraph
 from lineage.export import graphml, node_link, svg
 from service.as_of import AsOf, graph_as_of, keep_as_of
 from service.deps import LineageDep
@@ -38,63 +39,63 @@ DepthQ = Query(
 DirectionQ = Query(Direction.BOTH, description="which way to follow edges from node")
 
 
-def _select(
-    lineage: LineageStore, node: str | None, depth: int | None, direction: Direction, as_of: str | None
-) -> LineageGraph | Subgraph:
-    graph = graph_as_of(lineage, as_of)
-    if node is None:
-        return graph
-    try:
-        ref = NodeRef.parse(node)
-        if direction is Direction.UPSTREAM:
-            return graph.upstream_of(ref, depth)
-        if direction is Direction.DOWNSTREAM:
-            return graph.downstream_of(ref, depth)
-        up, down = graph.upstream_of(ref, depth), graph.downstream_of(ref, depth)
-    except (NodeNotFound, InvalidNodeId) as exc:
-        raise at_field(exc, "query.node") from None
-    nodes = {n.ref: n for n in (*up.nodes, *down.nodes)}
-    return Subgraph(tuple(nodes[r] for r in sorted(nodes)), tuple(sorted({*up.edges, *down.edges})))
+@dataclass(frozen=True)
+class Selection:
+    """What an export draws: the (sub)graph, and the ``node`` and ``as_of`` it was selected with."""
+
+    graph: LineageGraph | Subgraph
+    node: str | None
+    as_of: str | None
 
 
-@router.get("/lineage/export/node-link")
-def export_node_link(
+def select(
     lineage: LineageDep,
     node: str | None = NodeQ,
     depth: int | None = DepthQ,
     direction: Direction = DirectionQ,
     as_of: AsOf = None,
-) -> dict[str, Any]:
+) -> Selection:
+    """The export routes' shared query parameters, as one dependency."""
+    graph = graph_as_of(lineage, as_of)
+    if node is None:
+        return Selection(graph, node, as_of)
+    try:
+        ref = NodeRef.parse(node)
+        if direction is Direction.UPSTREAM:
+            return Selection(graph.upstream_of(ref, depth), node, as_of)
+        if direction is Direction.DOWNSTREAM:
+            return Selection(graph.downstream_of(ref, depth), node, as_of)
+        up, down = graph.upstream_of(ref, depth), graph.downstream_of(ref, depth)
+    except (NodeNotFound, InvalidNodeId) as exc:
+        raise at_field(exc, "query.node") from None
+    nodes = {n.ref: n for n in (*up.nodes, *down.nodes)}
+    both = Subgraph(tuple(nodes[r] for r in sorted(nodes)), tuple(sorted({*up.edges, *down.edges})))
+    return Selection(both, node, as_of)
+
+
+SelectionDep = Annotated[Selection, Depends(select)]
+
+
+@router.get("/lineage/export/node-link")
+def export_node_link(selection: SelectionDep) -> dict[str, Any]:
     """``networkx.node_link_data``-shaped JSON (multigraph; edge key = relation); read it back with
     ``networkx.node_link_graph(data, edges="edges")``."""
-    return node_link(_select(lineage, node, depth, direction, as_of))
+    return node_link(selection.graph)
 
 
 @router.get(
     "/lineage/export/graphml", response_class=Response, responses={200: {"content": {"application/graphml+xml": {}}}}
 )
-def export_graphml(
-    lineage: LineageDep,
-    node: str | None = NodeQ,
-    depth: int | None = DepthQ,
-    direction: Direction = DirectionQ,
-    as_of: AsOf = None,
-) -> Response:
+def export_graphml(selection: SelectionDep) -> Response:
     """GraphML; node data ``kind``, ``name``, ``definition_hash``, ``attributes`` (JSON); edge data ``relation``."""
-    return Response(graphml(_select(lineage, node, depth, direction, as_of)), media_type="application/graphml+xml")
+    return Response(graphml(selection.graph), media_type="application/graphml+xml")
 
 
 @router.get("/lineage/export/svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
-def export_svg(
-    lineage: LineageDep,
-    node: str | None = NodeQ,
-    depth: int | None = DepthQ,
-    direction: Direction = DirectionQ,
-    as_of: AsOf = None,
-) -> Response:
+def export_svg(selection: SelectionDep) -> Response:
     """A picture; each node links to ``/lineage/nodes/{id}`` (with the same ``as_of``)."""
-    selected = _select(lineage, node, depth, direction, as_of)
-    picture = svg(selected, href=keep_as_of("/lineage/nodes/{id}", as_of), title=node or "lineage")
+    href = keep_as_of("/lineage/nodes/{id}", selection.as_of)
+    picture = svg(selection.graph, href=href, title=selection.node or "lineage")
     return Response(picture, media_type="image/svg+xml")
 
 
