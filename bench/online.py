@@ -3,7 +3,8 @@
     .venv/bin/python bench/online.py [--requests 2000] [--seconds 20] [--concurrency 8]
 
 One run, one applied temporary copy of ``feature_repo/``, materialized once (``FeatureStore.materialize``
-of 2012-12-01Z..2014-01-02Z, cwd = the copy), so both servers read the same SQLite online store file:
+of 2012-12-01Z..2013-12-31Z, the replay clock; cwd = the copy), so both servers read the same SQLite online
+store file:
 
 1. each server in turn (1 worker, a free loopback port): ``feast serve`` and ``feastline serve`` (with
    ``FEASTLINE_NOW=2013-12-31T00:00:00Z`` so TTLs are evaluated in the 2013 replay);
@@ -11,8 +12,9 @@ of 2012-12-01Z..2014-01-02Z, cwd = the copy), so both servers read the same SQLi
    batch 100); the answers are compared value by value, by feature name;
 3. closed-loop load per (server, batch): ``--concurrency`` clients, then 1 client (sequential);
    p50 / p99 latency as seen by the client, requests/s, errors;
-4. materialization on two fresh copies: ``feast materialize`` vs ``feastline materialize``, wall time
-   of the command and source rows in the window per second; the two online stores are compared.
+4. materialization (``bench/online_materialize.py``), each on a fresh applied copy: ``feast materialize``
+   (this repo's stores, and Feast's stock ones) vs ``feastline materialize``, wall time of the command and
+   source rows in the window per second, the online stores compared; then each engine timed in process.
 
 Writes its section of ``bench/RESULTS.md`` between ``<!-- online:start -->`` and ``<!-- online:end -->``
 (the rest of the file, the training-set benchmark, is left as it is).
