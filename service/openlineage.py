@@ -104,11 +104,12 @@ class OpenLineageEmitter:
         for event in events:
             self.emit(event)
 
-    def events(self, job: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Stored events, newest first (by arrival), optionally of one job name."""
+    def events(self, job: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Stored events, newest first (by arrival), optionally of one job name; ``limit`` of them after
+        skipping ``offset``."""
         if self._engine is None:
             return []
-        query = select(events_table.c.event).order_by(events_table.c.id.desc()).limit(limit)
+        query = select(events_table.c.event).order_by(events_table.c.id.desc()).limit(limit).offset(offset)
         if job is not None:
             query = query.where(events_table.c.job_name == job)
         with self._engine.connect() as conn:

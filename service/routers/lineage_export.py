@@ -117,8 +117,8 @@ def openlineage_events(
     ``rel="next"`` (the URL of the next page) and ``X-More-Events: true``; on the last page
     ``X-More-Events: false`` and no ``Link``.
     """
-    found = request.app.state.openlineage.events(job=job, limit=offset + limit + 1)
-    page, more = found[offset : offset + limit], len(found) > offset + limit
+    found = request.app.state.openlineage.events(job=job, limit=limit + 1, offset=offset)  # one extra: more?
+    page, more = found[:limit], len(found) > limit
     response.headers["X-More-Events"] = "true" if more else "false"
     if more:
         params = {**({"job": job} if job is not None else {}), "limit": limit, "offset": offset + limit}
