@@ -60,14 +60,16 @@ class InvalidNodeId(LineageError, ValueError):
 
 
 class ModelVersionConflict(LineageError):
-    """``name@version`` is already registered on another training set (a version names one model)."""
+    """``name@version`` is already registered (a version names one model, registered once)."""
 
     field = "version"
 
-    def __init__(self, ref: NodeRef, registered_on: str, requested: str) -> None:
+    def __init__(self, ref: NodeRef, registered_on: str, requested: str, registered_at: str | None = None) -> None:
         self.ref, self.registered_on = ref, registered_on
+        where = f"on training set {registered_on!r}" + (f", not {requested!r}" if requested != registered_on else "")
+        when = f" (registered_at {registered_at})" if registered_at else ""
         super().__init__(
-            f"{ref} is already registered on training set {registered_on!r}, not {requested!r}; "
+            f"{ref} is already registered {where}{when}; a name@version is registered once: "
             "register a new version instead"
         )
 

@@ -152,15 +152,8 @@ class LineageStore:
                 source = w.conn.scalars(trained_on.order_by(e.c.source).limit(1)).one_or_none()
                 existing = node_from_row(stored)
                 on = NodeRef.parse(source).name if source else str(existing.attributes.get("training_set_id", ""))
-                conflict = ModelVersionConflict(model.ref, on, training_set.name)
-                if on == training_set.name:  # the class's message ("..., not <same>") would read oddly here
-                    when = existing.attributes.get("registered_at")
-                    conflict.args = (
-                        f"{model.ref} is already registered on training set {on!r}"
-                        + (f" (registered_at {when})" if when else "")
-                        + "; a name@version is registered once: register a new version instead",
-                    )
-                raise conflict
+                when = existing.attributes.get("registered_at")
+                raise ModelVersionConflict(model.ref, on, training_set.name, str(when) if when else None)
             self._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
         return model
 
