@@ -5,7 +5,7 @@
 With cwd = REPO (Feast 0.67 resolves relative Parquet paths against the cwd). Prints one JSON object:
 ``import_s`` (importing Feast, or feastline's materializer and Feast), ``store_s`` (``FeatureStore(REPO)``),
 ``materialize_s`` (only the call that reads the offline data and writes the online store and the
-registry: ``FeatureStore.materialize(START, END)`` for ``feast``, ``service.materialization.materialize``
+registry: ``FeatureStore.materialize(START, END)`` for ``feast``, ``service.materialization.materializer.materialize``
 over the same window for ``feastline``). START and END are ISO 8601, UTC.
 """
 
@@ -28,7 +28,7 @@ def main() -> None:
         from service.feast_runtime import skip_definition_typechecks
 
         skip_definition_typechecks()  # as `feastline materialize` does
-        from service.materialization import full_windows, materialize, online_views
+        from service.materialization.materializer import full_windows, materialize, online_views
     from feast import FeatureStore
 
     t1 = time.perf_counter()

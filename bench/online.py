@@ -335,7 +335,7 @@ def main() -> None:
             f"- setup: a temporary copy of `feature_repo/` (definitions, `.feastignore`, `schemas.py`, `data/` without "
             f"its online store and registry), `feast apply` ({apply_s:.1f} s), then "
             f"`FeatureStore(copy).materialize({START}Z, {NOW})` once with cwd = the copy ({once_s:.1f} s); both "
-            "servers read that same SQLite online store file (`service.online_stores.sqlite.OrderedSqliteOnlineStore`)",
+            "servers read that same SQLite online store file (`service.online.stores.sqlite.OrderedSqliteOnlineStore`)",
             "- servers, one at a time, 1 worker each, loopback (feastline with "
             f"`FEASTLINE_NOW={NOW}`, so TTLs are evaluated in the replay); access logs on for both (their defaults):",
             *served_lines,

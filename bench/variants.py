@@ -45,9 +45,9 @@ def self_peak_rss_mib() -> float:
 def _feastline(repo: Path, entity_df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     from feast import FeatureStore
 
-    from service.offline import engine
-    from service.offline.engine import JoinOptions, get_training_frame
-    from service.offline.views import plan_retrieval, service_references
+    from service.training.offline import engine
+    from service.training.offline.engine import JoinOptions, get_training_frame
+    from service.training.offline.views import plan_retrieval, service_references
 
     store = FeatureStore(repo_path=str(repo))
     start = time.perf_counter()

@@ -86,7 +86,7 @@ flights_schema = DataFrameSchema(
     name="flights",
 )
 
-# pandera checks applied to pushes, by push source (on top of the views' own schemas): see service/push.py
+# pandera checks applied to pushes, by push source (on top of the views' own schemas): see service/online/push.py
 PUSH_SCHEMAS: dict[str, pa.DataFrameSchema] = {"weather_push": origin_weather_schema}
 
 SCHEMAS: dict[str, pa.DataFrameSchema] = {

@@ -11,12 +11,10 @@ from fastapi.openapi.utils import get_openapi
 from feast import FeatureStore
 
 from lineage import LineageStore
-from service.catalog import TrainingSetCatalog
 from service.errors import install_error_handlers, problem_responses, use_problem_media_type
 from service.metrics import install_metrics
-from service.openlineage import OpenLineageEmitter, attach
-from service.push import PushGate
-from service.quarantine import QuarantineStore
+from service.online.push import PushGate
+from service.online.quarantine import QuarantineStore
 from service.routers import (
     health,
     lineage,
@@ -29,7 +27,9 @@ from service.routers import (
     push,
     training_sets,
 )
+from service.run_events import OpenLineageEmitter, attach
 from service.settings import Settings
+from service.training.catalog import TrainingSetCatalog
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -38,7 +38,7 @@ def build_data_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
     from feature_repo.pipeline.run import build_data
 
     record = build_data(repo)
-    from service.openlineage import emit_pipeline_run
+    from service.run_events import emit_pipeline_run
     from service.settings import Settings
 
     emit_pipeline_run(Settings(repo=repo), record)  # OpenLineage START + COMPLETE per step
@@ -131,7 +131,7 @@ def materialize_cmd(
 
     from lineage import LineageStore
     from service.clock import service_now
-    from service.materialization import (
+    from service.materialization.materializer import (
         DEFAULT_LOOKBACK,
         MaterializationError,
         Observer,

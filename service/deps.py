@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 from feast import FeatureStore
 
 from lineage import LineageStore
-from service.catalog import TrainingSetCatalog
 from service.settings import Settings
+from service.training.catalog import TrainingSetCatalog
 
 
 async def get_settings(request: Request) -> Settings:

@@ -21,11 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
 from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
-from service.catalog import TrainingSetNotFound
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
-from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
-from service.offline.audit import LeakageDetected
-from service.offline.errors import (
+from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
+from service.online.push import PushRejected, UnknownPushSource
+from service.online.quarantine import UnknownQuarantineSource
+from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable
+from service.training.catalog import TrainingSetNotFound
+from service.training.offline.audit import LeakageDetected
+from service.training.offline.errors import (
     EntityRowsInvalid,
     FeatureNameCollision,
     FeatureReferenceInvalid,
@@ -35,9 +38,6 @@ from service.offline.errors import (
     UnknownFeature,
     UnknownFeatureService,
 )
-from service.online import OnlineRequestInvalid, OnlineStoreUnavailable
-from service.push import PushRejected, UnknownPushSource
-from service.quarantine import UnknownQuarantineSource
 
 log = logging.getLogger("feastline")
 

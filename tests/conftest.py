@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from feature_repo.pipeline.run import build_data
 from service.app import create_app
-from service.materialize import materialize
+from service.materialization.via_feast import materialize
 from service.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -7,12 +7,15 @@ from fastapi.testclient import TestClient
 from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, NodeRef, Relation
 from lineage.errors import ModelVersionConflict
 from lineage.versions import VersionNotFound
-from service.catalog import TrainingSetNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
-from service.materialization import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
-from service.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
-from service.offline.errors import (
+from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
+from service.online.push import PushRejected, UnknownPushSource
+from service.online.quarantine import UnknownQuarantineSource
+from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable
+from service.training.catalog import TrainingSetNotFound
+from service.training.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
+from service.training.offline.errors import (
     EntityRowsInvalid,
     FeatureNameCollision,
     FeatureReferenceInvalid,
@@ -22,9 +25,6 @@ from service.offline.errors import (
     UnknownFeature,
     UnknownFeatureService,
 )
-from service.online import OnlineRequestInvalid, OnlineStoreUnavailable
-from service.push import PushRejected, UnknownPushSource
-from service.quarantine import UnknownQuarantineSource
 
 GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
 

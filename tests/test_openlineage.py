@@ -25,7 +25,7 @@ import pytest
 from referencing import Registry, Resource
 
 from lineage import openlineage as ol
-from service.openlineage import OpenLineageEmitter, emit_pipeline_run
+from service.run_events import OpenLineageEmitter, emit_pipeline_run
 from service.settings import Settings
 
 SPEC_DIR = Path(__file__).parent / "openlineage_spec"
@@ -292,7 +292,7 @@ def test_failed_training_set_emits_fail(client):
 
 
 def test_fail_event_from_the_decorator():
-    from service.openlineage import attach, emits_training_set_events
+    from service.run_events import attach, emits_training_set_events
 
     class Lineage:
         pass

@@ -7,8 +7,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import LineageDep, SettingsDep, StoreDep
 from service.errors import at_field, problem_responses
-from service.online import OnlineStoreUnavailable
-from service.online_stores.probe import probe_online_store
+from service.online.reads import OnlineStoreUnavailable
+from service.online.stores.probe import probe_online_store
 
 router = APIRouter(tags=["health"])
 

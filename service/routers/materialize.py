@@ -3,7 +3,7 @@
 A POST validates the request (unknown view 404; naive, inverted or malformed times, or an ``end`` after
 the service clock 422), stores a
 ``queued`` job and answers ``202`` with ``Location: /jobs/{id}``; one worker thread runs the jobs in
-order (:func:`service.jobs.run_job`). The worker and the job table are opened by this
+order (:func:`service.materialization.jobs.run_job`). The worker and the job table are opened by this
 router's own lifespan, which FastAPI nests inside the app's (so ``app.state.settings`` and
 ``app.state.lineage`` exist): at startup jobs left ``queued``/``running`` by a stopped process are
 marked failed (interrupted); at shutdown the running job is finished, queued ones are marked the same.
@@ -35,8 +35,8 @@ from starlette.concurrency import run_in_threadpool
 from service.clock import service_now
 from service.deps import LineageDep, SettingsDep, StoreDep
 from service.errors import at_field, problem_responses
-from service.jobs import JobStore, run_job
-from service.materialization import (
+from service.materialization.jobs import JobStore, run_job
+from service.materialization.materializer import (
     DEFAULT_LOOKBACK,
     EPOCH,
     JobNotFound,

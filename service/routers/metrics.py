@@ -9,7 +9,7 @@ from feast import FeatureView
 
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
-from service.offline.views import batch_spec
+from service.training.offline.views import batch_spec
 
 router = APIRouter(tags=["operations"])
 

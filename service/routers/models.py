@@ -14,9 +14,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from lineage import Node, NodeKind, NodeRef, definition_hash
-from service.catalog import TrainingSetNotFound
 from service.deps import CatalogDep, LineageDep
 from service.errors import at_field, problem_responses
+from service.training.catalog import TrainingSetNotFound
 
 router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
 

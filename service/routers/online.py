@@ -9,7 +9,7 @@ from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.formats import json_body, json_body_doc
-from service.online import OnlineFeaturesRequest, read_online
+from service.online.reads import OnlineFeaturesRequest, read_online
 
 router = APIRouter(tags=["online"])
 

@@ -10,8 +10,8 @@ from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.formats import json_body, json_body_doc
-from service.push import PushRequest, UnknownPushSource
-from service.quarantine import UnknownQuarantineSource
+from service.online.push import PushRequest, UnknownPushSource
+from service.online.quarantine import UnknownQuarantineSource
 
 router = APIRouter(tags=["push"])
 
@@ -46,7 +46,7 @@ def quarantine(source: str, request: Request, store: StoreDep, settings: Setting
     pipeline_file = settings.data_dir / "quarantine" / f"{source}.parquet"
     if pipeline_file.exists():
         frame = pd.read_parquet(pipeline_file)
-        from service.training_sets import frame_to_records
+        from service.training.training_sets import frame_to_records
 
         return {"source": source, "kind": "pipeline", "rows": frame_to_records(frame)}
     try:

@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
-from service.entity_rows import entity_frame, entity_frame_from_table
 from service.errors import problem_responses
 from service.formats import (
     BINARY,
@@ -28,8 +27,9 @@ from service.formats import (
     read_table,
     write_table,
 )
-from service.offline.errors import TooLargeForJson
-from service.training_sets import (
+from service.training.entity_rows import entity_frame, entity_frame_from_table
+from service.training.offline.errors import TooLargeForJson
+from service.training.training_sets import (
     TrainingSetOptions,
     TrainingSetOut,
     TrainingSetRequest,

@@ -17,8 +17,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.materialize import materialize
-from service.online_stores.redis import OrderedRedisOnlineStore, OrderedRedisOnlineStoreConfig
+from service.materialization.via_feast import materialize
+from service.online.stores.redis import OrderedRedisOnlineStore, OrderedRedisOnlineStoreConfig
 from service.settings import Settings
 from tests.conftest import REPLAY_NOW, require_services
 
@@ -42,7 +42,7 @@ def redis_repo(built_repo: Path, dest: Path, port: int) -> Path:
     online = yaml[yaml.index("online_store:") : yaml.index("offline_store:")]
     yaml = yaml.replace(
         online,
-        "online_store:\n  type: service.online_stores.redis.OrderedRedisOnlineStore\n"
+        "online_store:\n  type: service.online.stores.redis.OrderedRedisOnlineStore\n"
         f'  connection_string: "127.0.0.1:{port}"\n',
     )
     yaml = yaml.replace("project: feastline", f"project: t_{uuid.uuid4().hex[:8]}")

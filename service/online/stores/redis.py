@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.online_stores import newest_per_entity
+from service.online.stores import newest_per_entity
 
 WriteRow = tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]
 
@@ -99,7 +99,7 @@ return 1
 class OrderedRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     """Config of :class:`OrderedRedisOnlineStore`; Feast's ``redis`` fields, ``skip_dedup`` refused."""
 
-    type: StrictStr = "service.online_stores.redis.OrderedRedisOnlineStore"  # type: ignore[assignment]
+    type: StrictStr = "service.online.stores.redis.OrderedRedisOnlineStore"  # type: ignore[assignment]
 
     skip_dedup: Literal[False] = False
     """Always False: skipping the timestamp check is exactly the out-of-order overwrite this store prevents."""

@@ -18,7 +18,7 @@ from feast.repo_config import RepoConfig
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.online import STORE_ERRORS
+from service.online.reads import STORE_ERRORS
 
 _REDIS_OPTIONS = set(inspect.signature(redis.Redis.__init__).parameters) - {"self", "host", "port"}
 

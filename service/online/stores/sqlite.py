@@ -17,7 +17,7 @@ from feast.types import FEAST_VECTOR_TYPES
 from feast.utils import _get_feature_view_vector_field_metadata, to_naive_utc
 from pydantic import StrictStr
 
-from service.online_stores import newest_per_entity
+from service.online.stores import newest_per_entity
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _NO_CREATED = -(2**63)
 class OrderedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     """Config of :class:`OrderedSqliteOnlineStore`; the same fields as Feast's ``sqlite`` store."""
 
-    type: StrictStr = "service.online_stores.sqlite.OrderedSqliteOnlineStore"  # type: ignore[assignment]
+    type: StrictStr = "service.online.stores.sqlite.OrderedSqliteOnlineStore"  # type: ignore[assignment]
 
 
 class OrderedSqliteOnlineStore(SqliteOnlineStore):

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.materialize import materialize
+from service.materialization.via_feast import materialize
 from service.settings import Settings
 from tests.conftest import REPLAY_NOW
-from tests.test_redis import free_port, redis_repo, start_redis
+from tests.online.test_redis import free_port, redis_repo, start_redis
 
 WEATHER = {"features": ["origin_weather:temp"], "entities": {"origin": ["EWR"]}}
 

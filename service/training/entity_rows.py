@@ -16,8 +16,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from service.offline.errors import EntityRowsInvalid
-from service.offline.views import RetrievalPlan
+from service.training.offline.errors import EntityRowsInvalid
+from service.training.offline.views import RetrievalPlan
 
 TS = "event_timestamp"
 

@@ -16,8 +16,8 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.offline.engine import apply_on_demand
-from service.offline.views import RetrievalPlan, ViewSpec, plan_retrieval, service_references
+from service.training.offline.engine import apply_on_demand
+from service.training.offline.views import RetrievalPlan, ViewSpec, plan_retrieval, service_references
 
 
 class OnlineFeaturesRequest(BaseModel):

@@ -29,9 +29,9 @@ from feast.types import Bool, Float32, Float64, Int32, Int64, String
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.entity_rows import _timestamp_problem
-from service.online import STORE_ERRORS, OnlineStoreUnavailable
-from service.quarantine import QuarantineStore
+from service.online.quarantine import QuarantineStore
+from service.online.reads import STORE_ERRORS, OnlineStoreUnavailable
+from service.training.entity_rows import _timestamp_problem
 
 POLICY_TAG = "feastline.validation"
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)  # clock skew allowed between a producer and the service

@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from service.offline.errors import RetrievalError
-from service.offline.views import ViewSpec
+from service.training.offline.errors import RetrievalError
+from service.training.offline.views import ViewSpec
 
 TS = "event_timestamp"
 

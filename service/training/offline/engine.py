@@ -24,9 +24,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from service.offline.audit import LeakageAudit, LeakageDetected, audit_join
-from service.offline.errors import FeatureNameCollision, SourceDataMissing
-from service.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
+from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
+from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
+from service.training.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
 
 ROW_ID = "__row_id"
 TS = "event_timestamp"

@@ -1,7 +1,7 @@
 """Create, store, describe and reproduce training sets.
 
 A training set is: the entity table (Parquet), the joined data (Parquet), a catalog row (see
-``service.catalog``) and the lineage node ``training_set:<id>`` with ``trained_on`` edges from every
+``service.training.catalog``) and the lineage node ``training_set:<id>`` with ``trained_on`` edges from every
 feature used (and the feature service). Its fingerprint is the sha256 over the entity table, the
 feature references, each view's definition hash, each source file's content hash and the options
 that change the answer (``full_feature_names``, ``allow_created_after_entity``): equal fingerprints
@@ -23,12 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lineage import LineageStore
 from lineage.builders import spec_hash, training_set_graph
-from service.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.formats import BINARY, JSON, NotAcceptable
-from service.offline.engine import JoinOptions, TrainingFrame, get_training_frame
-from service.offline.errors import FeatureSelectionInvalid
-from service.offline.views import RetrievalPlan, plan_retrieval, service_references
-from service.openlineage import emits_training_set_events
+from service.run_events import emits_training_set_events
+from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
+from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
+from service.training.offline.errors import FeatureSelectionInvalid
+from service.training.offline.views import RetrievalPlan, plan_retrieval, service_references
 
 
 class TrainingSetOptions(BaseModel):

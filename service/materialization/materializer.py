@@ -45,7 +45,7 @@ from feast.value_type import ValueType
 
 from lineage import LineageStore, NodeNotFound
 from lineage.model import NodeKind, NodeRef
-from service.offline.views import batch_spec
+from service.training.offline.views import batch_spec
 
 log = logging.getLogger("feastline.materialization")
 

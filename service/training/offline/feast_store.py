@@ -3,7 +3,7 @@
 Select it in ``feature_store.yaml``::
 
     offline_store:
-      type: service.offline.feast_store.FeastlineOfflineStore
+      type: service.training.offline.feast_store.FeastlineOfflineStore
 
 Then ``FeatureStore.get_historical_features`` answers with the same engine (and the same contract)
 as ``POST /training-sets``: one row per entity row in input order, no row created after the entity
@@ -29,11 +29,11 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from pydantic import StrictStr
 
-from service.offline.engine import TS, JoinOptions, get_training_frame
-from service.offline.errors import EntityRowsInvalid, FeatureSelectionInvalid
-from service.offline.views import RetrievalPlan, batch_spec
+from service.training.offline.engine import TS, JoinOptions, get_training_frame
+from service.training.offline.errors import EntityRowsInvalid, FeatureSelectionInvalid
+from service.training.offline.views import RetrievalPlan, batch_spec
 
-TYPE = "service.offline.feast_store.FeastlineOfflineStore"
+TYPE = "service.training.offline.feast_store.FeastlineOfflineStore"
 
 
 class FeastlineOfflineStoreConfig(FeastConfigBaseModel):
@@ -115,7 +115,9 @@ class FeastlineRetrievalJob(RetrievalJob):
         raise NotImplementedError("persist training sets through POST /training-sets (stored with a fingerprint)")
 
     def to_sql(self) -> str:
-        raise NotImplementedError("the feastline engine builds its SQL per request; see service/offline/engine.py")
+        raise NotImplementedError(
+            "the feastline engine builds its SQL per request; see service/training/offline/engine.py"
+        )
 
 
 class FeastlineOfflineStore(DuckDBOfflineStore):

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import REPLAY_NOW
-from tests.test_redis import free_port, redis_repo, start_redis
+from tests.online.test_redis import free_port, redis_repo, start_redis
 
 WEATHER = dict(
     temp=50.0, dewp=40.0, humid=60.0, wind_dir=180.0, wind_speed=10.0, precip=0.0, pressure=1010.0, visib=10.0

@@ -16,11 +16,11 @@ interleave a read and a write.
 Select one in ``feature_store.yaml``::
 
     online_store:
-      type: service.online_stores.sqlite.OrderedSqliteOnlineStore
+      type: service.online.stores.sqlite.OrderedSqliteOnlineStore
       path: data/online.db
 
     online_store:
-      type: service.online_stores.redis.OrderedRedisOnlineStore
+      type: service.online.stores.redis.OrderedRedisOnlineStore
       connection_string: "127.0.0.1:6379"
 """
 

@@ -18,7 +18,7 @@ import yaml
 from feast import FeatureStore
 
 from service.app import create_app
-from service.jobs import INTERRUPTED, JobStore
+from service.materialization.jobs import INTERRUPTED, JobStore
 from service.settings import Settings
 from tests.conftest import NoServerErrorClient
 
@@ -187,10 +187,10 @@ def test_late_row_is_served_after_the_next_incremental_run(repo):
 
 
 def test_older_row_alone_in_its_window_does_not_overwrite_a_newer_online_value(repo):
-    pytest.importorskip("service.online_stores.sqlite", reason="needs the ordered-write online store")
+    pytest.importorskip("service.online.stores.sqlite", reason="needs the ordered-write online store")
     config_path = repo / "feature_store.yaml"
     config = yaml.safe_load(config_path.read_text())
-    config["online_store"]["type"] = "service.online_stores.sqlite.OrderedSqliteOnlineStore"
+    config["online_store"]["type"] = "service.online.stores.sqlite.OrderedSqliteOnlineStore"
     config_path.write_text(yaml.safe_dump(config))
     with client_for(repo) as client:
         run(client, "/materialize", {"start": z(START), "end": z(T), "feature_views": ["origin_weather"]})

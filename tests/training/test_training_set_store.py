@@ -161,7 +161,7 @@ def test_a_backfilled_row_never_reaches_training_unless_asked(repo_copy):
 
 def test_a_leaking_join_is_refused_with_409_and_nothing_stored(repo_copy, monkeypatch):
     repo, client = repo_copy
-    import service.offline.engine as engine
+    import service.training.offline.engine as engine
 
     real = engine.join_views
 

@@ -22,8 +22,8 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSour
 from feast.data_source import PushMode
 from feast.types import Float32, String
 
-from service.online_stores.redis import OrderedRedisOnlineStore
-from service.online_stores.sqlite import OrderedSqliteOnlineStore
+from service.online.stores.redis import OrderedRedisOnlineStore
+from service.online.stores.sqlite import OrderedSqliteOnlineStore
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -39,12 +39,12 @@ def online_store_yaml(kind: str, repo: Path) -> str:
     """The ``online_store:`` block of feature_store.yaml for one store kind."""
     if kind == "sqlite":
         return (
-            "online_store:\n  type: service.online_stores.sqlite.OrderedSqliteOnlineStore\n"
+            "online_store:\n  type: service.online.stores.sqlite.OrderedSqliteOnlineStore\n"
             f"  path: {repo / 'online.db'}\n"
         )
     if kind == "redis":
         return (
-            "online_store:\n  type: service.online_stores.redis.OrderedRedisOnlineStore\n"
+            "online_store:\n  type: service.online.stores.redis.OrderedRedisOnlineStore\n"
             f'  connection_string: "{REDIS_HOST}:{REDIS_PORT}"\n'
         )
     if kind == "stock_sqlite":

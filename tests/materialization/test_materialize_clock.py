@@ -15,7 +15,7 @@ from service.app import create_app
 from service.cli import app as cli
 from service.settings import Settings
 from tests.conftest import REPLAY_NOW, NoServerErrorClient
-from tests.test_materialize import wait
+from tests.materialization.test_materialize import wait
 
 PROBLEM_JSON = "application/problem+json"
 CLOCK = "2013-12-31T00:00:00Z"

@@ -1,6 +1,6 @@
 """The point-in-time engine against a slow, obvious reference, on generated data.
 
-The reference (``reference_choice``) reads the contract of ``service/offline/engine.py`` literally: for
+The reference (``reference_choice``) reads the contract of ``service/training/offline/engine.py`` literally: for
 each entity row it walks the view's rows in file order, keeps those that satisfy every condition and
 takes the greatest ``(event_ts, created_ts, file_row)``. Hypothesis draws tiny sources whose
 timestamps come from a handful of minute offsets, so equal event times, rows exactly at the entity
@@ -21,8 +21,8 @@ from feast.types import Float64, Int64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.offline.engine import JoinOptions, get_training_frame, join_views
-from service.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
+from service.training.offline.engine import JoinOptions, get_training_frame, join_views
+from service.training.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
 
 BASE = pd.Timestamp("2024-03-01 09:00", tz="UTC")
 FEATURE_KEYS = ["A", "B", "C"]

@@ -123,7 +123,7 @@ class OpenLineageEmitter:
 
     @contextmanager
     def materializing(self, store: Any, job_id: str, inner: Any) -> Iterator[Any]:
-        """An observer for :func:`service.materialization.materialize` that also emits START and COMPLETE
+        """An observer for :func:`service.materialization.materializer.materialize` that also emits START and COMPLETE
         per view (delegating every hook to ``inner``); views started but unfinished when the block raises
         get a FAIL event."""
         observer = _MaterializationEvents(self, store, job_id, inner)

@@ -1,7 +1,7 @@
 """Materialization jobs: the job table (SQLAlchemy, in the lineage database) and the worker body.
 
 A job is queued by ``POST /materialize`` or ``POST /materialize-incremental`` and run by the router's
-single-worker executor with :func:`run_job`, which calls :func:`service.materialization.materialize`.
+single-worker executor with :func:`run_job`, which calls :func:`service.materialization.materializer.materialize`.
 Job state survives a restart: a job still queued or running when the service stopped reads as failed
 ("interrupted").
 """
@@ -20,7 +20,7 @@ from feast import FeatureStore
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert, select, update
 
 from lineage import LineageStore
-from service.materialization import (
+from service.materialization.materializer import (
     JobNotFound,
     Observer,
     ViewResult,
@@ -31,7 +31,7 @@ from service.materialization import (
     online_views,
     record_lineage,
 )
-from service.openlineage import openlineage_for
+from service.run_events import openlineage_for
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 from feast import FeatureStore, FeatureView, FileSource, OnDemandFeatureView
 from feast.data_source import PushSource
 
-from service.offline.errors import (
+from service.training.offline.errors import (
     FeatureReferenceInvalid,
     FeatureSelectionInvalid,
     UnknownFeature,

@@ -1,0 +1,1 @@
+"""Materialization: the materializer, its background jobs, and Feast's own materialize path."""

@@ -1,0 +1,1 @@
+"""Online serving: online reads, pushes behind their validation gate, quarantine, the ordered stores."""

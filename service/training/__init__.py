@@ -1,0 +1,1 @@
+"""Training sets: entity-row validation, creation, catalog, reproduction, and the offline engine."""
