@@ -16,6 +16,10 @@ Writers are serialised (PostgreSQL: an ``EXCLUSIVE`` lock on the changes table; 
 IMMEDIATE`` with a 30 s busy timeout), so concurrent writes with overlapping nodes and edges lose
 nothing, duplicate nothing, and cannot jointly close a cycle; a check made inside a write (a model
 version already registered) holds until it commits. Readers are not blocked on PostgreSQL.
+
+Past ~400 lines on purpose: every write path shares one transaction and lock helper here, and
+splitting the writers across modules would hide which writes are serialised together; the tables,
+history and graph cache already live in their own modules.
 """
 
 from __future__ import annotations

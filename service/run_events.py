@@ -1,4 +1,7 @@
-"""The OpenLineage emitter: every event stored in ``openlineage_events`` (lineage database) and, when
+"""Emitting OpenLineage run events for feastline's runs (training sets, materializations, the data
+pipeline); the event *model* they are built from is :mod:`lineage.openlineage`.
+
+Every event is stored in ``openlineage_events`` (lineage database) and, when
 ``FEASTLINE_OPENLINEAGE_URL`` is set, POSTed to ``<url>/api/v1/lineage`` (Marquez and other consumers).
 
 Delivery never fails the caller: a store or HTTP failure is logged and dropped. Hooks find the emitter

@@ -1,1 +1,18 @@
-"""Materialization: the materializer, its background jobs, and Feast's own materialize path."""
+"""Materialization: loading the latest offline row per entity key into the online store.
+
+What it owns:
+
+- ``materializer.py``: the materializer that replaces ``feast materialize`` (one DuckDB query per view,
+  Feast's ``online_write_batch``, the registry's intervals updated as Feast does), its windows
+  (full, incremental with a lookback) and the rule that a window never ends after the service clock.
+- ``jobs.py``: **where a materialization job is run**: the job table (lineage database) and
+  :func:`~service.materialization.jobs.run_job`, the body the ``/materialize`` routes' worker runs.
+- ``via_feast.py``: Feast's own ``FeatureStore.materialize`` run from inside the repo (tests, benchmarks).
+
+The CLI (``feastline materialize``) and the routers share the materializer. May import: Feast,
+``lineage``, the shared shell modules ``service.settings`` and ``service.run_events``, and from
+:mod:`service.training` only its public names (a view's batch source spec). Never the routers or the app.
+"""
+
+# module -> the names other capability packages may import from it
+PUBLIC: dict[str, frozenset[str]] = {}

@@ -19,8 +19,8 @@ does not exist yet (nothing to materialize). ``rows_offered`` counts the rows ha
 write; the store keeps a stored row that is newer, so not every offered row replaces one (the store
 does not report which).
 
-The second half of the module keeps the jobs: one row per run in ``materialization_jobs`` (lineage
-database), so ``GET /jobs/{id}`` survives a restart, and :func:`run_job` executes one.
+The jobs that run it (one row per run in ``materialization_jobs``, so ``GET /jobs/{id}`` survives a
+restart) are :mod:`service.materialization.jobs`.
 """
 
 from __future__ import annotations

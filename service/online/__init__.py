@@ -1,1 +1,21 @@
-"""Online serving: online reads, pushes behind their validation gate, quarantine, the ordered stores."""
+"""Online serving: reads at inference time, pushes, and the stores behind them.
+
+What it owns:
+
+- ``reads.py``: ``/get-online-features`` (the ``feast serve`` request and answer), validated against
+  the registry, read through Feast's online store, on-demand views computed per request.
+- ``push.py``: **where a push is validated**: the push gate built per push source from the feature
+  views it feeds plus the repo's pandera push schemas, strict or quarantine, then the write online
+  and/or appended offline.
+- ``quarantine.py``: the quarantine table of rejected push rows (lineage database).
+- ``stores/``: the ordered online stores (SQLite, Redis) that never let an older row overwrite a newer
+  one (``type: service.online.stores.sqlite.OrderedSqliteOnlineStore`` / ``...redis.OrderedRedisOnlineStore``),
+  and the readiness probe.
+
+May import: Feast, ``lineage``, the shared shell modules ``service.settings`` and ``service.run_events``,
+and from :mod:`service.training` only its public names (the retrieval plan, on-demand views, the
+timestamp parser). Never the routers or the app.
+"""
+
+# module -> the names other capability packages may import from it
+PUBLIC: dict[str, frozenset[str]] = {}

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.online.quarantine import QuarantineStore
 from service.online.reads import STORE_ERRORS, OnlineStoreUnavailable
-from service.training.entity_rows import _timestamp_problem
+from service.training.entity_rows import timestamp_problem
 
 POLICY_TAG = "feastline.validation"
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)  # clock skew allowed between a producer and the service
@@ -173,7 +173,7 @@ class PushGate:
                 continue
             parsed = []
             for i, v in enumerate(df[col]):
-                ts, p = _timestamp_problem(v, None)
+                ts, p = timestamp_problem(v, None)
                 if p is None and ts is not None and ts > pd.Timestamp(now) + FUTURE_TOLERANCE:
                     ts, p = None, f"{v!r} is after the service clock ({now.isoformat()}): a value from the future"
                 if p:

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
-from service.formats import json_body, json_body_doc
+from service.formats import frame_to_records, json_body, json_body_doc
 from service.online.push import PushRequest, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 
@@ -46,8 +46,6 @@ def quarantine(source: str, request: Request, store: StoreDep, settings: Setting
     pipeline_file = settings.data_dir / "quarantine" / f"{source}.parquet"
     if pipeline_file.exists():
         frame = pd.read_parquet(pipeline_file)
-        from service.training.training_sets import frame_to_records
-
         return {"source": source, "kind": "pipeline", "rows": frame_to_records(frame)}
     try:
         request.app.state.push_gate._source(source)

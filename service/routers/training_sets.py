@@ -22,6 +22,7 @@ from service.formats import (
     JSON,
     PARQUET,
     UnsupportedMediaType,
+    frame_to_records,
     negotiate,
     parse_json_body,
     read_table,
@@ -34,7 +35,6 @@ from service.training.training_sets import (
     TrainingSetOut,
     TrainingSetRequest,
     create_training_set,
-    frame_to_records,
     reproduce,
     resolve,
 )

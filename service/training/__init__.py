@@ -1,1 +1,32 @@
-"""Training sets: entity-row validation, creation, catalog, reproduction, and the offline engine."""
+"""Training sets: from entity rows to a stored, reproducible, point-in-time-correct training set.
+
+What it owns:
+
+- ``entity_rows.py``: validation of the entity rows a client sends (JSON rows, Parquet or Arrow
+  bodies) against the registry: join keys, ``event_timestamp``, pass-through label columns.
+- ``training_sets.py``: creating a training set (resolve the feature service or feature list, join,
+  store the Parquet files, catalog row, lineage node, OpenLineage run events) and reproducing one.
+- ``catalog.py``: the training-set catalog table (lineage database).
+- ``offline/``: the offline engine. ``views.py`` turns Feast definitions into a ``RetrievalPlan``;
+  ``engine.py`` is **where a training set is joined** (one DuckDB ASOF join per feature view, the TTL
+  and created-timestamp cut-off, on-demand views after the join); ``audit.py`` the leakage audit;
+  ``errors.py`` its errors; ``feast_store.py`` the Feast offline-store plug-in
+  (``type: service.training.offline.feast_store.FeastlineOfflineStore``).
+
+May import: Feast, ``lineage``, and the shared shell modules ``service.settings`` and
+``service.run_events``. Never the routers, the app, or another capability package.
+
+Other capability packages use it only through the names in :data:`PUBLIC`: online reads plan their
+views and compute on-demand views with the same code as the join; the materializer reads a view's
+batch source spec; the push gate parses timestamps as entity rows do. Monitoring will join its target
+rows point-in-time through the same engine. ``tests/test_layering.py`` checks all of this.
+"""
+
+# module -> the names other capability packages may import from it
+PUBLIC: dict[str, frozenset[str]] = {
+    "service.training.offline.views": frozenset(
+        {"RetrievalPlan", "ViewSpec", "plan_retrieval", "service_references", "batch_spec"}
+    ),
+    "service.training.offline.engine": frozenset({"apply_on_demand"}),
+    "service.training.entity_rows": frozenset({"timestamp_problem"}),
+}

@@ -31,7 +31,13 @@ ISO_EXAMPLE = "2013-05-01T13:00:00Z"
 ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
 
 
-def _timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timestamp | None, str | None]:
+def timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timestamp | None, str | None]:
+    """Parse one JSON timestamp strictly: ``(aware UTC pd.Timestamp, None)`` or ``(None, why it is refused)``.
+
+    ``value`` must be an ISO 8601 string with ``Z`` or an offset; a naive one is localized to
+    ``assume_tz`` (refused when that is ``None``, or when the wall time does not exist or is ambiguous
+    there). Shared with the push gate (:mod:`service.online.push`), which passes ``assume_tz=None``.
+    """
     if value is None:
         return None, "is null; give an ISO 8601 timestamp such as 2013-05-01T13:00:00Z"
     if not isinstance(value, str):
@@ -165,7 +171,7 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
             frame[f] = pd.Series([None] * len(rows), dtype="object")
     stamps = []
     for i, value in enumerate(frame[TS].tolist()):
-        ts, problem = _timestamp_problem(value, assume)
+        ts, problem = timestamp_problem(value, assume)
         if problem and TS in rows[i]:
             problems.append({"row": i, "field": TS, "problem": problem})
         stamps.append(ts)

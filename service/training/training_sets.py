@@ -16,14 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from pydantic import BaseModel, ConfigDict, Field
 
 from lineage import LineageStore
 from lineage.builders import spec_hash, training_set_graph
-from service.formats import BINARY, JSON, NotAcceptable
 from service.run_events import emits_training_set_events
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
@@ -258,34 +256,3 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
         "changed_views": changed_views,
         "differences": diff,
     }
-
-
-def _iso(ts: pd.Timestamp) -> str:
-    return ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
-
-
-def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready rows at full precision: floats as Python floats (shortest round-trip form),
-    timestamps as ISO 8601 UTC with ``Z`` (fractions of a second kept), missing values (null, NaN,
-    NaT) as null.
-
-    Raises:
-        NotAcceptable: a float column holds ±inf, which JSON cannot carry (names the columns and
-            first rows); Parquet and Arrow can.
-    """
-    infinite = {}
-    for name, col in frame.items():
-        if pd.api.types.is_float_dtype(col.dtype):
-            rows = np.flatnonzero(np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)))
-            if len(rows):
-                infinite[str(name)] = rows[:10].tolist()
-    if infinite:
-        where = "; ".join(f"{c} at rows {r}" for c, r in infinite.items())
-        raise NotAcceptable(JSON, BINARY, f"JSON cannot carry the infinite values in {where}")
-    columns: dict[str, list[Any]] = {}
-    for name, col in frame.items():
-        if isinstance(col.dtype, pd.DatetimeTZDtype):
-            columns[str(name)] = [None if pd.isna(t) else _iso(t) for t in col]
-        else:
-            columns[str(name)] = col.astype(object).where(col.notna(), None).tolist()
-    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
