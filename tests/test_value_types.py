@@ -282,3 +282,20 @@ def test_feast_remote_online_client_reads_through_feastline(types_repo, tmp_path
     assert got["avg_daily_trips"] == [12]
     assert [f32(v) for v in got["conv_rate"]] == [1.111]
     assert [f32(v) for v in got["acc_rate"]] == [0.3]
+
+
+def test_the_sdk_path_keys_by_the_declared_type(types_repo):
+    from feast import FeatureStore
+
+    from service.training.offline.errors import EntityRowsInvalid
+
+    store = FeatureStore(repo_path=str(types_repo))
+    at = pd.Timestamp("2024-01-09T12:30:00Z")
+    entity = pd.DataFrame({"driver_id": pd.Series([1001, 1002], dtype="int64"), "event_timestamp": [at, at]})
+    got = store.get_historical_features(entity_df=entity, features=FEATURES[:3]).to_df()
+    assert got["conv_rate"].tolist() == [np.float32(1.111), np.float32(0.25)]
+    assert got["avg_daily_trips"].tolist() == [12, 2**40]
+    with pytest.raises(EntityRowsInvalid, match="driver_id"):
+        store.get_historical_features(
+            entity_df=entity.assign(driver_id=["1001", "01002"]), features=FEATURES[:3]
+        ).to_df()

@@ -278,7 +278,7 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
     return col, [{"row": None, "field": name, "problem": f"has unsupported type {dtype}; send {EXTRA_KINDS}"}]
 
 
-def _typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series, list[dict[str, Any]]]:
+def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series, list[dict[str, Any]]]:
     """A join-key or request-field column of a Parquet/Arrow table checked against its declared type,
     and converted to that type's pandas dtype. Only a column type holding exactly the declared values
     is taken (an int32 column for an ``Int64`` key, a float32 one for ``Float64``); a column of another
@@ -368,7 +368,7 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
         problems.extend({"row": i, "field": TS, "problem": "is null"} for i in _rows_where(frame[TS].isna()))
     for name, vtype in (plan.key_types | plan.request_types).items():
         if name in frame:
-            frame[name], found = _typed_column(name, frame[name], vtype)
+            frame[name], found = typed_column(name, frame[name], vtype)
             problems.extend(found)
             if name in plan.request_types:
                 problems.extend(
