@@ -25,7 +25,7 @@ from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
-from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable
+from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
 from service.training.catalog import TrainingSetNotFound
 from service.training.offline.audit import LeakageDetected
 from service.training.offline.errors import (
@@ -100,6 +100,7 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     TooLargeForJson: 413,
     UnsupportedMediaType: 415,
     NotAcceptable: 406,
+    OnlineValueNotRepresentable: 406,
     CycleRefused: 409,
     LeakageDetected: 409,
     SourceDataMissing: 503,

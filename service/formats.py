@@ -10,9 +10,11 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from feast.value_type import ValueType
 from pydantic import BaseModel, ValidationError
 
 from service.training.offline.errors import EntityRowsInvalid
+from service.value_types import to_json
 
 PARQUET = "application/vnd.apache.parquet"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -204,7 +206,8 @@ def _iso(ts: pd.Timestamp) -> str:
 
 
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready rows at full precision: floats as Python floats (shortest round-trip form),
+    """JSON-ready rows at full precision: floats as Python floats (shortest round-trip form of their
+    width: a float32 column's 1.111 is 1.111), lists (Array features) as lists, bytes as base64,
     timestamps as ISO 8601 UTC with ``Z`` (fractions of a second kept), missing values (null, NaN,
     NaT) as null.
 
@@ -225,6 +228,10 @@ def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for name, col in frame.items():
         if isinstance(col.dtype, pd.DatetimeTZDtype):
             columns[str(name)] = [None if pd.isna(t) else _iso(t) for t in col]
+        elif col.dtype == np.dtype("float32"):  # at the precision declared: 1.111, not 1.1109999418258667
+            columns[str(name)] = [to_json(v, ValueType.FLOAT) for v in col.tolist()]
+        elif col.dtype == np.dtype("object"):  # lists (Array features), bytes (as base64)
+            columns[str(name)] = [to_json(v, None) for v in col.tolist()]
         else:
             columns[str(name)] = col.astype(object).where(col.notna(), None).tolist()
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -45,15 +46,16 @@ def wait_for_health(url: str, server: subprocess.Popen[bytes], log: Path) -> Non
 
 
 @contextmanager
-def live_server(repo: Path, log: Path) -> Iterator[str]:
-    """Serve ``repo`` on a free loopback port; yields the base URL; the server's output goes to ``log``."""
+def live_server(repo: Path, log: Path, now: datetime = REPLAY_NOW) -> Iterator[str]:
+    """Serve ``repo`` on a free loopback port under the clock ``now``; yields the base URL; the server's
+    output goes to ``log``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     feastline = Path(sys.executable).parent / "feastline"
     command = [str(feastline), "serve", "--repo", str(repo), "--host", "127.0.0.1", "--port", str(port), "--access-log"]
     with log.open("wb") as out:
         server = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "FEASTLINE_NOW": REPLAY_NOW.isoformat()}
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "FEASTLINE_NOW": now.isoformat()}
         )
     try:
         wait_for_health(url, server, log)

@@ -12,7 +12,7 @@ from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
-from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable
+from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
 from service.training.catalog import TrainingSetNotFound
 from service.training.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.training.offline.errors import (
@@ -279,6 +279,7 @@ EXAMPLES = {
     SourceDataMissing: SourceDataMissing("origin_weather", "/nowhere.parquet"),
     FeatureSelectionInvalid: FeatureSelectionInvalid("give feature_service or features, not both"),
     OnlineStoreUnavailable: OnlineStoreUnavailable("ConnectionError: refused", 5, "ConnectionError"),
+    OnlineValueNotRepresentable: OnlineValueNotRepresentable([{"row": 0, "field": "ratio", "problem": "is inf"}]),
     UnknownPushSource: UnknownPushSource("nope"),
     PushRejected: PushRejected("weather_push", [{"row": 1, "field": "humid", "problem": "fails in_range"}]),
     UnknownFeatureView: UnknownFeatureView(["nope"]),

@@ -1,7 +1,8 @@
 """Pushes behind a validation gate: ``POST /push`` (Feast's body), strict or quarantine per push source.
 
-The gate for a push source is built from the schema of every feature view it feeds (join keys are
-strings; each feature's Feast dtype; ``event_timestamp`` an ISO 8601 time with an offset) plus, when
+The gate for a push source is built from the schema of every feature view it feeds (each join key
+and feature a JSON value of its declared Feast type, see :mod:`service.value_types`;
+``event_timestamp`` an ISO 8601 time with an offset) plus, when
 the repo's ``schemas.py`` maps the push source in ``PUSH_SCHEMAS``, that pandera schema's checks
 (e.g. the physical ranges of a weather reading). The policy is the push source's tag
 ``feastline.validation``: ``strict`` (default; one bad row -> 422 with the report, nothing written) or
@@ -25,13 +26,14 @@ import pandas as pd
 import pandera.pandas as pa
 from feast import FeatureStore, FeatureView, FileSource
 from feast.data_source import PushMode, PushSource
-from feast.types import Bool, Float32, Float64, Int32, Int64, String
+from feast.value_type import ValueType
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.online.quarantine import QuarantineStore
 from service.online.reads import STORE_ERRORS, OnlineStoreUnavailable
 from service.training.entity_rows import timestamp_problem
+from service.value_types import from_json, json_problem, type_name
 
 POLICY_TAG = "feastline.validation"
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)  # clock skew allowed between a producer and the service
@@ -93,22 +95,6 @@ def _repo_push_schemas(repo: Path) -> dict[str, pa.DataFrameSchema]:
     return dict(getattr(module, "PUSH_SCHEMAS", {}))
 
 
-def _type_problem(value: Any, dtype: Any) -> str | None:
-    if value is None:
-        return None
-    if dtype in (Float64, Float32):
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        return None if ok else f"must be a finite number, got {value!r}"
-    if dtype in (Int64, Int32):
-        ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-        return None if ok else f"must be an integer, got {value!r}"
-    if dtype == String:
-        return None if isinstance(value, str) else f"must be a string, got {value!r}"
-    if dtype == Bool:
-        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-    return None
-
-
 class PushGate:
     """Validates and writes pushes for one feature store."""
 
@@ -142,8 +128,9 @@ class PushGate:
         n = next(iter(lengths.values()), 0)
         if n == 0:
             raise PushRejected(req.push_source_name, [{"row": None, "field": "df", "problem": "no rows"}])
-        keys = {c.name for fv in views for c in fv.entity_columns}
-        fields = {f.name: f.dtype for fv in views for f in fv.features}
+        key_types = {c.name: c.dtype.to_value_type() for fv in views for c in fv.entity_columns}
+        keys = set(key_types)
+        fields = {f.name: f.dtype.to_value_type() for fv in views for f in fv.features}
         allowed = keys | set(fields) | {"event_timestamp", "created"}
         problems += [
             {"row": None, "field": c, "problem": "is not a join key or feature of the views this source feeds"}
@@ -155,17 +142,18 @@ class PushGate:
             for c in sorted(keys | {"event_timestamp"})
             if c not in df
         ]
-        for key in keys & set(df):
+        for key in sorted(keys & set(df)):
+            vtype = key_types[key]
             problems += [
-                {"row": i, "field": key, "problem": f"must be a string, got {v!r}"}
+                {"row": i, "field": key, "problem": p}
                 for i, v in enumerate(df[key])
-                if not isinstance(v, str)
+                if (p := f"must be {type_name(vtype)}, got null" if v is None else json_problem(v, vtype))
             ]
-        for name, dtype in fields.items():
+        for name, vtype in fields.items():
             problems += [
                 {"row": i, "field": name, "problem": p}
                 for i, v in enumerate(df.get(name, [None] * n))
-                if (p := _type_problem(v, dtype))
+                if (p := json_problem(v, vtype))
             ]
         stamps: dict[str, list[Any]] = {}
         for col in ("event_timestamp", "created"):
@@ -180,14 +168,30 @@ class PushGate:
                     problems.append({"row": i, "field": col, "problem": _TIMEZONE_OPTION.sub("", p)})
                 parsed.append(ts)
             stamps[col] = parsed
-        frame = pd.DataFrame({c: pd.Series(v, dtype="object") for c, v in df.items() if c not in stamps})
+        declared = key_types | fields
+        bad_cells = {(p["field"], p["row"]) for p in problems}
+        frame = pd.DataFrame(
+            {
+                c: pd.Series(
+                    [
+                        None if (c, i) in bad_cells else from_json(x, declared[c]) if c in declared else x
+                        for i, x in enumerate(v)
+                    ],
+                    dtype="object",
+                )
+                for c, v in df.items()
+                if c not in stamps
+            }
+        )
         for col, parsed in stamps.items():
             frame[col] = pd.to_datetime(pd.Series(parsed, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
         if "created" not in frame:
             frame["created"] = pd.Timestamp(now).tz_convert("UTC").as_unit("ns")
-        bad_cells = {(p["field"], p["row"]) for p in problems}
         for name, dtype in fields.items():
-            if name in frame and dtype in (Float64, Float32):  # a bad cell's row is dropped before pandera
+            if name in frame and dtype in (
+                ValueType.DOUBLE,
+                ValueType.FLOAT,
+            ):  # a bad cell's row is dropped before pandera
                 frame[name] = pd.Series(
                     [math.nan if v is None or (name, i) in bad_cells else float(v) for i, v in enumerate(df[name])],
                     dtype="float64",

@@ -14,14 +14,20 @@ import pandas as pd
 from feast import FeatureStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from feast.value_type import ValueType
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.training.offline.engine import apply_on_demand
 from service.training.offline.views import RetrievalPlan, ViewSpec, plan_retrieval, service_references
+from service.value_types import from_json, is_infinite, is_missing, json_problem, pandas_dtype, to_json, type_name
 
 
 class OnlineFeaturesRequest(BaseModel):
-    """The body of ``feast serve``'s ``/get-online-features``. Strict: unknown keys and wrong JSON types are 422."""
+    """The body of ``feast serve``'s ``/get-online-features`` (Feast 0.67's ``GetOnlineFeaturesRequest``).
+
+    Strict: wrong JSON types are 422, and so is a key that is not one of Feast's fields. A Feast field
+    feastline does not act on (``include_feature_view_version_metadata``) is accepted and ignored.
+    """
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -29,6 +35,11 @@ class OnlineFeaturesRequest(BaseModel):
     feature_service: str | None = None
     features: list[str] = Field(default_factory=list, description="'view:feature' references")
     full_feature_names: bool = False
+    include_feature_view_version_metadata: bool = Field(
+        False,
+        description="sent by Feast 0.67's remote online client; accepted and ignored (feastline keeps no "
+        "feature view versions, so the answer's metadata is the same either way)",
+    )
 
 
 class OnlineRequestInvalid(Exception):
@@ -60,8 +71,9 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
 
     Raises:
         OnlineRequestInvalid: a join key or request field missing, a key in ``entities`` that is
-            neither (never ignored), lists of unequal length, a value of the wrong type (join keys of
-            this repo are strings; request fields integers).
+            neither (never ignored), lists of unequal length, a value that is not of the key's or
+            field's declared Feast type (:mod:`service.value_types`; a string or ``1001.0`` for an
+            ``Int64`` key), or a null.
         UnknownFeatureService / UnknownFeature: the service or a feature does not exist.
     """
     refs = _references(store, req)
@@ -100,17 +112,38 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
         problems.append({"field": "entities", "row": None, "problem": f"lists differ in length: {lengths}"})
     if not req.entities or not any(lengths.values()):
         problems.append({"field": "entities", "row": None, "problem": "no entities given"})
-    for key in plan.join_keys:
+    for key, vtype in (plan.key_types | plan.request_types).items():
         for i, v in enumerate(req.entities.get(key, [])):
-            if not isinstance(v, str):  # a null cannot be looked up (training sets allow it: null features)
-                problems.append({"field": f"entities.{key}", "row": i, "problem": f"must be a string, got {v!r}"})
-    for key in plan.request_fields:
-        for i, v in enumerate(req.entities.get(key, [])):
-            if not isinstance(v, int) or isinstance(v, bool) or not -(2**63) <= v < 2**63:
-                problems.append({"field": f"entities.{key}", "row": i, "problem": f"must be an integer, got {v!r}"})
+            # a null cannot be looked up (training sets allow it for keys: null features)
+            p = f"must be {type_name(vtype)}, got null" if v is None else json_problem(v, vtype)
+            if p:
+                problems.append({"field": f"entities.{key}", "row": i, "problem": p})
     if problems:
         raise OnlineRequestInvalid(problems)
     return refs, plan
+
+
+class OnlineValueNotRepresentable(Exception):
+    """A computed (on-demand) value is ±inf, which JSON cannot carry: 406, listing ``{"field", "row"}``."""
+
+    def __init__(self, problems: list[dict[str, Any]]):
+        self.problems = problems
+        self.field = problems[0]["field"]
+        rows = sorted({p["row"] for p in problems})[:20]
+        fields = sorted({p["field"] for p in problems})
+        super().__init__(f"JSON cannot carry the infinite values of {fields} at rows {rows}")
+
+    def details(self) -> dict[str, Any]:
+        return {"problems": self.problems[:100], "problem_count": len(self.problems)}
+
+
+def _typed(values: list[Any], vtype: ValueType) -> pd.Series:
+    """Checked JSON request-field values as a column of their declared type's pandas dtype."""
+    converted = [from_json(v, vtype) for v in values]
+    dtype = pandas_dtype(vtype)
+    if vtype == ValueType.UNIX_TIMESTAMP:
+        return pd.to_datetime(pd.Series(converted, dtype="object"), utc=True).astype(dtype)
+    return pd.Series(converted, dtype=dtype)
 
 
 class OnlineStoreUnavailable(Exception):
@@ -166,7 +199,8 @@ def _row_state(event_ts: datetime | None, data: dict[str, Any] | None, ttl: Any,
 
 
 def _cell(state: tuple[str, str], data: dict[str, Any] | None, feature: str) -> tuple[Any, str, str]:
-    """(value, status, event timestamp) of one stored feature value, given its row's ``_row_state``."""
+    """(value, status, event timestamp) of one stored feature value, given its row's ``_row_state``
+    (the value as Feast's Python type; :func:`service.value_types.to_json` answers it)."""
     status, stamp = state
     proto = (data or {}).get(feature)
     if proto is None:
@@ -192,7 +226,9 @@ def _read_view(
     conversion happen once per distinct entity, then fan out to the requested rows.
     """
     fv = spec.definition
-    key_columns = [req.entities[k] for k in spec.join_keys]
+    key_columns = [
+        [from_json(v, spec.types.get(k, ValueType.UNKNOWN)) for v in req.entities[k]] for k in spec.join_keys
+    ]
     distinct: dict[tuple[Any, ...], int] = {}
     order = [distinct.setdefault(key, len(distinct)) for key in zip(*key_columns, strict=True)]
     key_types = {c.name: c.dtype.to_value_type() for c in fv.entity_columns}
@@ -210,8 +246,9 @@ def _read_view(
         values = [cells[i][0] for i in order]
         raw[f"{spec.name}__{feature}"] = values
         if f"{spec.name}:{feature}" in names:
+            vtype = spec.types.get(feature)
             columns[names[f"{spec.name}:{feature}"]] = _column(
-                values, [cells[i][1] for i in order], [cells[i][2] for i in order]
+                [to_json(v, vtype) for v in values], [cells[i][1] for i in order], [cells[i][2] for i in order]
             )
     return columns, raw
 
@@ -228,6 +265,8 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
     Raises:
         OnlineRequestInvalid, UnknownFeatureService, UnknownFeature: see ``validate_online_request``.
         OnlineStoreUnavailable: the online store cannot be reached (answered as 503 + Retry-After).
+        OnlineValueNotRepresentable: an on-demand view computed ±inf, which JSON cannot carry (406,
+            naming the feature and rows); NaN is answered as null with status ``NULL_VALUE``.
     """
     refs, plan = validate_online_request(store, req)
     n = len(next(iter(req.entities.values())))
@@ -241,16 +280,27 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
             raw |= values
     except STORE_ERRORS as exc:
         raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}", retry_after, type(exc).__name__) from exc
+    infinite: list[dict[str, Any]] = []
     for spec in plan.on_demand:
         joined = pd.DataFrame(raw)
-        requests = pd.DataFrame({f: req.entities[f] for f in spec.request_fields})
+        requests = pd.DataFrame(
+            {f: _typed(req.entities[f], spec.types.get(f, ValueType.UNKNOWN)) for f in spec.request_fields}
+        )
         out = apply_on_demand(joined, requests, spec)
         for feature in spec.features:
             if f"{spec.name}:{feature}" not in names:
                 continue
-            values = [None if pd.isna(v) else v for v in out[f"{spec.name}__{feature}"].tolist()]
-            statuses = ["PRESENT" if v is not None else "NULL_VALUE" for v in values]
+            computed = out[f"{spec.name}__{feature}"].tolist()
+            infinite += [
+                {"field": names[f"{spec.name}:{feature}"], "row": i, "problem": f"is {v}, which JSON cannot carry"}
+                for i, v in enumerate(computed)
+                if is_infinite(v)
+            ]
+            values = [to_json(v, spec.types.get(feature)) for v in computed]
+            statuses = ["NULL_VALUE" if is_missing(v) else "PRESENT" for v in computed]  # NaN is a null value
             columns[names[f"{spec.name}:{feature}"]] = _column(values, statuses, [EPOCH] * n)
+    if infinite:
+        raise OnlineValueNotRepresentable(infinite)
     entity_names = [k for k in req.entities if k in plan.join_keys]
     results = [_column(list(req.entities[k]), ["PRESENT"] * n, [EPOCH] * n) for k in entity_names]
     ordered = [names[r] for r in refs]

@@ -1,9 +1,9 @@
 """Turn JSON entity rows into a validated entity DataFrame (pandera), or list every problem.
 
-Shape out: one row per input row, in input order; the join-key columns (``object`` dtype, str or
-None), ``event_timestamp`` as ``datetime64[ns, UTC]``, request fields and every other column (labels)
-exactly as sent. Nothing is coerced silently: a naive timestamp is refused unless the request names
-the timezone to assume.
+Shape out: one row per input row, in input order; the join-key columns and request fields in the
+pandas dtype of their declared Feast type (:mod:`service.value_types`), ``event_timestamp`` as
+``datetime64[ns, UTC]``, every other column (labels) exactly as sent. Nothing is coerced silently:
+a naive timestamp is refused unless the request names the timezone to assume.
 """
 
 import math
@@ -14,10 +14,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from feast.value_type import ValueType
 from pandera.errors import SchemaErrors
 
 from service.training.offline.errors import EntityRowsInvalid
 from service.training.offline.views import RetrievalPlan
+from service.value_types import INTEGER_RANGE, from_json, is_missing, json_problem, pandas_dtype, type_name
 
 TS = "event_timestamp"
 
@@ -122,20 +124,15 @@ def _passthrough_column(name: str, values: list[Any], problems: list[dict[str, A
     return pd.Series(values, dtype="object")
 
 
-def _string_or_null(v: Any) -> bool:
-    return v is None or isinstance(v, str)
-
-
-def _integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and INT64[0] <= v <= INT64[1]
-
-
 def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
     """Validate ``rows`` for ``plan`` and build the entity DataFrame.
 
     Checks, for every row: ``event_timestamp`` present and timezone-aware (or ``timezone`` given);
-    every join key of the plan's views present, a string or null (null matches no feature row);
-    every request field of the plan's on-demand views present and an integer.
+    every join key of the plan's views present, a JSON value of its declared Feast type or null
+    (null matches no feature row; see :mod:`service.value_types`: an ``Int64`` key is a JSON
+    integer, never ``"1001"``, ``1001.0`` or ``true``); every request field of the plan's on-demand
+    views present, not null, a value of its declared type. Join keys and request fields come out in
+    their type's pandas dtype (``Int64``, ``object`` str/bytes, ``float32``, ``datetime64[ns, UTC]``...).
 
     Raises:
         EntityRowsInvalid: lists every problem as ``{"row", "field", "problem"}``.
@@ -175,27 +172,30 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
         if problem and TS in rows[i]:
             problems.append({"row": i, "field": TS, "problem": problem})
         stamps.append(ts)
-    columns = {
-        k: pa.Column(object, pa.Check(_string_or_null, element_wise=True, name="string_or_null"), nullable=True)
-        for k in plan.join_keys
-    }
-    columns |= {
-        f: pa.Column(object, pa.Check(_integer, element_wise=True, name="integer"), nullable=True)
-        for f in plan.request_fields
-    }
-    schema = pa.DataFrameSchema(columns, name="entity_rows")
-    present = frame[[*plan.join_keys, *plan.request_fields]].astype(object).where(lambda d: d.notna(), None)
+    declared = plan.key_types | plan.request_types
+    schema = pa.DataFrameSchema(
+        {
+            name: pa.Column(
+                object,
+                pa.Check(lambda v, t=vtype: json_problem(v, t) is None, element_wise=True, name=str(vtype)),
+                nullable=True,
+            )
+            for name, vtype in declared.items()
+        },
+        name="entity_rows",
+    )
+    present = frame[list(declared)].astype(object).where(lambda d: d.notna(), None)
     try:
         schema.validate(present, lazy=True)
     except SchemaErrors as err:
         for case in err.failure_cases.itertuples():
             if pd.notna(case.index) and case.column in rows[int(case.index)]:
-                expected = "a string (or null)" if case.check == "string_or_null" else "an integer"
+                value = rows[int(case.index)][case.column]
                 problems.append(
                     {
                         "row": int(case.index),
                         "field": case.column,
-                        "problem": f"must be {expected}, got {case.failure_case!r}",
+                        "problem": json_problem(value, declared[case.column]) or f"got {value!r}",
                     }
                 )
     for f in plan.request_fields:
@@ -205,9 +205,21 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
     if problems:
         raise EntityRowsInvalid(sorted(problems, key=lambda p: (p["row"] is None, p["row"] or 0, p["field"])))
     frame[TS] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
-    for f in plan.request_fields:
-        frame[f] = frame[f].astype("int64")
+    for name, vtype in declared.items():
+        frame[name] = _declared_column([from_json(v, vtype) for v in present[name].tolist()], vtype)
     return frame
+
+
+def _declared_column(values: list[Any], vtype: ValueType) -> pd.Series:
+    """Checked values as a column of ``vtype``'s pandas dtype (nulls kept as missing values)."""
+    dtype = pandas_dtype(vtype)
+    if vtype == ValueType.UNIX_TIMESTAMP:
+        return pd.to_datetime(pd.Series(values, dtype="object"), utc=True).astype(dtype)
+    if dtype == np.dtype("object"):
+        return pd.Series(values, dtype="object")
+    if dtype in (np.dtype("float32"), np.dtype("float64")):
+        return pd.Series([np.nan if v is None else v for v in values], dtype=dtype)
+    return pd.Series(values, dtype=dtype)
 
 
 EXTRA_KINDS = "strings, numbers, booleans or timezone-aware timestamps"
@@ -266,24 +278,58 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
     return col, [{"row": None, "field": name, "problem": f"has unsupported type {dtype}; send {EXTRA_KINDS}"}]
 
 
-def _join_key_problems(key: str, col: pd.Series) -> list[dict[str, Any]]:
+def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series, list[dict[str, Any]]]:
+    """A join-key or request-field column of a Parquet/Arrow table checked against its declared type,
+    and converted to that type's pandas dtype. Only a column type holding exactly the declared values
+    is taken (an int32 column for an ``Int64`` key, a float32 one for ``Float64``); a column of another
+    kind (strings for an integer key, floats for an integer) is refused, never cast. All-null: taken."""
+    dtype = col.dtype
+    kind = None
     if col.isna().all():
-        return []
-    if not pd.api.types.is_string_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype):
-        return [{"row": None, "field": key, "problem": f"must be a string column, got {col.dtype}"}]
-    return [
-        {"row": i, "field": key, "problem": f"must be a string (or null), got {type(v).__name__}"}
-        for i, v in enumerate(col.astype(object).tolist())
-        if not (v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)))
-    ]
+        return col.astype(pandas_dtype(vtype)) if vtype in INTEGER_RANGE else col, []
+    if vtype in INTEGER_RANGE and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        low, high = INTEGER_RANGE[vtype]
+        values = col.astype(object)
+        out = [i for i, v in enumerate(values.tolist()) if not is_missing(v) and not low <= int(v) <= high]
+        if out:
+            return col, [
+                {"row": i, "field": name, "problem": f"{values.iloc[i]} does not fit in {type_name(vtype)}"}
+                for i in out
+            ]
+        return col.astype(pandas_dtype(vtype)), []
+    if vtype in (ValueType.FLOAT, ValueType.DOUBLE) and pd.api.types.is_float_dtype(dtype):
+        if vtype == ValueType.DOUBLE or dtype == np.dtype("float32"):
+            return col.astype(pandas_dtype(vtype)), []
+        kind = "a float32 column"
+    elif vtype == ValueType.BOOL and pd.api.types.is_bool_dtype(dtype):
+        return col.astype(pandas_dtype(vtype)), []
+    elif vtype == ValueType.UNIX_TIMESTAMP and isinstance(dtype, pd.DatetimeTZDtype):
+        return col.dt.tz_convert("UTC").astype(pandas_dtype(vtype)), []
+    elif vtype in (ValueType.STRING, ValueType.BYTES) and dtype == np.dtype("object"):
+        want = str if vtype == ValueType.STRING else bytes
+        bad = [i for i, v in enumerate(col.tolist()) if not (is_missing(v) or isinstance(v, want))]
+        return col, [
+            {"row": i, "field": name, "problem": f"must be {type_name(vtype)}, got {type(col.iloc[i]).__name__}"}
+            for i in bad
+        ]
+    elif (
+        vtype == ValueType.STRING and pd.api.types.is_string_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+    ):
+        return col.astype(object), []
+    elif vtype == ValueType.UNKNOWN:
+        return col, []
+    kind = kind or f"a column of {type_name(vtype).removeprefix('a ').removeprefix('an ')}"
+    return col, [{"row": None, "field": name, "problem": f"must be {kind} (declared {vtype.name}), got {dtype}"}]
 
 
 def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
     """Validate an entity table that came as Parquet or Arrow (any size) and normalise it.
 
     At least one row. ``event_timestamp`` must be a timestamp column, timezone-aware (or ``timezone``
-    given), no nulls; each join key a string column (nulls allowed: they match nothing); each request
-    field an integer column without nulls. Other columns pass through unchanged if they hold
+    given), no nulls; each join key a column of its declared Feast type (an integer column of any
+    width that holds the values for ``Int32``/``Int64``, strings for ``String``, bytes for ``Bytes``,
+    aware timestamps for ``UnixTimestamp``; nulls allowed: they match nothing), converted to that
+    type's pandas dtype; each request field likewise, without nulls. Other columns pass through unchanged if they hold
     booleans, integers, floats (NaN is a missing value; ±inf is refused), strings or timezone-aware
     timestamps (naive ones only with ``timezone``); nested values, bytes, dates, decimals and
     durations are refused. Timestamps come out as ``datetime64[ns, UTC]``.
@@ -320,20 +366,13 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
         else:
             problems.append({"row": None, "field": TS, "problem": f"must be a timestamp column, got {ts.dtype}"})
         problems.extend({"row": i, "field": TS, "problem": "is null"} for i in _rows_where(frame[TS].isna()))
-    for key in plan.join_keys:
-        if key in frame:
-            problems.extend(_join_key_problems(key, frame[key]))
-    for f in plan.request_fields:
-        if f in frame:
-            if not pd.api.types.is_integer_dtype(frame[f].dtype):
-                problems.append(
-                    {"row": None, "field": f, "problem": f"must be an integer column, got {frame[f].dtype}"}
-                )
-            problems.extend({"row": i, "field": f, "problem": "is null"} for i in _rows_where(frame[f].isna()))
-            if pd.api.types.is_unsigned_integer_dtype(frame[f].dtype):
+    for name, vtype in (plan.key_types | plan.request_types).items():
+        if name in frame:
+            frame[name], found = typed_column(name, frame[name], vtype)
+            problems.extend(found)
+            if name in plan.request_types:
                 problems.extend(
-                    {"row": i, "field": f, "problem": f"{frame[f].iloc[i]} does not fit in a 64-bit integer"}
-                    for i in _rows_where(frame[f].fillna(0) > INT64[1])
+                    {"row": i, "field": name, "problem": "is null"} for i in _rows_where(frame[name].isna())
                 )
     for name in frame.columns:
         if name not in required:
@@ -341,6 +380,4 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
             problems.extend(found)
     if problems:
         raise EntityRowsInvalid(problems)
-    for f in plan.request_fields:
-        frame[f] = frame[f].astype("int64")  # as from JSON: on-demand views see int64, whatever the width sent
     return frame

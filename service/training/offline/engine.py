@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 import pyarrow as pa
+from feast.value_type import ValueType
 
 from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
@@ -154,6 +155,16 @@ def apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDeman
     return pd.DataFrame({f"{spec.name}__{f}": frame[f].to_numpy() for f in spec.features}, index=joined.index)
 
 
+def _declared(col: pd.Series, vtype: ValueType) -> pd.Series:
+    """A feature column in its declared type's dtype where the source held a wider one: ``Float32``
+    as float32 (the source Parquet may hold float64), ``Int32`` as Int32; others as joined."""
+    if vtype == ValueType.FLOAT and col.dtype != "float32":
+        return col.astype("float32")
+    if vtype == ValueType.INT32 and pd.api.types.is_integer_dtype(col.dtype) and col.dtype != "Int32":
+        return col.astype("Int32")
+    return col
+
+
 @dataclass(frozen=True)
 class TrainingFrame:
     """A joined training frame and the leakage audit recomputed on it."""
@@ -166,7 +177,8 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     """The training frame: every ``entity_df`` column (unchanged, in order) then the requested features,
     with its leakage audit.
 
-    Feature columns are named ``feature`` or, with ``full_feature_names``, ``view__feature``.
+    Feature columns are named ``feature`` or, with ``full_feature_names``, ``view__feature``, each in
+    its declared type's dtype (``Float32`` features float32 even when the source holds float64).
 
     Raises:
         FeatureNameCollision: two requested features share a name and full names were not asked for.
@@ -193,7 +205,10 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     for spec in plan.on_demand:
         joined = pd.concat([joined, apply_on_demand(joined, entity_df, spec)], axis=1)
     features = pd.DataFrame(
-        {name: joined[f"{v}__{f}"] for name, (v, f) in zip(names, plan.requested, strict=True)},
+        {
+            name: _declared(joined[f"{v}__{f}"], plan.feature_type(v, f))
+            for name, (v, f) in zip(names, plan.requested, strict=True)
+        },
         index=entity_df.index,
     )
     return TrainingFrame(pd.concat([entity_df, features], axis=1), audit)

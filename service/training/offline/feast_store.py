@@ -29,6 +29,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from pydantic import StrictStr
 
+from service.training.entity_rows import typed_column
 from service.training.offline.engine import TS, JoinOptions, get_training_frame
 from service.training.offline.errors import EntityRowsInvalid, FeatureSelectionInvalid
 from service.training.offline.views import RetrievalPlan, batch_spec
@@ -96,6 +97,13 @@ class FeastlineRetrievalJob(RetrievalJob):
                 requested.append((view, feature))
         specs = tuple(batch_spec(Path(str(self._config.repo_path)), v) for v in self._views)
         plan = RetrievalPlan(views=specs, on_demand=(), requested=tuple(requested))
+        problems = []
+        for key, vtype in plan.key_types.items():  # as for Parquet bodies: the declared type, never a cast
+            if key in entity:
+                entity[key], found = typed_column(key, entity[key], vtype)
+                problems.extend(found)
+        if problems:
+            raise EntityRowsInvalid(problems)
         result = get_training_frame(entity, plan, JoinOptions(full_feature_names=self._full))
         self.last_audit = result.audit
         return result.frame.rename(columns={TS: ts_col}) if ts_col != TS else result.frame

@@ -5,13 +5,14 @@ projections. Both regular and on-demand feature views are resolved.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from feast import FeatureStore, FeatureView, FileSource, OnDemandFeatureView
 from feast.data_source import PushSource
+from feast.value_type import ValueType
 
 from service.training.offline.errors import (
     FeatureReferenceInvalid,
@@ -27,7 +28,8 @@ class ViewSpec:
 
     ``path`` is the Parquet file of its batch source; ``columns`` maps the names the engine uses
     (join keys, features) to the source columns, field mapping applied. ``ttl`` of None means no
-    lower bound on feature age.
+    lower bound on feature age. ``types`` gives the declared Feast value type of each join key
+    (from the view's entity columns) and feature.
     """
 
     name: str
@@ -39,6 +41,7 @@ class ViewSpec:
     ttl: timedelta | None
     columns: dict[str, str]
     definition: FeatureView
+    types: dict[str, ValueType] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class OnDemandSpec:
     source_features: dict[str, tuple[str, ...]]  # source view -> features it reads
     request_fields: tuple[str, ...]
     definition: OnDemandFeatureView
+    types: dict[str, ValueType] = field(default_factory=dict)  # request fields and features -> declared type
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,26 @@ class RetrievalPlan:
         for v in self.views:
             keys.update(dict.fromkeys(v.join_keys))
         return tuple(keys)
+
+    @property
+    def key_types(self) -> dict[str, ValueType]:
+        """Join key -> its declared Feast value type (``UNKNOWN`` when no view declares it)."""
+        return {k: next((v.types[k] for v in self.views if k in v.types), ValueType.UNKNOWN) for k in self.join_keys}
+
+    @property
+    def request_types(self) -> dict[str, ValueType]:
+        """Request field -> its declared Feast value type."""
+        return {
+            f: next((o.types[f] for o in self.on_demand if f in o.types), ValueType.UNKNOWN)
+            for f in self.request_fields
+        }
+
+    def feature_type(self, view: str, feature: str) -> ValueType:
+        """The declared Feast value type of ``view:feature`` (``UNKNOWN`` if not planned)."""
+        for spec in (*self.views, *self.on_demand):
+            if spec.name == view:
+                return spec.types.get(feature, ValueType.UNKNOWN)
+        return ValueType.UNKNOWN
 
     @property
     def request_fields(self) -> tuple[str, ...]:
@@ -143,6 +167,7 @@ def batch_spec(repo_path: Path, fv: FeatureView) -> ViewSpec:
         ttl=ttl,
         columns={c: reverse.get(c, c) for c in (*join_keys, *features)},
         definition=fv,
+        types={f.name: f.dtype.to_value_type() for f in (*fv.entity_columns, *fv.features)},
     )
 
 
@@ -177,8 +202,12 @@ def _plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan
                     p.name: tuple(f.name for f in p.features) for p in odfv.source_feature_view_projections.values()
                 }
                 request_fields = tuple(f.name for rs in odfv.source_request_sources.values() for f in rs.schema)
+                types = {
+                    f.name: f.dtype.to_value_type() for rs in odfv.source_request_sources.values() for f in rs.schema
+                }
+                types |= {f.name: f.dtype.to_value_type() for f in odfv.features}
                 on_demand[view] = OnDemandSpec(
-                    view, tuple(f.name for f in odfv.features), sources, request_fields, odfv
+                    view, tuple(f.name for f in odfv.features), sources, request_fields, odfv, types
                 )
                 needed.update(dict.fromkeys(sources))
         else:

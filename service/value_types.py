@@ -1,0 +1,194 @@
+"""Feast value types on the wire: how a JSON value of each declared type is checked and read, and how a
+stored value is answered. Shared by training sets, online reads and pushes, so that every route
+follows the registry's declared type the same way.
+
+Per Feast value type (``field.dtype.to_value_type()``):
+
+- ``Int32`` / ``Int64``: a JSON integer in range (not ``1001.0``, a string or a boolean); answered as
+  an integer; pandas ``Int32`` / ``Int64``.
+- ``Float32`` / ``Float64``: a finite number; answered as the shortest decimal that round-trips the
+  declared width (a Float32 1.111 is 1.111, even when held as float64); ``float32`` / ``float64``.
+- ``String``: a string; ``object``.
+- ``Bytes``: a base64 string (RFC 4648, padding required), answered as base64; ``object`` (bytes).
+- ``Bool``: ``true`` / ``false``; ``boolean``.
+- ``UnixTimestamp``: an ISO 8601 string with ``Z`` or an offset, answered as ISO 8601 UTC with
+  ``Z``; ``datetime64[ns, UTC]``.
+- ``Array(T)``: a JSON list of ``T`` values, no nulls inside (a bare value, e.g. a string for
+  ``Array(String)``, is refused, never split into characters); answered as a list; ``object``.
+
+``null`` is accepted where the caller allows it (a missing value); it is never a value of the type.
+A value of the wrong type is refused, never cast: a string ``"1001"`` for an ``Int64`` key would
+otherwise match whatever entity the cast lands on.
+"""
+
+import base64
+import binascii
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from feast.value_type import ValueType
+
+V = ValueType
+INTEGER_RANGE = {V.INT32: (-(2**31), 2**31 - 1), V.INT64: (-(2**63), 2**63 - 1)}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+JOIN_KEY_TYPES = frozenset({V.STRING, V.BYTES, V.INT32, V.INT64, V.UNIX_TIMESTAMP})
+SCALAR_OF_LIST = {
+    V.INT32_LIST: V.INT32,
+    V.INT64_LIST: V.INT64,
+    V.FLOAT_LIST: V.FLOAT,
+    V.DOUBLE_LIST: V.DOUBLE,
+    V.STRING_LIST: V.STRING,
+    V.BYTES_LIST: V.BYTES,
+    V.BOOL_LIST: V.BOOL,
+    V.UNIX_TIMESTAMP_LIST: V.UNIX_TIMESTAMP,
+}
+PANDAS_DTYPES: dict[ValueType, Any] = {
+    V.INT32: pd.Int32Dtype(),
+    V.INT64: pd.Int64Dtype(),
+    V.FLOAT: np.dtype("float32"),
+    V.DOUBLE: np.dtype("float64"),
+    V.BOOL: pd.BooleanDtype(),
+    V.STRING: np.dtype("object"),
+    V.BYTES: np.dtype("object"),
+    V.UNIX_TIMESTAMP: pd.DatetimeTZDtype("ns", "UTC"),
+}
+_NAMES = {
+    V.INT32: "an integer (Int32)",
+    V.INT64: "an integer (Int64)",
+    V.FLOAT: "a finite number (Float32)",
+    V.DOUBLE: "a finite number (Float64)",
+    V.STRING: "a string",
+    V.BYTES: "a base64 string (Bytes)",
+    V.BOOL: "true or false",
+    V.UNIX_TIMESTAMP: "an ISO 8601 timestamp with 'Z' or an offset",
+}
+
+
+def type_name(vtype: ValueType) -> str:
+    """What a value of ``vtype`` must be, in words (for problem messages)."""
+    if vtype in SCALAR_OF_LIST:
+        return f"a list of {_NAMES[SCALAR_OF_LIST[vtype]].removeprefix('a ').removeprefix('an ')}"
+    return _NAMES.get(vtype, str(vtype))
+
+
+def pandas_dtype(vtype: ValueType) -> Any:
+    """The pandas dtype a column of ``vtype`` is held in (``object`` for lists and unknown types)."""
+    return PANDAS_DTYPES.get(vtype, np.dtype("object"))
+
+
+def _timestamp(value: str) -> pd.Timestamp | None:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if pd.isna(ts) or ts.tzinfo is None:
+        return None
+    return ts.tz_convert("UTC").as_unit("ns")
+
+
+def json_problem(value: Any, vtype: ValueType) -> str | None:
+    """Why the JSON ``value`` is not a value of ``vtype`` (``None``: it is, or it is null)."""
+    if value is None:
+        return None
+    if vtype in SCALAR_OF_LIST:
+        if not isinstance(value, list):
+            return f"must be {type_name(vtype)}, got {value!r}"
+        inner = SCALAR_OF_LIST[vtype]
+        for j, item in enumerate(value):
+            if item is None:
+                return f"item {j} is null; a list of {type_name(inner)} holds no nulls"
+            if p := json_problem(item, inner):
+                return f"item {j}: {p}"
+        return None
+    ok: bool
+    if vtype in INTEGER_RANGE:
+        low, high = INTEGER_RANGE[vtype]
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    elif vtype in (V.FLOAT, V.DOUBLE):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (vtype == V.DOUBLE or abs(value) <= FLOAT32_MAX)
+    elif vtype == V.STRING:
+        ok = isinstance(value, str)
+    elif vtype == V.BOOL:
+        ok = isinstance(value, bool)
+    elif vtype == V.BYTES:
+        ok = isinstance(value, str) and _base64(value) is not None
+    elif vtype == V.UNIX_TIMESTAMP:
+        ok = isinstance(value, str) and _timestamp(value) is not None
+    else:
+        return None
+    return None if ok else f"must be {type_name(vtype)}, got {value!r}"
+
+
+def _base64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def from_json(value: Any, vtype: ValueType) -> Any:
+    """A JSON value already accepted by :func:`json_problem` as the Python value Feast takes for
+    ``vtype``: bytes for ``Bytes`` (base64 decoded), an aware UTC ``datetime`` for ``UnixTimestamp``,
+    lists item by item, anything else unchanged."""
+    if value is None:
+        return None
+    if vtype in SCALAR_OF_LIST:
+        return [from_json(v, SCALAR_OF_LIST[vtype]) for v in value]
+    if vtype == V.BYTES:
+        return _base64(value)
+    if vtype == V.UNIX_TIMESTAMP:
+        ts = _timestamp(value)
+        return None if ts is None else ts.to_pydatetime()
+    return value
+
+
+def is_infinite(value: Any) -> bool:
+    """``value`` is ±inf (or a list holding one): JSON cannot carry it."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return any(is_infinite(v) for v in value)
+    return isinstance(value, float | np.floating) and math.isinf(value)
+
+
+def is_missing(value: Any) -> bool:
+    """``value`` is a missing value: None, NaN, NaT or pandas' NA (lists are never missing)."""
+    if value is None or isinstance(value, list | tuple | np.ndarray):
+        return value is None
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def to_json(value: Any, vtype: ValueType | None) -> Any:
+    """A stored or computed value as answered in JSON, at the precision ``vtype`` declares.
+
+    ``Float32``: the shortest decimal that round-trips the float32 (1.111, not 1.1109999418258667),
+    also when the value was held as float64; ``Float64``: the shortest round-trip of the float64;
+    ``Bytes``: base64; ``UnixTimestamp``: ISO 8601 UTC with ``Z``; lists item by item; numpy scalars
+    as Python values; missing values (NaN, NaT, NA) as None. ±inf is returned as is (the caller refuses
+    it, see :func:`is_infinite`).
+    """
+    if isinstance(value, np.ndarray | tuple):
+        value = list(value)
+    if isinstance(value, list):
+        inner = SCALAR_OF_LIST.get(vtype) if vtype is not None else None
+        return [to_json(v, inner) for v in value]
+    if is_missing(value):
+        return None
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime | pd.Timestamp):
+        ts = pd.Timestamp(value)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return ts.isoformat().replace("+00:00", "Z")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if vtype == V.FLOAT and isinstance(value, float) and math.isfinite(value):
+        return float(str(np.float32(value)))
+    if vtype == V.UNIX_TIMESTAMP and isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
+    return value
