@@ -2,8 +2,10 @@
 
 Our materializer replaces ``feast materialize`` (same result, a fraction of the time). For each online
 feature view it reads the view's batch Parquet file (a push-fed view: its push source's batch source)
-with one DuckDB query that keeps, per entity key, the latest row with ``start <= event_ts < end`` (ties:
-the greatest ``created``, then the later row of the file), converts those rows to Feast protos and
+with one DuckDB query that keeps, per entity key, the latest row with ``start <= event_ts < end`` (in
+the order the training-set engine and the online stores share, :mod:`service.training.offline.order`:
+ties on event time go to the greatest ``created``, a null one lowest, then to the later row of the
+file), converts those rows to Feast protos and
 writes them with the provider's ``online_write_batch``. Then it records ``(start, end)`` in the Feast
 registry exactly as ``FeatureStore.materialize`` does, so ``feast materialize-incremental`` continues
 where we stopped. File paths are resolved against the repo, never the current directory.
@@ -45,6 +47,7 @@ from feast.value_type import ValueType
 
 from lineage import LineageStore, NodeNotFound
 from lineage.model import NodeKind, NodeRef
+from service.training.offline.order import latest_first
 from service.training.offline.views import batch_spec
 
 log = logging.getLogger("feastline.materialization")
@@ -316,7 +319,7 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, wi
     created = _quote(mapping.get(spec.created_field, spec.created_field)) if spec.created_field else None
     keys = [_quote(spec.columns[k]) for k in spec.join_keys]
     selected = [f"{_quote(spec.columns[c])} AS {_quote(c)}" for c in (*spec.join_keys, *spec.features)]
-    order = [f"{ts} DESC", *([f"{created} DESC NULLS LAST"] if created else []), "file_row_number DESC"]
+    order = latest_first(ts, created, "file_row_number")
     query = f"""
         SELECT {", ".join(selected)},
                epoch_ns({ts}) AS __event_ns,
@@ -324,7 +327,7 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, wi
                count(*) OVER () AS __rows_in_window
         FROM read_parquet(?, file_row_number = true)
         WHERE epoch_ns({ts}) >= ? AND epoch_ns({ts}) < ?
-        QUALIFY row_number() OVER (PARTITION BY {", ".join(keys)} ORDER BY {", ".join(order)}) = 1
+        QUALIFY row_number() OVER (PARTITION BY {", ".join(keys)} ORDER BY {order}) = 1
             AND {" AND ".join(f"{k} IS NOT NULL" for k in keys)}
     """
     cursor = con.cursor()  # one cursor per query: DuckDB 2 refuses new work while a result is unfinished
@@ -360,7 +363,8 @@ _PROTO_FIELD = {
 def _to_protos(
     fv: FeatureView, table: pa.Table
 ) -> list[tuple[EntityKeyProto, dict[str, Any], datetime, datetime | None]]:
-    """Feast write rows ``(entity_key, {feature: ValueProto}, event_ts, created_ts)``, timestamps aware UTC."""
+    """Feast write rows ``(entity_key, {feature: ValueProto}, event_ts, created_ts)``, timestamps aware UTC
+    ``pd.Timestamp`` (datetimes that keep the nanoseconds, which the ordered stores compare)."""
 
     def protos(name: str, value_type: Any) -> list[Any]:
         field = _PROTO_FIELD.get(value_type)
@@ -380,8 +384,8 @@ def _to_protos(
     rows = []
     for i in range(table.num_rows):
         key = EntityKeyProto(join_keys=key_names, entity_values=[values[i] for values in key_values])
-        created = pd.Timestamp(created_ns[i], unit="ns", tz=UTC).to_pydatetime() if created_ns[i] is not None else None
-        rows.append((key, {name: values[i] for name, values in features.items()}, events[i].to_pydatetime(), created))
+        created = pd.Timestamp(created_ns[i], unit="ns", tz=UTC) if created_ns[i] is not None else None
+        rows.append((key, {name: values[i] for name, values in features.items()}, events[i], created))
     return rows
 
 

@@ -9,7 +9,8 @@ What it owns:
 - ``catalog.py``: the training-set catalog table (lineage database).
 - ``offline/``: the offline engine. ``views.py`` turns Feast definitions into a ``RetrievalPlan``;
   ``engine.py`` is **where a training set is joined** (one DuckDB ASOF join per feature view, the TTL
-  and created-timestamp cut-off, on-demand views after the join); ``audit.py`` the leakage audit;
+  and created-timestamp cut-off, on-demand views after the join); ``order.py`` the one order of feature rows
+  (shared); ``audit.py`` the leakage audit;
   ``errors.py`` its errors; ``feast_store.py`` the Feast offline-store plug-in
   (``type: service.training.offline.feast_store.FeastlineOfflineStore``).
 
@@ -18,7 +19,9 @@ May import: Feast, ``lineage``, and the shared shell modules ``service.settings`
 
 Other capability packages use it only through the names in :data:`PUBLIC`: online reads plan their
 views and compute on-demand views with the same code as the join; the materializer reads a view's
-batch source spec; the push gate parses timestamps as entity rows do. Monitoring will join its target
+batch source spec; the push gate parses timestamps as entity rows do; the materializer and the ordered
+online stores order rows by the engine's own rule (``offline/order.py``: one definition of "newer",
+so training sets, materialization and online reads pick the same row). Monitoring will join its target
 rows point-in-time through the same engine. ``tests/test_layering.py`` checks all of this.
 """
 
@@ -29,4 +32,5 @@ PUBLIC: dict[str, frozenset[str]] = {
     ),
     "service.training.offline.engine": frozenset({"apply_on_demand"}),
     "service.training.entity_rows": frozenset({"timestamp_problem"}),
+    "service.training.offline.order": frozenset({"order_key", "to_ns", "latest_first", "NO_CREATED_NS"}),
 }

@@ -209,3 +209,13 @@ def test_concurrent_writers_leave_the_newest_value(repo: Repo) -> None:
         t.join()
     assert not errors, errors
     assert repo.temp("EWR") == [float(max(offsets))]
+
+
+def test_sub_second_event_times_are_ordered(repo: Repo) -> None:
+    """Feast's SQLite table keeps whole seconds; an older row 0.4 s earlier but created later must not win."""
+    ms = timedelta(milliseconds=1)
+    repo.push(("EWR", 30.0, T0 + 600 * ms, T0))
+    repo.push(("EWR", 10.0, T0 + 200 * ms, T0 + HOUR))
+    assert repo.temp("EWR") == [30.0]
+    repo.push(("EWR", 40.0, T0 + 700 * ms, T0))
+    assert repo.temp("EWR") == [40.0]

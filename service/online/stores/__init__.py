@@ -3,9 +3,11 @@
 Feast's stock stores write whatever arrives last: a late push with an older event timestamp replaces
 a fresher value, and within one write batch the last row wins whatever its timestamp. The stores here
 subclass Feast's and keep its on-disk layout, so they read data Feast wrote and Feast reads theirs;
-only the write path changes. The ordering rule, for one entity key of one feature view:
+only the write path changes. The ordering rule, for one entity key of one feature view, is the one the
+training-set engine and the materializer use (:mod:`service.training.offline.order`):
 
-* the row with the greater ``event_ts`` wins;
+* the row with the greater ``event_ts`` wins, compared in full: nanoseconds where the write carries
+  them (the materializer writes ``pd.Timestamp``; a push through Feast carries microseconds);
 * on equal ``event_ts`` the greater ``created_ts`` wins (a missing ``created_ts`` counts as the smallest);
 * on a full tie the later write wins, so re-writing the same row is idempotent.
 
@@ -25,23 +27,13 @@ Select one in ``feature_store.yaml``::
 """
 
 from collections.abc import Callable, Hashable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from feast.utils import make_tzaware
+from service.training.offline.order import order_key
+
+__all__ = ["newest_per_entity", "order_key"]
 
 Row = TypeVar("Row", bound=tuple[Any, ...])
-
-_MISSING_CREATED = datetime.min.replace(tzinfo=UTC)
-
-
-def order_key(event_ts: datetime, created_ts: datetime | None) -> tuple[datetime, datetime]:
-    """The value rows are ordered by: ``(event_ts, created_ts)`` as aware UTC, a missing created first.
-
-    Naive timestamps are taken as UTC, as everywhere in Feast.
-    """
-    created = _MISSING_CREATED if created_ts is None else make_tzaware(created_ts)
-    return make_tzaware(event_ts), created
 
 
 def newest_per_entity(rows: Sequence[Row], entity_id: Callable[[Row], Hashable]) -> list[Row]:

@@ -10,7 +10,6 @@ from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreCo
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.utils import make_tzaware
 from google.protobuf.timestamp_pb2 import Timestamp  # type: ignore[import-untyped,unused-ignore]
 from pydantic import StrictStr
 from redis import Redis
@@ -20,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.online.stores import newest_per_entity
+from service.training.offline.order import to_ns
 
 WriteRow = tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]
 
@@ -251,6 +251,7 @@ def _created_field(view: str) -> str:
 
 
 def _timestamp(ts: datetime) -> Timestamp:
+    """``ts`` as a Timestamp proto, nanoseconds kept (``Timestamp.FromDatetime`` stops at microseconds)."""
     proto = Timestamp()
-    proto.FromDatetime(make_tzaware(ts))
+    proto.FromNanoseconds(to_ns(ts))
     return proto

@@ -4,12 +4,14 @@ Per view it counts rows matched and rows null (no feature row in TTL), the large
 ``entity_ts - feature_ts``, and proves for every matched row that ``feature_ts <= entity_ts``,
 ``created_ts <= entity_ts`` (when the created filter is on and the source has a created column)
 and ``feature_ts >= entity_ts - ttl``. Any violation raises ``LeakageDetected``: the caller
-returns no data.
+returns no data. Under the created filter it also counts the view's source rows whose ``created`` is
+null (knowledge time unknown): the cut-off excluded them (``feature_rows_created_unknown``).
 """
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from service.training.offline.errors import RetrievalError
@@ -27,6 +29,7 @@ class ViewAudit:
     ttl_seconds: float | None
     created_filter: bool  # created_ts <= entity_ts enforced (False: turned off, or no created column)
     violations: dict[str, int]  # check name -> rows failing it (all zero in an answered request)
+    feature_rows_created_unknown: int = 0  # source rows with a null created, excluded by the filter (0 when off)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,17 @@ def audit_join(
                 max_feature_age_seconds=age.max().value / 1e9 if len(age) else None,  # ns exact, not µs
                 ttl_seconds=v.ttl.total_seconds() if v.ttl else None,
                 created_filter=enforce_created,
+                feature_rows_created_unknown=_created_unknown(v) if enforce_created else 0,
                 violations=violations,
             )
         )
     return LeakageAudit(len(entity_ts), created_filter, tuple(audits))
+
+
+def _created_unknown(v: ViewSpec) -> int:
+    """Rows of ``v``'s source whose created timestamp is null (DuckDB reads that one column)."""
+    assert v.created_field is not None
+    created = '"' + v.created_field.replace('"', '""') + '"'
+    with duckdb.connect() as con:
+        row = con.execute(f"SELECT count(*) - count({created}) FROM read_parquet(?)", [str(v.path)]).fetchone()
+    return int(row[0]) if row else 0

@@ -5,8 +5,11 @@ the greatest event timestamp such that
 - ``feature_ts <= entity_ts`` and, when the view has a TTL, ``feature_ts >= entity_ts - ttl``;
 - ``created_ts <= entity_ts`` when the source has a created-timestamp column (a row written after
   the moment being modelled never reaches training), unless the caller turns this off explicitly;
-- ties on event time go to the greatest ``created_ts``, then to the row that comes later in the
-  source file (greater file row number);
+- ties on event time go to the greatest ``created_ts`` (a null one ranks below any known one), then to
+  the row that comes later in the source file (greater file row number): the order of
+  :mod:`service.training.offline.order`, shared with the materializer and the online stores;
+- under the created cut-off, a row whose ``created_ts`` is null (knowledge time unknown) is never
+  taken, as under Feast's ``filter_by_created_timestamp``; the audit counts such rows;
 - no such row: null.
 One output row per input row, in input order; duplicate entity rows are kept; other entity columns
 pass through unchanged; on-demand views are computed after the join.
@@ -27,6 +30,7 @@ from feast.value_type import ValueType
 
 from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
+from service.training.offline.order import rank_order
 from service.training.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
 
 ROW_ID = "__row_id"
@@ -57,15 +61,17 @@ def _view_sql(v: ViewSpec, created_filter: bool) -> str:
     path = str(v.path).replace("'", "''")
     ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
     ttl = f"CASE WHEN r.__ts >= e.{TS_NS} - {ttl_ns} THEN 1 ELSE 0 END" if ttl_ns else "1"
+    order = rank_order("__ts", "__created", "__frow")
+    known = f"WHERE {created} IS NOT NULL" if created_filter and v.created_field else ""
     return f"""
     WITH src AS (
         SELECT {src_cols}, epoch_ns({_q(v.timestamp_field)}) AS __ts,
                epoch_ns({created}) AS __created, file_row_number AS __frow
-        FROM read_parquet('{path}', file_row_number = true)
+        FROM read_parquet('{path}', file_row_number = true) {known}
     ),
     ranked AS (
         SELECT *, {avail} AS __avail,
-               row_number() OVER (PARTITION BY {key_list} ORDER BY __ts, __created, __frow) AS __rank
+               row_number() OVER (PARTITION BY {key_list} ORDER BY {order}) AS __rank
         FROM src
     ),
     frontier AS (
