@@ -57,6 +57,8 @@ class FeastlineOfflineStoreConfig(FeastConfigBaseModel):
 def _entity_frame(entity_df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     ts_col = infer_event_timestamp_from_entity_df(dict(zip(entity_df.columns, entity_df.dtypes, strict=True)))
     stamps = entity_df[ts_col]
+    if stamps.dtype == object:  # TEMP (engineer B fixes _entity_frame): Feast reads naive as UTC
+        stamps = pd.to_datetime(stamps, utc=True)
     if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
         raise EntityRowsInvalid(
             [
