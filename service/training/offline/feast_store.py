@@ -251,13 +251,21 @@ class FeastlineOfflineStore(DuckDBOfflineStore):
         table: pa.Table,
         progress: Callable[[int], Any] | None,
     ) -> None:
-        """``write_to_offline_store`` / ``push(to=OFFLINE)``: append to the view's Parquet batch source
-        with ``append_to_parquet`` (the file keeps its schema and dtypes; all or nothing)."""
+        """``write_to_offline_store`` / ``push(to=OFFLINE)``: append ``table`` (columns named as the view
+        sees them, field mapping applied by Feast) to the view's Parquet batch source with
+        ``append_to_parquet`` (the file keeps its column names, schema and dtypes; all or nothing).
+
+        Raises:
+            ValueError: not a file source, other columns than the file's, or a value of another dtype.
+        """
         source = feature_view.batch_source
         if isinstance(source, PushSource):
             source = source.batch_source
         if not isinstance(source, FileSource):
             raise ValueError(f"{feature_view.name}: feastline writes to file (Parquet) batch sources only")
+        # Feast's provider renamed the columns by the source's field_mapping; the file holds the originals
+        original = {dst: src for src, dst in (feature_view.batch_source.field_mapping or {}).items()}
+        table = table.rename_columns([original.get(c, c) for c in table.column_names])
         append_to_parquet(Path(FileSource.get_uri_for_file_path(Path(str(config.repo_path)), source.path)), table)
         if progress:
             progress(table.num_rows)
