@@ -196,7 +196,7 @@ def _non_entity_rows(config: RepoConfig, views: list[FeatureView], start: dateti
             path = str(s.path / "*.parquet" if s.path.is_dir() else s.path).replace("'", "''")
             selects.append(
                 f"SELECT DISTINCT {cols or '1 AS __one'} FROM read_parquet('{path}') "
-                f'WHERE "{s.timestamp_field}" BETWEEN $start AND $end'
+                f'WHERE CAST("{s.timestamp_field}" AS TIMESTAMPTZ) BETWEEN $start AND $end'
             )
         rows = con.execute(" UNION ".join(selects), {"start": start, "end": end}).df()
     finally:
