@@ -12,9 +12,10 @@ What it owns:
   one (``type: service.online.stores.sqlite.OrderedSqliteOnlineStore`` / ``...redis.OrderedRedisOnlineStore``),
   and the readiness probe.
 
-May import: Feast, ``lineage``, the shared shell modules ``service.settings`` and ``service.run_events``,
-and from :mod:`service.training` only its public names (the retrieval plan, on-demand views, the
-timestamp parser). Never the routers or the app.
+May import: Feast, ``lineage``, the shared shell modules ``service.settings``, ``service.clock``,
+``service.run_events`` and ``service.value_types``, and from :mod:`service.training` only its public names
+(the retrieval plan, on-demand views, the timestamp parser, the row order of ``offline/order.py``).
+Never the routers or the app.
 """
 
 # module -> the names other capability packages may import from it

@@ -14,8 +14,9 @@ What it owns:
   ``errors.py`` its errors; ``feast_store.py`` the Feast offline-store plug-in
   (``type: service.training.offline.feast_store.FeastlineOfflineStore``).
 
-May import: Feast, ``lineage``, and the shared shell modules ``service.settings`` and
-``service.run_events``. Never the routers, the app, or another capability package.
+May import: Feast, ``lineage``, and the shared shell modules ``service.settings``, ``service.clock``,
+``service.run_events`` and ``service.value_types`` (Feast value types on the wire).
+Never the routers, the app, or another capability package.
 
 Other capability packages use it only through the names in :data:`PUBLIC`: online reads plan their
 views and compute on-demand views with the same code as the join; the materializer reads a view's

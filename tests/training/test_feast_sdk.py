@@ -179,3 +179,17 @@ def test_offline_write_keeps_the_file_dtypes_and_is_read_back(repo: Path) -> Non
     with pytest.raises(ValueError, match="ts_1"):
         store.write_to_offline_store("stats", bad)
     assert path.read_bytes() == before
+
+
+def test_created_cut_off_is_the_default_and_the_store_config_can_lift_it(repo: Path) -> None:
+    """Driver a's 03:00 row is created at 13:00. At 03:35 the default leaves it out (02:00's row answers);
+    ``allow_created_after_entity: true`` in ``feature_store.yaml`` joins it, as Feast's own stores do."""
+    at = pd.DataFrame({"driver_id": ["a"], "event_timestamp": [pd.Timestamp(T0 + timedelta(minutes=215))]})
+    default = FeatureStore(repo_path=str(repo)).get_historical_features(at, ["stats:trips"]).to_df()
+    assert default["trips"].tolist() == [20]
+    config = repo / "feature_store.yaml"
+    config.write_text(
+        config.read_text().replace("FeastlineOfflineStore}", "FeastlineOfflineStore, allow_created_after_entity: true}")
+    )
+    lifted = FeatureStore(repo_path=str(repo)).get_historical_features(at, ["stats:trips"]).to_df()
+    assert lifted["trips"].tolist() == [30]

@@ -1,1 +1,3 @@
-"""Offline retrieval: the point-in-time join engine and the resolution of Feast definitions it needs."""
+"""The offline engine: ``views.py`` (Feast definitions -> ``RetrievalPlan``), ``engine.py`` (the DuckDB
+point-in-time join), ``order.py`` (the one order of feature rows, shared with materialization and the online
+stores), ``audit.py`` (the leakage audit), ``errors.py``, ``feast_store.py`` (the Feast offline-store plug-in)."""

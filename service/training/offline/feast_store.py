@@ -51,6 +51,10 @@ class FeastlineOfflineStoreConfig(FeastConfigBaseModel):
     """``offline_store`` section of ``feature_store.yaml``; DuckDB settings pass through."""
 
     type: StrictStr = TYPE
+    # The created-timestamp cut-off of the training-set contract: a feature row created after the entity
+    # timestamp is not joined. ``true`` joins it anyway (Feast's own default, and the HTTP route's
+    # ``allow_created_after_entity``); the leakage audit still reports such rows.
+    allow_created_after_entity: bool = False
     staging_location: str | None = None
     staging_location_endpoint_override: str | None = None
 
@@ -116,7 +120,14 @@ class FeastlineRetrievalJob(RetrievalJob):
                 problems.extend(found)
         if problems:
             raise EntityRowsInvalid(problems)
-        result = get_training_frame(entity, plan, JoinOptions(full_feature_names=self._full))
+        result = get_training_frame(
+            entity,
+            plan,
+            JoinOptions(
+                full_feature_names=self._full,
+                created_filter=not self._config.offline_store.allow_created_after_entity,
+            ),
+        )
         self.last_audit = result.audit
         return result.frame.rename(columns={TS: ts_col}) if ts_col != TS else result.frame
 
