@@ -6,32 +6,20 @@ feature views (1-2 entities each, so compound keys; one may have none), their ro
 (none, 0, or a few minutes), a feature service with a projection (``with_name``, a feature subset,
 ``with_join_key_map``), an on-demand view over a request source, a push source, the entity rows of a
 training set and the service clock. :func:`write_repo` turns it into a folder Feast and feastline can
-read (``definitions.py``, ``feature_store.yaml`` with feastline's stores, Parquet data);
-:func:`apply_repo` applies it (in process by default, ``feastline apply`` with
-``FEASTLINE_REPO_GEN_APPLY=cli``).
+read (``definitions.py``, ``feature_store.yaml`` with feastline's stores, Parquet data) and
+:func:`apply_repo` applies it: both in ``tests/repo_gen_files.py``, with the JSON wire encodings.
 
 Which parts of the definition surface are drawn is a set of *kinds* (:data:`KINDS`). The default is
 all of them; ``FEASTLINE_REPO_GEN_KINDS=base`` (or a comma list such as ``base,key_types``) narrows the
 strategy while developing. ``base`` alone: String keys, Int64/Float64/String features, one entity per
 view, plain ``FileSource`` files, no projection, on-demand view, push or null ``created``.
-
-Wire encodings (JSON) used by the test: integer keys and values as JSON integers, ``Bytes`` keys as
-base64 text (the protobuf JSON mapping Feast's clients use), timestamps as ISO 8601 with ``Z``.
 """
 
-import base64
 import os
-import subprocess
-import sys
-import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from hypothesis import strategies as st
 
 KINDS = frozenset(
@@ -59,18 +47,6 @@ ARRAY_TYPES = ("Array(Int64)", "Array(Float64)", "Array(String)", "Array(Bool)")
 REQUEST_TYPES = ("Int64", "Float64", "String", "Bool")
 TTLS = (None, 0, 60, 150, 300)  # seconds; None: no ttl argument, 0: Feast's "no limit"
 CLOCK_MINUTES = (7, 8, 9.5, 12)  # every event time is before the clock (data: minutes 0..6)
-
-ARROW: dict[str, pa.DataType] = {
-    "String": pa.string(),
-    "Bytes": pa.binary(),
-    "Int64": pa.int64(),
-    "Int32": pa.int32(),
-    "Float64": pa.float64(),
-    "Float32": pa.float32(),
-    "Bool": pa.bool_(),
-    "UnixTimestamp": pa.timestamp("us", "UTC"),
-}
-VALUE_TYPE = {"String": "STRING", "Bytes": "BYTES", "Int64": "INT64", "Int32": "INT32"}
 
 
 def kinds_from_env() -> frozenset[str]:
@@ -341,12 +317,17 @@ def repos(draw: st.DrawFn, kinds: frozenset[str] = KINDS) -> RepoDef:  # noqa: C
     pushes: list[dict[str, Any]] = []
     pv = next((v for v in views if v.push), None)
     if pv is not None:
+        # subsecond: the second push is the same key, half a second OLDER (must not overwrite the first)
+        older = "subsecond" in kinds and draw(st.booleans())
         for n in range(2):
             p: dict[str, Any] = {}
             for e in pv.entities:
                 ent = next(x for x in entities if x.name == e)
                 p[ent.key] = draw(st.sampled_from([*ent.pool, UNSEEN_KEY[ent.dtype]]))
             p["event_ts"] = clock - pd.Timedelta(seconds=30 - n)
+            if older and n == 1:
+                p.update({ent.key: pushes[0][ent.key] for ent in entities if ent.name in pv.entities})
+                p["event_ts"] = pushes[0]["event_ts"] - pd.Timedelta(milliseconds=500)
             p["created"] = p["event_ts"] if pv.has_created else None
             for f in pv.features:
                 p[f.name] = draw(feature_values(f))
@@ -360,203 +341,3 @@ def repos(draw: st.DrawFn, kinds: frozenset[str] = KINDS) -> RepoDef:  # noqa: C
         entity_rows=tuple(entity_rows),
         pushes=tuple(pushes),
     )
-
-
-# --- writing -------------------------------------------------------------------------------------
-
-
-def arrow_type(dtype: str) -> pa.DataType:
-    if dtype.startswith("Array("):
-        return pa.list_(ARROW[dtype[6:-1]])
-    return ARROW[dtype]
-
-
-def source_table(repo: RepoDef, view: ViewDef, rows: tuple[dict[str, Any], ...]) -> pa.Table:
-    """The view's rows as its source file holds them (source column names, file types)."""
-    columns: dict[str, pa.Array] = {}
-    for e in view.entities:
-        ent = repo.entity(e)
-        columns[ent.key] = pa.array([r[ent.key] for r in rows], ARROW[ent.dtype])
-    columns[view.timestamp_column] = pa.array([r["event_ts"] for r in rows], pa.timestamp("ns", "UTC"))
-    if view.has_created:
-        columns[view.created_column] = pa.array([r["created"] for r in rows], pa.timestamp("ns", "UTC"))
-    for f in view.features:
-        file_type = f.file_type if not f.dtype.startswith("Array(") else f.dtype
-        columns[view.source_column(f.name)] = pa.array([r[f.name] for r in rows], arrow_type(file_type))
-    return pa.table(columns)
-
-
-def _source_code(view: ViewDef) -> str:
-    path = f"data/{view.name}" + ("" if view.layout == "directory" else ".parquet")
-    args = [f"name={view.name + '_source'!r}", f"path={path!r}", f"timestamp_field={view.timestamp_column!r}"]
-    if view.has_created:
-        args.append(f"created_timestamp_column={view.created_column!r}")
-    if view.mapped:
-        args.append(f"field_mapping={ {view.source_column(f.name): f.name for f in view.features}!r}")
-    code = f"{view.name}_batch = FileSource({', '.join(args)})\n"
-    if view.push:
-        code += f"{view.name}_push = PushSource(name={view.name + '_push'!r}, batch_source={view.name}_batch)\n"
-    return code
-
-
-def _dtype_code(dtype: str) -> str:
-    return dtype if not dtype.startswith("Array(") else f"Array({dtype[6:-1]})"
-
-
-def definitions_code(repo: RepoDef) -> str:
-    """The text of ``definitions.py``: plain Feast definitions, as a user would write them."""
-    out = [
-        '"""Generated by tests/repo_gen.py."""',
-        "from datetime import timedelta",
-        "import pandas as pd",
-        "from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource",
-        "from feast import ValueType",
-        "from feast.on_demand_feature_view import on_demand_feature_view",
-        "from feast.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp",
-        "",
-    ]
-    for e in repo.entities:
-        out.append(
-            f"{e.name} = Entity(name={e.name!r}, join_keys=[{e.key!r}], value_type=ValueType.{VALUE_TYPE[e.dtype]})"
-        )
-    for v in repo.views:
-        out.append(_source_code(v))
-        schema = ", ".join(f"Field(name={f.name!r}, dtype={_dtype_code(f.dtype)})" for f in v.features)
-        source = f"{v.name}_push" if v.push else f"{v.name}_batch"
-        ttl = "" if v.ttl is None else f"ttl=timedelta(seconds={v.ttl}), "
-        out.append(
-            f"{v.name} = FeatureView(name={v.name!r}, entities=[{', '.join(v.entities)}], {ttl}"
-            f"schema=[{schema}], source={source}, online=True)"
-        )
-    members = [v.name for v in repo.views]
-    if repo.projection:
-        p = repo.projection
-        feats = ", ".join(repr(f) for f in p.features)
-        expr = f"{p.view}[[{feats}]].with_name({p.alias!r})"
-        if p.key_map:
-            expr += f".with_join_key_map({dict(p.key_map)!r})"
-        members.append(expr)
-    if repo.on_demand:
-        o = repo.on_demand
-        out.append(
-            f"{o.name}_request = RequestSource(name={o.name + '_request'!r}, "
-            f"schema=[Field(name={o.request_field!r}, dtype={o.request_dtype})])"
-        )
-        schema = f"Field(name='echo', dtype={o.request_dtype})"
-        body = f"    out['echo'] = inputs[{o.request_field!r}]\n"
-        if o.plus_of:
-            schema += ", Field(name='plus', dtype=Float64)"
-            body += f"    out['plus'] = inputs[{o.plus_of!r}].astype('float64') + 1.0\n"
-        out.append(
-            f"@on_demand_feature_view(sources=[{o.view}, {o.name}_request], schema=[{schema}], mode='pandas')\n"
-            f"def {o.name}(inputs: pd.DataFrame) -> pd.DataFrame:\n"
-            f"    out = pd.DataFrame(index=inputs.index)\n{body}    return out\n"
-        )
-        members.append(o.name)
-    out.append(f"svc = FeatureService(name='svc', features=[{', '.join(members)}])")
-    return "\n".join(out) + "\n"
-
-
-FEATURE_STORE_YAML = textwrap.dedent(
-    f"""\
-    project: {PROJECT}
-    provider: local
-    registry: data/registry.db
-    online_store:
-      type: service.online.stores.sqlite.OrderedSqliteOnlineStore
-      path: data/online_store.db
-    offline_store:
-      type: service.training.offline.feast_store.FeastlineOfflineStore
-    entity_key_serialization_version: 3
-    auth:
-      type: no_auth
-    """
-)
-
-
-def write_repo(repo: RepoDef, folder: Path) -> Path:
-    """Write ``feature_store.yaml``, ``definitions.py`` and every source's Parquet data into ``folder``."""
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    (folder / "feature_store.yaml").write_text(FEATURE_STORE_YAML)
-    (folder / "definitions.py").write_text(definitions_code(repo))
-    for v in repo.views:
-        if v.layout == "directory":
-            (data / v.name).mkdir(exist_ok=True)
-            half = len(v.rows) // 2
-            for part, rows in enumerate((v.rows[:half], v.rows[half:])):
-                pq.write_table(source_table(repo, v, rows), data / v.name / f"part-{part}.parquet")
-        else:
-            pq.write_table(source_table(repo, v, v.rows), data / f"{v.name}.parquet")
-    return folder
-
-
-def apply_repo(folder: Path) -> None:
-    """Apply the repo: Feast's ``apply`` in process, then record the lineage version as ``feastline apply``
-    does. ``FEASTLINE_REPO_GEN_APPLY=cli`` runs ``feastline apply --repo`` instead (seconds per repo)."""
-    if os.environ.get("FEASTLINE_REPO_GEN_APPLY") == "cli":
-        feastline = Path(sys.executable).parent / "feastline"
-        done = subprocess.run([str(feastline), "apply", "--repo", str(folder)], capture_output=True, text=True)
-        assert done.returncode == 0, f"feastline apply failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-        return
-    from feast import FeatureStore
-    from feast.repo_config import load_repo_config
-    from feast.repo_operations import apply_total
-
-    from lineage import LineageStore
-    from lineage.builders import from_registry, merge
-    from service.settings import Settings
-
-    cwd = os.getcwd()
-    sys.modules.pop("definitions", None)  # parse_repo imports it by module name: never a previous repo's
-    sys.path.insert(0, str(folder))  # as the feast CLI does
-    try:
-        apply_total(load_repo_config(folder, folder / "feature_store.yaml"), folder, skip_source_validation=False)
-    finally:
-        os.chdir(cwd)
-        sys.path.remove(str(folder))
-        sys.modules.pop("definitions", None)
-    nodes, edges = merge(from_registry(FeatureStore(repo_path=str(folder))))
-    with LineageStore(Settings(repo=folder).lineage_database_url) as lineage:
-        lineage.record_version(nodes, edges, source="feast apply")
-
-
-# --- wire encodings and expected JSON values -----------------------------------------------------
-
-
-def iso(ts: pd.Timestamp) -> str:
-    """ISO 8601 UTC with ``Z``, fractions of a second only when there are some."""
-    text = ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
-    return text
-
-
-def wire_key(value: Any) -> Any:
-    """A join-key value as sent in JSON (bytes: base64 text)."""
-    return base64.b64encode(value).decode() if isinstance(value, bytes) else value
-
-
-def wire_value(value: Any) -> Any:
-    """A feature or request value as sent in JSON (timestamps ISO, bytes base64, lists element-wise)."""
-    if isinstance(value, list):
-        return [wire_value(v) for v in value]
-    if isinstance(value, pd.Timestamp):
-        return iso(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return value
-
-
-def expected_json(value: Any, dtype: str) -> Any:
-    """The JSON value feastline should answer for ``value`` declared ``dtype``: integers exact, a
-    Float32 as the shortest decimal that round-trips the float32, timestamps ISO with ``Z``."""
-    if value is None:
-        return None
-    if dtype.startswith("Array("):
-        return [expected_json(v, dtype[6:-1]) for v in value]
-    if dtype == "Float32":
-        return float(str(np.float32(value)))
-    if dtype == "Float64":
-        return float(value)
-    if dtype == "UnixTimestamp":
-        return iso(value)
-    return value

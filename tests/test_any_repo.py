@@ -1,4 +1,4 @@
-"""feastline on any small Feast repo: random repos (tests/repo_gen.py), applied and served in process.
+"""feastline on any small Feast repo: random repos (tests/repo_gen.py, repo_gen_files.py), applied and served.
 
 For each generated repo the test checks, through the ASGI app (a 5xx fails at once):
 
@@ -18,7 +18,8 @@ For each generated repo the test checks, through the ASGI app (a 5xx fails at on
 
 Values are compared exactly and with their JSON type (an ``Int64`` 2**63-1 is that integer, a
 ``Float32`` 1.111 is 1.111). ``FEASTLINE_REPO_GEN_KINDS`` narrows the repos drawn (see
-tests/repo_gen.py), ``FEASTLINE_REPO_GEN_EXAMPLES`` sets how many (default 100).
+tests/repo_gen.py), ``FEASTLINE_REPO_GEN_EXAMPLES`` sets how many (default 100),
+``FEASTLINE_REPO_GEN_SHRINK=0`` skips shrinking.
 """
 
 import os
@@ -29,28 +30,18 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import NoServerErrorClient
-from tests.repo_gen import (
-    BASE,
-    RepoDef,
-    ViewDef,
-    apply_repo,
-    definitions_code,
-    expected_json,
-    iso,
-    kinds_from_env,
-    repos,
-    wire_key,
-    wire_value,
-    write_repo,
-)
+from tests.repo_gen import BASE, RepoDef, ViewDef, kinds_from_env, repos
+from tests.repo_gen_files import apply_repo, definitions_code, expected_json, iso, wire_key, wire_value, write_repo
 
 EXAMPLES = int(os.environ.get("FEASTLINE_REPO_GEN_EXAMPLES", "100"))
+# FEASTLINE_REPO_GEN_SHRINK=0: report the first failing repo as drawn (quicker while surveying failures)
+PHASES = tuple(p for p in Phase if p is not Phase.shrink or os.environ.get("FEASTLINE_REPO_GEN_SHRINK") != "0")
 TIMINGS: list[float] = []
 
 
@@ -253,7 +244,11 @@ def check_push(client: NoServerErrorClient, repo: RepoDef) -> list[str]:
         body = {"push_source_name": f"{view.name}_push", "df": df, "to": "online_and_offline"}
         response = client.post("/push", json=body)
         assert response.status_code == 200, f"push {body}: {response.status_code} {response.text[:1500]}"
-    last = {tuple(wire_key(p[k]) for k in repo.keys(view)): p for p in repo.pushes}  # the later push wins
+    last: dict[tuple, dict] = {}  # per key the newest event time wins; a tie: the later push
+    for p in repo.pushes:
+        key = tuple(wire_key(p[k]) for k in repo.keys(view))
+        if key not in last or p["event_ts"] >= last[key]["event_ts"]:
+            last[key] = p
     entities = [{**{k: p[k] for k in repo.keys(view)}, "event_ts": repo.clock} for p in last.values()]
     refs = [f"{view.name}:{f.name}" for f in view.features]
     results = online(client, repo, entities, list(repo.keys(view)), features=refs)
@@ -295,6 +290,7 @@ def report_timings():  # type: ignore[no-untyped-def]
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
+    phases=PHASES,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
 @given(data=st.data())
