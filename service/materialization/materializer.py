@@ -368,6 +368,11 @@ def _to_protos(
 
     def protos(name: str, value_type: Any) -> list[Any]:
         field = _PROTO_FIELD.get(value_type)
+        if value_type == ValueType.UNIX_TIMESTAMP:  # Feast's converter turns a null into a sentinel, not null
+            return [
+                ValueProto() if v is None else ValueProto(unix_timestamp_val=int(pd.Timestamp(v).timestamp()))
+                for v in table.column(name).to_pylist()
+            ]
         if field is None:
             return python_values_to_proto_values(table.column(name).to_numpy(zero_copy_only=False), value_type)
         # the common scalar types, built directly (Feast's generic converter is ~10x slower); null/NaN -> empty

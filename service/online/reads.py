@@ -198,6 +198,10 @@ def _row_state(event_ts: datetime | None, data: dict[str, Any] | None, ttl: Any,
     return "PRESENT", _iso(aware)
 
 
+# Feast's own converter writes a null UnixTimestamp (NaT) as this sentinel rather than an empty value
+NULL_UNIX_TIMESTAMP = -(2**63)
+
+
 def _cell(state: tuple[str, str], data: dict[str, Any] | None, feature: str) -> tuple[Any, str, str]:
     """(value, status, event timestamp) of one stored feature value, given its row's ``_row_state``
     (the value as Feast's Python type; :func:`service.value_types.to_json` answers it)."""
@@ -207,7 +211,8 @@ def _cell(state: tuple[str, str], data: dict[str, Any] | None, feature: str) -> 
         return None, "NOT_FOUND", EPOCH
     if status != "PRESENT":
         return None, status, stamp
-    if proto.WhichOneof("val") is None:
+    kind = proto.WhichOneof("val")
+    if kind is None or (kind == "unix_timestamp_val" and proto.unix_timestamp_val == NULL_UNIX_TIMESTAMP):
         return None, "NULL_VALUE", stamp
     return feast_value_type_to_python_type(proto), "PRESENT", stamp
 
