@@ -2,16 +2,21 @@
 
 The gate for a push source is built from the schema of every feature view it feeds (each join key
 and feature a JSON value of its declared Feast type, see :mod:`service.value_types`;
-``event_timestamp`` an ISO 8601 time with an offset) plus, when
+the timestamp columns ISO 8601 times with an offset) plus, when
 the repo's ``schemas.py`` maps the push source in ``PUSH_SCHEMAS``, that pandera schema's checks
 (e.g. the physical ranges of a weather reading). The policy is the push source's tag
 ``feastline.validation``: ``strict`` (default; one bad row -> 422 with the report, nothing written) or
 ``quarantine`` (valid rows written, rejected rows kept in the quarantine table, readable at
 ``GET /quarantine/{source}``, and listed in the answer).
 
-Writes go through Feast to the online store (an ordered-write store: an older row never overwrites a
-newer one) and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's
-batch Parquet file. An acknowledged push is committed before the answer is sent.
+The body uses the view's names, as Feast's ``push``: join keys, every feature (one left out is a 422
+naming it), and the batch source's own ``timestamp_field`` and ``created_timestamp_column`` (a push
+without the created column is stamped with the service clock: when the service took it). Writes go
+through Feast to the online store (an ordered-write store: an older row never overwrites a newer one)
+and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's batch Parquet
+file (a folder: a new file in it) in the file's own column names (``field_mapping`` reversed) and Arrow
+types, a file column the push does not carry null; temp file + rename. An acknowledged push is
+committed before the answer is sent.
 """
 
 import importlib.util
@@ -51,7 +56,7 @@ class PushRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     push_source_name: str
-    df: dict[str, list[Any]] = Field(description="column -> values; join keys, event_timestamp, features")
+    df: dict[str, list[Any]] = Field(description="column -> values: join keys, the source's timestamp column, features")
     allow_registry_cache: bool = True
     to: Literal["online", "offline", "online_and_offline"] = "online"
 
