@@ -174,3 +174,15 @@ def test_a_push_that_leaves_out_a_feature_is_a_422_naming_it(repo, request):
         assert [(p["row"], p["field"]) for p in response.json()["problems"]] == [(None, "rate")]
     assert pd.read_parquet(client.repo / "data" / "trips.parquet").shape[0] == 1  # nothing appended
     assert online(client, [1])["rate"]["statuses"] == ["NOT_FOUND"]
+
+
+def test_offline_pushes_keep_int64_exact_in_a_source_with_feasts_default_names(plain_client):
+    path = plain_client.repo / "data" / "trips.parquet"
+    at = z(T0 + timedelta(hours=1))
+    for trips in ([None], [BIG]):  # a null, then an integer float64 cannot hold
+        df = {"driver_id": [2], "event_timestamp": [at], "trips": trips, "rate": [0.5], "tags": [["x"]]}
+        response = push(plain_client, df, to="offline")
+        assert response.status_code == 200, response.text
+    table = pq.read_table(path)
+    assert table.schema.field("trips").type == pa.int64()
+    assert table.column("trips").to_pylist() == [5, None, BIG]
