@@ -2,30 +2,39 @@
 
 The gate for a push source is built from the schema of every feature view it feeds (each join key
 and feature a JSON value of its declared Feast type, see :mod:`service.value_types`;
-``event_timestamp`` an ISO 8601 time with an offset) plus, when
+the timestamp columns ISO 8601 times with an offset) plus, when
 the repo's ``schemas.py`` maps the push source in ``PUSH_SCHEMAS``, that pandera schema's checks
 (e.g. the physical ranges of a weather reading). The policy is the push source's tag
 ``feastline.validation``: ``strict`` (default; one bad row -> 422 with the report, nothing written) or
 ``quarantine`` (valid rows written, rejected rows kept in the quarantine table, readable at
 ``GET /quarantine/{source}``, and listed in the answer).
 
-Writes go through Feast to the online store (an ordered-write store: an older row never overwrites a
-newer one) and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's
-batch Parquet file. An acknowledged push is committed before the answer is sent.
+The body uses the view's names, as Feast's ``push``: join keys, every feature (one left out is a 422
+naming it), and the batch source's own ``timestamp_field`` and ``created_timestamp_column`` (a push
+without the created column is stamped with the service clock: when the service took it). Writes go
+through Feast to the online store (an ordered-write store: an older row never overwrites a newer one)
+and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's batch Parquet
+file (a folder: a new file in it) in the file's own column names (``field_mapping`` reversed) and Arrow
+types, a file column the push does not carry null; temp file + rename. An acknowledged push is
+committed before the answer is sent.
 """
 
 import importlib.util
 import math
 import re
 import threading
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import pandera.pandas as pa
+import pandera.pandas as pdv
+import pyarrow as pa
+import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView, FileSource
 from feast.data_source import PushMode, PushSource
+from feast.type_map import feast_value_type_to_pa
 from feast.value_type import ValueType
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,7 +56,7 @@ class PushRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     push_source_name: str
-    df: dict[str, list[Any]] = Field(description="column -> values; join keys, event_timestamp, features")
+    df: dict[str, list[Any]] = Field(description="column -> values: join keys, the source's timestamp column, features")
     allow_registry_cache: bool = True
     to: Literal["online", "offline", "online_and_offline"] = "online"
 
@@ -83,7 +92,7 @@ class PushRejected(Exception):
         return {"push_source_name": self.source, "problems": self.problems[:100], "problem_count": len(self.problems)}
 
 
-def _repo_push_schemas(repo: Path) -> dict[str, pa.DataFrameSchema]:
+def _repo_push_schemas(repo: Path) -> dict[str, pdv.DataFrameSchema]:
     """``PUSH_SCHEMAS`` from the repo's ``schemas.py`` (ignored by ``feast apply``), or {}."""
     path = repo / "schemas.py"
     if not path.exists():
@@ -117,8 +126,13 @@ class PushGate:
         ]
         return source, views
 
-    def _problems(self, req: PushRequest, views: list[FeatureView], now: datetime) -> tuple[pd.DataFrame, list[dict]]:
+    def _problems(
+        self, req: PushRequest, source: PushSource, views: list[FeatureView], now: datetime
+    ) -> tuple[pd.DataFrame, list[dict]]:
         df = req.df
+        batch = source.batch_source
+        assert batch is not None  # Feast requires one
+        ts_col, created_col = batch.timestamp_field or "event_timestamp", batch.created_timestamp_column or None
         problems: list[dict[str, Any]] = []
         lengths = {k: len(v) for k, v in df.items()}
         if len(set(lengths.values())) > 1:
@@ -131,7 +145,8 @@ class PushGate:
         key_types = {c.name: c.dtype.to_value_type() for fv in views for c in fv.entity_columns}
         keys = set(key_types)
         fields = {f.name: f.dtype.to_value_type() for fv in views for f in fv.features}
-        allowed = keys | set(fields) | {"event_timestamp", "created"}
+        stamp_cols = [ts_col, *([created_col] if created_col else [])]
+        allowed = keys | set(fields) | set(stamp_cols)
         problems += [
             {"row": None, "field": c, "problem": "is not a join key or feature of the views this source feeds"}
             for c in df
@@ -139,7 +154,7 @@ class PushGate:
         ]
         problems += [
             {"row": None, "field": c, "problem": "is missing"}
-            for c in sorted(keys | {"event_timestamp"})
+            for c in sorted(keys | set(fields) | {ts_col})
             if c not in df
         ]
         for key in sorted(keys & set(df)):
@@ -152,11 +167,11 @@ class PushGate:
         for name, vtype in fields.items():
             problems += [
                 {"row": i, "field": name, "problem": p}
-                for i, v in enumerate(df.get(name, [None] * n))
+                for i, v in enumerate(df.get(name, []))
                 if (p := json_problem(v, vtype))
             ]
         stamps: dict[str, list[Any]] = {}
-        for col in ("event_timestamp", "created"):
+        for col in stamp_cols:
             if col not in df:
                 continue
             parsed = []
@@ -185,8 +200,8 @@ class PushGate:
         )
         for col, parsed in stamps.items():
             frame[col] = pd.to_datetime(pd.Series(parsed, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
-        if "created" not in frame:
-            frame["created"] = pd.Timestamp(now).tz_convert("UTC").as_unit("ns")
+        if created_col and created_col not in frame:  # knowledge time of a push: when the service took it
+            frame[created_col] = pd.Timestamp(now).tz_convert("UTC").as_unit("ns")
         for name, dtype in fields.items():
             if name in frame and dtype in (
                 ValueType.DOUBLE,
@@ -228,14 +243,14 @@ class PushGate:
         """
         source, views = self._source(req.push_source_name)
         policy = (source.tags or {}).get(POLICY_TAG, "strict")
-        frame, problems = self._problems(req, views, now)
+        frame, problems = self._problems(req, source, views, now)
         if any(p["row"] is None for p in problems) or (problems and policy != "quarantine"):
             raise PushRejected(req.push_source_name, problems)
         bad = sorted({p["row"] for p in problems})
         good = frame.drop(index=bad).reset_index(drop=True)
         if len(good):
-            self._write(req, source, good, retry_after)
-            newest = good["event_timestamp"].max().to_pydatetime()
+            self._write(req, source, views, good, retry_after)
+            newest = good[source.batch_source.timestamp_field or "event_timestamp"].max().to_pydatetime()
             for fv in views:
                 self.newest_pushed[fv.name] = max(newest, self.newest_pushed.get(fv.name, newest))
         quarantined = []
@@ -254,10 +269,61 @@ class PushGate:
             "quarantined": quarantined,
         }
 
-    def _write(self, req: PushRequest, source: PushSource, frame: pd.DataFrame, retry_after: int) -> None:
-        """Online first, then offline: an online outage leaves the offline file untouched."""
-        if req.to in ("online", "online_and_offline"):
+    def _offline_rows(self, source: PushSource, views: list[FeatureView], frame: pd.DataFrame) -> tuple[Path, pa.Table]:
+        """The rows to append to the push source's batch file: the file's own column names (the batch
+        source's ``field_mapping`` reversed) and Arrow types (an ``Int64`` column holding a null stays
+        int64, an integer beyond 2**53 is kept exactly, a ``Float32`` column stays float32); a file column
+        the push does not carry is null. ``(path, table)``; a new file takes the declared types.
+
+        Raises:
+            PushRejected: a value the file's column type cannot hold (e.g. a nanosecond timestamp in a
+                microsecond column), a pushed column the file lacks, or a glob source path (422).
+        """
+        batch = source.batch_source
+        assert isinstance(batch, FileSource)
+        if any(ch in batch.path for ch in "*?["):
+            problem = f"the batch source path {batch.path!r} is a glob: offline pushes need a file or a folder"
+            raise PushRejected(source.name, [{"row": None, "field": "to", "problem": problem}])
+        path = Path(FileSource.get_uri_for_file_path(self.store.repo_path, batch.path))
+        to_file = {mapped: column for column, mapped in (batch.field_mapping or {}).items()}
+        declared = _declared_schema(views, batch, to_file)
+        schema = _file_schema(path) or declared
+        if any(pa.types.is_null(f.type) and f.name in declared.names for f in schema):
+            # an all-null column (a file written empty by pandas) takes the declared type; the pandas
+            # metadata that described it as "empty" is dropped with it
+            schema = pa.schema(
+                [declared.field(f.name) if pa.types.is_null(f.type) and f.name in declared.names else f for f in schema]
+            )
+        problems: list[dict[str, Any]] = [
+            {"row": None, "field": c, "problem": f"the batch file {path.name} has no column {to_file.get(c, c)!r}"}
+            for c in frame
+            if to_file.get(c, c) not in schema.names
+        ]
+        columns = []
+        by_file_name = {to_file.get(c, c): c for c in frame}
+        for field in schema:
+            name = by_file_name.get(field.name)
+            if name is None:
+                columns.append(pa.nulls(len(frame), field.type))
+                continue
             try:
+                columns.append(_arrow_column(frame[name], field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
+                problem = f"cannot be stored in the batch file's column {field.name!r} ({field.type}): {exc}"
+                problems.append({"row": None, "field": name, "problem": problem})
+        if problems:
+            raise PushRejected(source.name, problems)
+        return path, pa.Table.from_arrays(columns, schema=schema)
+
+    def _write(
+        self, req: PushRequest, source: PushSource, views: list[FeatureView], frame: pd.DataFrame, retry_after: int
+    ) -> None:
+        """Online first, then offline: an online outage leaves the offline file untouched. The offline
+        rows are built (and checked against the file's types) before anything is written."""
+        offline = req.to in ("offline", "online_and_offline")
+        rows = self._offline_rows(source, views, frame) if offline else None
+        if req.to in ("online", "online_and_offline"):
+            try:  # Feast reads the frame in the view's names (join keys, features, timestamp columns)
                 self.store.push(
                     req.push_source_name, frame, allow_registry_cache=req.allow_registry_cache, to=PushMode.ONLINE
                 )
@@ -267,13 +333,59 @@ class PushGate:
                     retry_after,
                     type(exc).__name__,
                 ) from exc
-        if req.to in ("offline", "online_and_offline"):
-            batch = source.batch_source
-            assert isinstance(batch, FileSource)
-            path = Path(FileSource.get_uri_for_file_path(self.store.repo_path, batch.path))
-            with _OFFLINE_LOCK:  # read-append-replace; the rename is atomic
-                existing = pd.read_parquet(path) if path.exists() else frame.iloc[0:0]
-                combined = pd.concat([existing, frame[list(existing.columns) or frame.columns]], ignore_index=True)
-                tmp = path.with_suffix(".tmp.parquet")
-                combined.to_parquet(tmp, index=False)
-                tmp.replace(path)
+        if rows is not None:
+            _append(*rows)
+
+
+def _file_schema(path: Path) -> pa.Schema | None:
+    """The Arrow schema of the batch file (of the first Parquet file of a folder), or None if none yet."""
+    if path.is_dir():
+        parts = sorted(path.glob("*.parquet"))
+        return pq.read_schema(parts[0]) if parts else None
+    return pq.read_schema(path) if path.exists() else None
+
+
+def _declared_schema(views: list[FeatureView], batch: FileSource, to_file: dict[str, str]) -> pa.Schema:
+    """A new batch file's schema: join keys and features at their declared Feast types, timestamps ns UTC."""
+    fields: dict[str, pa.DataType] = {}
+    for fv in views:
+        for f in [*fv.entity_columns, *fv.features]:
+            fields.setdefault(to_file.get(f.name, f.name), feast_value_type_to_pa(f.dtype.to_value_type()))
+    for col in (batch.timestamp_field, batch.created_timestamp_column):
+        if col:
+            fields[to_file.get(col, col)] = pa.timestamp("ns", tz="UTC")
+    return pa.schema(list(fields.items()))
+
+
+def _arrow_column(values: pd.Series, to: pa.DataType) -> pa.Array:
+    """``values`` (a frame column: Python values or None, float NaN = missing) as an Arrow array of
+    type ``to``, without going through float64 for integers; a timestamp cast that would lose digits raises."""
+    if pa.types.is_timestamp(to):
+        return pa.Array.from_pandas(pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")).cast(to)
+    return pa.array(values, type=to, from_pandas=True)
+
+
+def _append(path: Path, rows: pa.Table) -> None:
+    """Append ``rows`` to the batch file (a folder: a new Parquet file in it), all or nothing: written
+    to a temporary file in the same folder, then renamed over (or into) the target."""
+    with _OFFLINE_LOCK:
+        if path.is_dir():
+            target, table = path / f"part-{uuid.uuid4().hex}.parquet", rows
+        else:
+            target = path
+            table = pa.concat_tables(_same_schema(pq.read_table(path), rows)) if path.exists() else rows
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            pq.write_table(table, tmp)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _same_schema(existing: pa.Table, rows: pa.Table) -> list[pa.Table]:
+    """Both tables in the schema of ``rows``, which differs from the file's only where a column of the
+    file is all null (type ``null``) and now takes its declared type (a null column casts to any type)."""
+    if existing.schema.equals(rows.schema):
+        return [existing, rows]
+    typed = pa.schema([r if pa.types.is_null(e.type) else e for e, r in zip(existing.schema, rows.schema, strict=True)])
+    return [existing.cast(typed), rows.cast(typed)]
