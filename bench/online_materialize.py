@@ -28,12 +28,14 @@ def rows_in_window(data: Path) -> dict[str, int]:
 
 
 def online_rows(db: Path) -> dict[str, set[tuple[Any, ...]]]:
-    """Every ``(entity_key, feature_name, value, event_ts)`` per table of a Feast SQLite online store."""
+    """Every ``(entity_key, feature_name, value, event_ts)`` per table of a Feast SQLite online store
+    (feastline's ``<table>__feastline_order`` side tables of full event times are not Feast's: left out)."""
     with sqlite3.connect(db) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         return {
             t: set(conn.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{t}"').fetchall())
             for t in sorted(tables)
+            if not t.endswith("__feastline_order")
         }
 
 
