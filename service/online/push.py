@@ -17,12 +17,15 @@ import importlib.util
 import math
 import re
 import threading
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView, FileSource
 from feast.data_source import PushMode, PushSource
 from feast.types import Bool, Float32, Float64, Int32, Int64, String
@@ -267,9 +270,25 @@ class PushGate:
             batch = source.batch_source
             assert isinstance(batch, FileSource)
             path = Path(FileSource.get_uri_for_file_path(self.store.repo_path, batch.path))
+            if path.is_dir():  # a directory source: each push adds one file (written aside, renamed in)
+                _add_file(path, frame)
+                return
             with _OFFLINE_LOCK:  # read-append-replace; the rename is atomic
                 existing = pd.read_parquet(path) if path.exists() else frame.iloc[0:0]
                 combined = pd.concat([existing, frame[list(existing.columns) or frame.columns]], ignore_index=True)
                 tmp = path.with_suffix(".tmp.parquet")
                 combined.to_parquet(tmp, index=False)
                 tmp.replace(path)
+
+
+def _add_file(directory: Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as a new Parquet file of a directory source, atomically: written under a name the
+    source does not read (``.*.tmp``), then renamed to ``push-<UTC ns>-<random>.parquet``, which sorts
+    after the earlier pushes (the engine breaks event-time ties between files by file name). Columns in
+    the order of an existing file of the directory, when there is one."""
+    existing = sorted(directory.rglob("*.parquet"))
+    columns = list(pq.read_schema(existing[0]).names) if existing else list(frame.columns)
+    name = f"push-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = directory / f".{name}.tmp"
+    frame[[c for c in columns if c in frame.columns]].to_parquet(tmp, index=False)
+    return tmp.replace(directory / name)
