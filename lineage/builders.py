@@ -21,6 +21,7 @@ from typing import Any
 
 from feast import FeatureStore
 from feast.data_source import DataSource, PushSource, RequestSource
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME
 
 from lineage.model import Edge, Node, NodeKind, NodeRef, Relation, definition_hash
 
@@ -148,10 +149,12 @@ def from_registry(store: FeatureStore) -> Graph:
             if source is not None:
                 edges.add(Edge(add(_source_node(source)), view, Relation.READS))
         for name in fv.entities:
-            edges.add(Edge(_ref(NodeKind.ENTITY, name), view, Relation.KEYS))
+            if name != DUMMY_ENTITY_NAME:  # Feast's placeholder entity of a view without entities
+                edges.add(Edge(_ref(NodeKind.ENTITY, name), view, Relation.KEYS))
         batch: DataSource | None = fv.batch_source
         if batch is not None:
-            for key_or_time in (batch.timestamp_field, batch.created_timestamp_column, *fv.join_keys):
+            keys = [k for k in fv.join_keys if k != DUMMY_ENTITY_ID]
+            for key_or_time in (batch.timestamp_field, batch.created_timestamp_column, *keys):
                 if key_or_time:
                     add_source_column(batch, key_or_time)
         for f in fv.features:
@@ -230,9 +233,8 @@ def from_registry(store: FeatureStore) -> Graph:
             )
         )
         for p in fs.feature_view_projections:
-            for f in p.features:
-                view_name: str = p.name_to_use()  # type: ignore[no-untyped-call]  # Feast's method is untyped
-                edges.add(Edge(_ref(NodeKind.FEATURE, f"{view_name}.{f.name}"), service, Relation.INCLUDES))
+            for f in p.features:  # a projection (with_name, with_join_key_map) includes the view's own feature
+                edges.add(Edge(_ref(NodeKind.FEATURE, f"{p.name}.{f.name}"), service, Relation.INCLUDES))
     return list(nodes.values()), sorted(edges)
 
 
@@ -331,11 +333,23 @@ def merge(*graphs: Graph) -> Graph:
 
 
 def training_set_graph(
-    ts_id: str, features: Iterable[str], feature_service: str | None, attributes: dict[str, Any]
+    ts_id: str,
+    features: Iterable[str],
+    feature_service: str | None,
+    attributes: dict[str, Any],
+    view_names: dict[str, str] | None = None,
 ) -> Graph:
-    """A ``training_set:<id>`` node with ``trained_on`` edges from every feature (and the service)."""
+    """A ``training_set:<id>`` node with ``trained_on`` edges from every feature (and the service).
+
+    ``features`` are ``view:feature`` references; ``view_names`` maps a projection's name (a feature
+    service's ``fv.with_name("x")``: ``x``) to the view's own name, whose feature node the edge leaves from.
+    """
     node = Node(_ref(NodeKind.TRAINING_SET, ts_id), attributes.get("fingerprint"), attributes)
-    edges = {Edge(_ref(NodeKind.FEATURE, ref.replace(":", ".", 1)), node.ref, Relation.TRAINED_ON) for ref in features}
+    names = view_names or {}
+    edges = set()
+    for ref in features:
+        view, _, feature = ref.partition(":")
+        edges.add(Edge(_ref(NodeKind.FEATURE, f"{names.get(view, view)}.{feature}"), node.ref, Relation.TRAINED_ON))
     if feature_service:
         edges.add(Edge(_ref(NodeKind.FEATURE_SERVICE, feature_service), node.ref, Relation.TRAINED_ON))
     return [node], sorted(edges)

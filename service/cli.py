@@ -5,12 +5,9 @@ Each command takes ``--repo`` (default ``feature_repo``), a plain Feast repo.
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -61,18 +58,68 @@ def build_data_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
 
 @app.command("apply")
 def apply_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
-    """``feast apply`` the repo, then record its lineage (registry + last pipeline run)."""
-    feast = shutil.which("feast", path=str(Path(sys.executable).parent)) or "feast"
-    done = subprocess.run([feast, "-c", str(repo), "apply"], check=False)
-    if done.returncode:
-        raise typer.Exit(done.returncode)
+    """Check the repo, ``feast apply`` it, then record its lineage (registry + last pipeline run), atomically.
+
+    What feastline cannot serve (non-file batch sources, join keys of a type Feast cannot key by, ...;
+    see ``service/repo_apply.py``) is refused before the registry changes (exit 1, each problem named);
+    a failure after ``feast apply`` (the registry as Feast wrote it, the lineage graph or its store)
+    restores the previous registry file: either the registry and the lineage version both change or
+    neither does.
+    """
+    from service.repo_apply import (
+        RegistryBackup,
+        RepoRefused,
+        check_contents,
+        check_store,
+        feast_apply,
+        parse,
+        registry_file,
+    )
+
+    repo = repo.resolve()
+    try:
+        problems = check_contents(parse(repo))
+        if problems:
+            raise RepoRefused(problems)
+        backup = RegistryBackup(registry_file(repo))
+    except RepoRefused as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        console.print("nothing applied: Feast's registry and the lineage are unchanged")
+        raise typer.Exit(1) from exc
+    try:
+        code = feast_apply(repo)
+        if code:
+            raise typer.Exit(code)
+        version = _record_lineage(repo, check_store)
+    except BaseException as exc:
+        backup.restore()
+        message = f"{exc}" if isinstance(exc, RepoRefused) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, typer.Exit):
+            console.print(f"[red]{message}[/]", soft_wrap=True)
+        console.print("apply undone: Feast's registry restored, no lineage version recorded")
+        if isinstance(exc, typer.Exit):
+            raise
+        raise typer.Exit(1) from exc
+    finally:
+        backup.discard()
+    counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in version.diff.counts().items())
+    console.print(
+        f"lineage version {version.number} recorded: {version.node_count} nodes, {version.edge_count} edges ({counts})"
+    )
+
+
+def _record_lineage(repo: Path, check_store: Any) -> Any:
+    """Check the applied registry again (entity columns as Feast inferred them), record its lineage version."""
     from feast import FeatureStore
 
     from feature_repo.pipeline.run import load_run_record
     from lineage import LineageStore
     from lineage.builders import from_pipeline_run, from_registry, merge
+    from service.repo_apply import RepoRefused
 
     store = FeatureStore(repo_path=str(repo))
+    if problems := check_store(store):
+        raise RepoRefused(problems)
     graphs = [from_registry(store)]
     record = load_run_record(repo)
     if record is None:
@@ -81,11 +128,7 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO) -> None:
         graphs.append(from_pipeline_run(record))
     nodes, edges = merge(*graphs)
     with LineageStore(_lineage_url(repo)) as lineage:
-        version = lineage.record_version(nodes, edges, source="feast apply")
-    counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in version.diff.counts().items())
-    console.print(
-        f"lineage version {version.number} recorded: {version.node_count} nodes, {version.edge_count} edges ({counts})"
-    )
+        return lineage.record_version(nodes, edges, source="feast apply")
 
 
 @app.command("materialize")

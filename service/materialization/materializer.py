@@ -39,6 +39,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore, FeatureView
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
@@ -295,10 +296,10 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
 def _missing_offline_data(repo: Path, fv: FeatureView) -> str | None:
     """ "no offline data at <path>" when the view's batch file does not exist yet (e.g. a push source's
     Parquet never built), else None."""
-    path = batch_spec(repo, fv).path
-    if any(c in str(path) for c in "*?[") or Path(path).exists():
+    spec = batch_spec(repo, fv)
+    if spec.parquet_files():
         return None
-    return f"no offline data at {path}"
+    return f"no offline data at {spec.path}"
 
 
 def _quote(name: str) -> str:
@@ -319,32 +320,38 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, wi
     created = _quote(mapping.get(spec.created_field, spec.created_field)) if spec.created_field else None
     keys = [_quote(spec.columns[k]) for k in spec.join_keys]
     selected = [f"{_quote(spec.columns[c])} AS {_quote(c)}" for c in (*spec.join_keys, *spec.features)]
-    order = latest_first(ts, created, "file_row_number")
+    order = latest_first(ts, created, "__file", "file_row_number")
+    # a view without entities: one row, keyed by Feast's dummy key (its value "" as Feast writes it)
+    selected += [f"'{DUMMY_ENTITY_VAL}' AS {_quote(k)}" for k, column in spec.store_keys.items() if column is None]
+    partition = f"PARTITION BY {', '.join(keys)} " if keys else ""
     query = f"""
         SELECT {", ".join(selected)},
                epoch_ns({ts}) AS __event_ns,
                {f"epoch_ns({created})" if created else "NULL::BIGINT"} AS __created_ns,
                count(*) OVER () AS __rows_in_window
-        FROM read_parquet(?, file_row_number = true)
+        FROM read_parquet(?, file_row_number = true, filename = '__file')
         WHERE epoch_ns({ts}) >= ? AND epoch_ns({ts}) < ?
-        QUALIFY row_number() OVER (PARTITION BY {", ".join(keys)} ORDER BY {order}) = 1
-            AND {" AND ".join(f"{k} IS NOT NULL" for k in keys)}
+        QUALIFY row_number() OVER ({partition}ORDER BY {order}) = 1
+            {"".join(f" AND {k} IS NOT NULL" for k in keys)}
     """
     cursor = con.cursor()  # one cursor per query: DuckDB 2 refuses new work while a result is unfinished
     try:
-        table = cursor.sql(query, params=[str(spec.path), _ns(window.start), _ns(window.end)]).to_arrow_table()
+        table = cursor.sql(query, params=[spec.parquet_glob, _ns(window.start), _ns(window.end)]).to_arrow_table()
     finally:
         cursor.close()
-    in_window = table.column("__rows_in_window")[0].as_py() if table.num_rows else _count(con, spec.path, ts, window)
+    if table.num_rows:
+        in_window = table.column("__rows_in_window")[0].as_py()
+    else:
+        in_window = _count(con, spec.parquet_glob, ts, window)
     return table, in_window
 
 
-def _count(con: duckdb.DuckDBPyConnection, path: Path, ts: str, window: Window) -> int:
+def _count(con: duckdb.DuckDBPyConnection, path: str, ts: str, window: Window) -> int:
     """Rows in the window when none has a usable entity key (the main query then returns no row to read it from)."""
     query = f"SELECT count(*) FROM read_parquet(?) WHERE epoch_ns({ts}) >= ? AND epoch_ns({ts}) < ?"
     cursor = con.cursor()
     try:
-        row = cursor.execute(query, [str(path), _ns(window.start), _ns(window.end)]).fetchone()
+        row = cursor.execute(query, [path, _ns(window.start), _ns(window.end)]).fetchone()
     finally:
         cursor.close()
     return int(row[0]) if row else 0
@@ -381,8 +388,10 @@ def _to_protos(
             for v in table.column(name).to_pylist()
         ]
 
-    key_names = [c.name for c in fv.entity_columns]
-    key_values = [protos(c.name, c.dtype.to_value_type()) for c in fv.entity_columns]
+    # a view without entities is keyed by Feast's dummy key (a copy of the view may have lost that column)
+    key_types = {c.name: c.dtype.to_value_type() for c in fv.entity_columns} or {DUMMY_ENTITY_ID: ValueType.STRING}
+    key_names = list(key_types)
+    key_values = [protos(name, value_type) for name, value_type in key_types.items()]
     features = {f.name: protos(f.name, f.dtype.to_value_type()) for f in fv.features}
     events = pd.to_datetime(table.column("__event_ns").to_numpy(zero_copy_only=False), unit="ns", utc=True)
     created_ns = table.column("__created_ns").to_pylist()

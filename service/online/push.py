@@ -23,6 +23,7 @@ import importlib.util
 import math
 import re
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -370,7 +371,9 @@ def _append(path: Path, rows: pa.Table) -> None:
     to a temporary file in the same folder, then renamed over (or into) the target."""
     with _OFFLINE_LOCK:
         if path.is_dir():
-            target, table = path / f"part-{uuid.uuid4().hex}.parquet", rows
+            # a new file per push, named to sort after the earlier ones: the engine breaks event-time ties
+            # between the files of a directory source by file name
+            target, table = path / f"push-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet", rows
         else:
             target = path
             table = pa.concat_tables(_same_schema(pq.read_table(path), rows)) if path.exists() else rows

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 from feast import FeatureStore
+from feast.feature_view import DUMMY_ENTITY_VAL
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType
@@ -77,7 +78,7 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
         UnknownFeatureService / UnknownFeature: the service or a feature does not exist.
     """
     refs = _references(store, req)
-    plan = plan_retrieval(store, refs)
+    plan = plan_retrieval(store, refs, req.feature_service)
     problems: list[dict[str, Any]] = []
     names = [r if req.full_feature_names else r.partition(":")[2] for r in refs]
     if len(set(refs)) < len(refs):
@@ -236,11 +237,18 @@ def _read_view(
     ]
     distinct: dict[tuple[Any, ...], int] = {}
     order = [distinct.setdefault(key, len(distinct)) for key in zip(*key_columns, strict=True)]
+    if not spec.join_keys:  # a view without entities: one row for everyone, keyed as Feast keys it
+        distinct, order = {(): 0}, [0] * n
     key_types = {c.name: c.dtype.to_value_type() for c in fv.entity_columns}
-    protos = [
-        python_values_to_proto_values([key[j] for key in distinct], key_types[k]) for j, k in enumerate(spec.join_keys)
+    position = {k: j for j, k in enumerate(spec.join_keys)}
+    protos = [  # per store key (the view's own join keys, projection undone), one value per distinct entity
+        python_values_to_proto_values(
+            [DUMMY_ENTITY_VAL if column is None else key[position[column]] for key in distinct],
+            key_types.get(name, ValueType.STRING),  # Feast's dummy key of a view without entities is a string
+        )
+        for name, column in spec.store_keys.items()
     ]
-    join_keys = list(spec.join_keys)
+    join_keys = list(spec.store_keys)
     keys = [EntityKeyProto(join_keys=join_keys, entity_values=list(values)) for values in zip(*protos, strict=True)]
     rows = store._get_provider().online_read(store.config, fv, keys, list(spec.features))
     columns: dict[str, dict[str, Any]] = {}

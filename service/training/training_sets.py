@@ -10,6 +10,7 @@ mean the same inputs, so the same answer.
 
 import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,7 +96,7 @@ def requested_references(store: FeatureStore, opts: TrainingSetOptions) -> list[
 
 def resolve(store: FeatureStore, opts: TrainingSetOptions) -> tuple[list[str], RetrievalPlan]:
     refs = requested_references(store, opts)
-    return refs, plan_retrieval(store, refs)
+    return refs, plan_retrieval(store, refs, opts.feature_service)
 
 
 def sha256_file(path: Path) -> str:
@@ -112,11 +113,22 @@ def entity_sha256(entity_df: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def sha256_source(path: Path, files: list[Path]) -> str:
+    """The content sha256 of a source: its file's, or for a directory or glob of Parquet files the
+    sha256 over each file's name (relative to ``path`` or the glob's folder) and content sha256."""
+    if files == [path]:
+        return sha256_file(path)
+    base = path if path.is_dir() else Path(os.path.commonpath([f.parent for f in files]))
+    listing = [[str(f.relative_to(base)), sha256_file(f)] for f in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
 def inputs_of(plan: RetrievalPlan) -> tuple[dict[str, str], dict[str, str]]:
-    """(view name -> definition hash, source file path -> content sha256) for everything joined."""
+    """(view name -> definition hash, source path -> content sha256) for everything joined (a source
+    that is a directory or a glob of Parquet files: see ``sha256_source``)."""
     views = {v.name: spec_hash(v.definition) for v in plan.views}
     views |= {o.name: spec_hash(o.definition) for o in plan.on_demand}
-    sources = {str(v.path): sha256_file(v.path) for v in plan.views if v.path.exists()}
+    sources = {str(v.path): sha256_source(v.path, files) for v in plan.views if (files := v.parquet_files())}
     return views, sources
 
 
@@ -194,7 +206,8 @@ def create_training_set(
     catalog.add(record)
     attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns")}
     attributes["audit_passed"] = result.audit.passed
-    lineage.save(*training_set_graph(ts_id, refs, opts.feature_service, attributes))
+    view_names = {v.name: v.definition.name for v in plan.views} | {o.name: o.definition.name for o in plan.on_demand}
+    lineage.save(*training_set_graph(ts_id, refs, opts.feature_service, attributes, view_names))
     return TrainingSet(record, result.frame)
 
 

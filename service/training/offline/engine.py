@@ -6,8 +6,9 @@ the greatest event timestamp such that
 - ``created_ts <= entity_ts`` when the source has a created-timestamp column (a row written after
   the moment being modelled never reaches training), unless the caller turns this off explicitly;
 - ties on event time go to the greatest ``created_ts`` (a null one ranks below any known one), then to
-  the row that comes later in the source file (greater file row number): the order of
-  :mod:`service.training.offline.order`, shared with the materializer and the online stores;
+  the row that comes later in the source (in a directory or glob of files, the later file name first,
+  then the greater file row number): the order of :mod:`service.training.offline.order`, shared with
+  the materializer and the online stores;
 - under the created cut-off, a row whose ``created_ts`` is null (knowledge time unknown) is never
   taken, as under Feast's ``filter_by_created_timestamp``; the audit counts such rows;
 - no such row: null.
@@ -52,39 +53,40 @@ def _view_sql(v: ViewSpec, created_filter: bool) -> str:
     """SQL giving, per distinct (join keys, event_timestamp) of ``entity``, the view's chosen row."""
     keys = [_q(k) for k in v.join_keys]
     key_list = ", ".join(keys)
+    keys_, partition = (key_list + ", ", f"PARTITION BY {key_list}") if keys else ("", "")  # none: global features
     src_cols = ", ".join(f"{_q(v.columns[c])} AS {_q(c)}" for c in (*v.join_keys, *v.features))
     created = _q(v.created_field) if v.created_field else _q(v.timestamp_field)
     avail = "greatest(__ts, __created)" if created_filter else "__ts"
     feats = ", ".join(f"r.{_q(f)} AS {_q(f'{v.name}__{f}')}" for f in v.features)
-    on_keys = " AND ".join(f"e.{k} = fr.{k}" for k in keys)
-    on_rank = " AND ".join(f"r.{k} = fr.{k}" for k in keys)
-    path = str(v.path).replace("'", "''")
+    on_keys = "".join(f"e.{k} = fr.{k} AND " for k in keys)
+    on_rank = "".join(f"r.{k} = fr.{k} AND " for k in keys)
+    path = v.parquet_glob.replace("'", "''")
     ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
     ttl = f"CASE WHEN r.__ts >= e.{TS_NS} - {ttl_ns} THEN 1 ELSE 0 END" if ttl_ns else "1"
-    order = rank_order("__ts", "__created", "__frow")
+    order = rank_order("__ts", "__created", "__file", "__frow")
     known = f"WHERE {created} IS NOT NULL" if created_filter and v.created_field else ""
     return f"""
     WITH src AS (
         SELECT {src_cols}, epoch_ns({_q(v.timestamp_field)}) AS __ts,
-               epoch_ns({created}) AS __created, file_row_number AS __frow
-        FROM read_parquet('{path}', file_row_number = true) {known}
+               epoch_ns({created}) AS __created, __file, file_row_number AS __frow
+        FROM read_parquet('{path}', file_row_number = true, filename = '__file') {known}
     ),
     ranked AS (
         SELECT *, {avail} AS __avail,
-               row_number() OVER (PARTITION BY {key_list} ORDER BY {order}) AS __rank
+               row_number() OVER ({partition} ORDER BY {order}) AS __rank
         FROM src
     ),
     frontier AS (
-        SELECT DISTINCT {key_list}, __avail,
-               max(__rank) OVER (PARTITION BY {key_list} ORDER BY __avail
+        SELECT DISTINCT {keys_}__avail,
+               max(__rank) OVER ({partition} ORDER BY __avail
                                  RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
         FROM ranked
     ),
-    ent AS (SELECT DISTINCT {key_list}, {TS_NS} FROM entity)
+    ent AS (SELECT DISTINCT {keys_}{TS_NS} FROM entity)
     SELECT e.*, r.__ts AS __feature_ts, r.__created AS __created_ts, {ttl} AS __in_ttl, {feats}
     FROM ent e
-    ASOF LEFT JOIN frontier fr ON {on_keys} AND e.{TS_NS} >= fr.__avail
-    LEFT JOIN ranked r ON {on_rank} AND r.__rank = fr.__best
+    ASOF LEFT JOIN frontier fr ON {on_keys}e.{TS_NS} >= fr.__avail
+    LEFT JOIN ranked r ON {on_rank}r.__rank = fr.__best
     """
 
 
@@ -105,10 +107,10 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
         ``v__f``, plus ``v____feature_ts`` and ``v____created_ts`` (UTC, null when no row matched).
 
     Raises:
-        SourceDataMissing: a view's Parquet file does not exist.
+        SourceDataMissing: a view's Parquet file does not exist (a directory or glob: holds no Parquet file).
     """
     for v in views:
-        if not v.path.exists():
+        if not v.parquet_files():
             raise SourceDataMissing(v.name, str(v.path))
     keys = sorted({k for v in views for k in v.join_keys})
     entity = entity_df[keys].copy()

@@ -59,25 +59,50 @@ class FeastlineOfflineStoreConfig(FeastConfigBaseModel):
     staging_location_endpoint_override: str | None = None
 
 
+def _aware_stamps(stamps: pd.Series, ts_col: str) -> pd.Series:
+    """``stamps`` as datetime64[ns, UTC].
+
+    A tz-aware column is converted. An object column of datetimes in different offsets (or mixing
+    naive and aware ones, as Feast's own tests build them) is read as Feast reads it: each aware value
+    at its own offset, a naive value as UTC. A column with no offset at all, or holding anything but
+    datetimes (strings are not parsed), is refused.
+    """
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    if stamps.dtype == object:
+        values = stamps.reset_index(drop=True).dropna()
+        not_datetimes = [int(i) for i, v in values.items() if not isinstance(v, datetime)]
+        if not not_datetimes and any(v.tzinfo is not None and v.utcoffset() is not None for v in values):
+            return (
+                pd.Series([pd.NaT if pd.isna(v) else pd.Timestamp(v) for v in stamps], index=stamps.index, dtype=object)
+                .pipe(lambda s: pd.to_datetime(s, utc=True))
+                .astype("datetime64[ns, UTC]")
+            )
+        if not_datetimes:
+            raise EntityRowsInvalid(
+                [
+                    {"row": i, "field": ts_col, "problem": f"must be a datetime, got {values[i]!r}"}
+                    for i in not_datetimes[:100]
+                ]
+            )
+    raise EntityRowsInvalid(
+        [
+            {
+                "row": None,
+                "field": ts_col,
+                "problem": f"must be timezone-aware (got {stamps.dtype}); "
+                "use tz_localize('UTC') or the timezone the times are in",
+            }
+        ]
+    )
+
+
 def _entity_frame(entity_df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     ts_col = infer_event_timestamp_from_entity_df(dict(zip(entity_df.columns, entity_df.dtypes, strict=True)))
-    stamps = entity_df[ts_col]
-    if stamps.dtype == object:  # TEMP (engineer B fixes _entity_frame): Feast reads naive as UTC
-        stamps = pd.to_datetime(stamps, utc=True)
-    if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
-        raise EntityRowsInvalid(
-            [
-                {
-                    "row": None,
-                    "field": ts_col,
-                    "problem": f"must be timezone-aware (got {stamps.dtype}); "
-                    "use tz_localize('UTC') or the timezone the times are in",
-                }
-            ]
-        )
+    stamps = _aware_stamps(entity_df[ts_col], ts_col)
     frame = entity_df.rename(columns={ts_col: TS}) if ts_col != TS else entity_df
     frame = frame.copy()
-    frame[TS] = stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    frame[TS] = stamps
     return frame.reset_index(drop=True), ts_col
 
 

@@ -40,12 +40,13 @@ def order_key(event_ts: datetime, created_ts: datetime | None) -> tuple[int, int
     return to_ns(event_ts), NO_CREATED_NS if created_ts is None else to_ns(created_ts)
 
 
-def rank_order(event: str, created: str, row: str) -> str:
-    """SQL ``ORDER BY`` items, oldest first, for the columns ``event``, ``created`` (may be null), ``row``."""
-    return f"{event} ASC, {created} ASC NULLS FIRST, {row} ASC"
+def rank_order(event: str, created: str, *rows: str) -> str:
+    """SQL ``ORDER BY`` items, oldest first, for the columns ``event``, ``created`` (may be null), then the
+    position columns ``rows`` (e.g. the file name of a directory source, then the row in the file)."""
+    return ", ".join([f"{event} ASC", f"{created} ASC NULLS FIRST", *(f"{r} ASC" for r in rows)])
 
 
-def latest_first(event: str, created: str | None, row: str) -> str:
+def latest_first(event: str, created: str | None, *rows: str) -> str:
     """SQL ``ORDER BY`` items, newest first (the reverse of :func:`rank_order`)."""
-    items = [f"{event} DESC", *([f"{created} DESC NULLS LAST"] if created else []), f"{row} DESC"]
+    items = [f"{event} DESC", *([f"{created} DESC NULLS LAST"] if created else []), *(f"{r} DESC" for r in rows)]
     return ", ".join(items)

@@ -12,6 +12,7 @@ from typing import Any
 
 from feast import FeatureStore, FeatureView, FileSource, OnDemandFeatureView
 from feast.data_source import PushSource
+from feast.feature_view import DUMMY_ENTITY_ID
 from feast.value_type import ValueType
 
 from service.training.offline.errors import (
@@ -24,12 +25,18 @@ from service.training.offline.errors import (
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """One batch feature view as the engine needs it.
+    """One batch feature view as the engine needs it, as projected by a feature service.
 
-    ``path`` is the Parquet file of its batch source; ``columns`` maps the names the engine uses
-    (join keys, features) to the source columns, field mapping applied. ``ttl`` of None means no
-    lower bound on feature age. ``types`` gives the declared Feast value type of each join key
-    (from the view's entity columns) and feature.
+    ``name`` is the name the view is referred to by (``fv.with_name(...)`` in a feature service:
+    the alias; else the view's name). ``join_keys`` are the entity-table columns it is joined on
+    (``fv.with_join_key_map({"origin": "airport"})``: ``airport``), empty for a view without
+    entities (global features: one value for every entity row); ``store_keys`` maps each key the
+    online store keys the view by (the view's own join keys, Feast's ``__dummy_id`` for a view
+    without entities) to the entity column it is read from (None: Feast's dummy value ``""``).
+    ``path`` is the Parquet file, directory or glob of its batch source; ``columns`` maps the names
+    the engine uses (join keys, features) to the source columns, field mapping applied. ``ttl`` of
+    None means no lower bound on feature age. ``types`` gives the declared Feast value type of each
+    join key (by its entity-table name) and feature.
     """
 
     name: str
@@ -42,6 +49,22 @@ class ViewSpec:
     columns: dict[str, str]
     definition: FeatureView
     types: dict[str, ValueType] = field(default_factory=dict)
+    store_keys: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def parquet_glob(self) -> str:
+        """What ``read_parquet`` reads: the file or glob itself, every ``*.parquet`` under a directory."""
+        return str(self.path / "**" / "*.parquet") if self.path.is_dir() else str(self.path)
+
+    def parquet_files(self) -> list[Path]:
+        """The Parquet files the source holds now (sorted; one for a file source; none if missing)."""
+        text = str(self.path)
+        if self.path.is_dir():
+            return sorted(p for p in self.path.rglob("*.parquet") if p.is_file())
+        if any(c in text for c in "*?["):
+            anchor = Path(text[: min(text.index(c) for c in "*?[" if c in text)]).parent
+            return sorted(p for p in anchor.glob(str(Path(text).relative_to(anchor))) if p.is_file())
+        return [self.path] if self.path.exists() else []
 
 
 @dataclass(frozen=True)
@@ -146,44 +169,82 @@ def _service_references(store: FeatureStore, service: str) -> tuple[str, ...]:
 
 
 def batch_spec(repo_path: Path, fv: FeatureView) -> ViewSpec:
-    """The engine's view of a batch (or push-fed) feature view; its source must be a Parquet file."""
+    """The engine's view of a batch (or push-fed) feature view, under its projection (``fv.projection``:
+    the default one for a view from the registry, a feature service's for a view it projects); its
+    source must be Parquet (a file, a directory of files or a glob)."""
     source = fv.batch_source
     if isinstance(source, PushSource):
         source = source.batch_source
     if not isinstance(source, FileSource):
         raise FeatureSelectionInvalid(f"{fv.name}: only file (Parquet) sources are supported offline")
     reverse = {dst: src for src, dst in (source.field_mapping or {}).items()}
-    join_keys = tuple(e.name for e in fv.entity_columns)
+    key_map = fv.projection.join_key_map or {}
+    store_keys = {e.name: None if e.name == DUMMY_ENTITY_ID else key_map.get(e.name, e.name) for e in fv.entity_columns}
+    if not store_keys:  # a copy of a view without entities (Feast's __copy__ drops the inferred dummy column)
+        store_keys = {DUMMY_ENTITY_ID: None}
+    view_keys = {entity: key for key, entity in store_keys.items() if entity is not None}
+    join_keys = tuple(view_keys)
     features = tuple(f.name for f in fv.features)
     ttl = fv.ttl if fv.ttl and fv.ttl > timedelta(0) else None
     path = Path(FileSource.get_uri_for_file_path(repo_path, source.path))
+    columns = {k: reverse.get(view_keys[k], view_keys[k]) for k in join_keys}
     return ViewSpec(
-        name=fv.name,
+        name=fv.projection.name_to_use(),
         path=path,
         join_keys=join_keys,
         features=features,
         timestamp_field=reverse.get(source.timestamp_field, source.timestamp_field),
         created_field=reverse.get(source.created_timestamp_column, source.created_timestamp_column) or None,
         ttl=ttl,
-        columns={c: reverse.get(c, c) for c in (*join_keys, *features)},
+        columns=columns | {c: reverse.get(c, c) for c in features},
         definition=fv,
-        types={f.name: f.dtype.to_value_type() for f in (*fv.entity_columns, *fv.features)},
+        # join keys by their entity-table names (after with_join_key_map), then features
+        types={key_map.get(f.name, f.name): f.dtype.to_value_type() for f in fv.entity_columns}
+        | {f.name: f.dtype.to_value_type() for f in fv.features},
+        store_keys=store_keys,
     )
 
 
-def plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan:
+def plan_retrieval(store: FeatureStore, references: list[str], feature_service: str | None = None) -> RetrievalPlan:
     """Resolve ``view:feature`` references into a plan (cached until the registry changes).
+
+    With ``feature_service``, a reference's view is first looked up among the service's projections
+    (``fv.with_name("x")`` is referred to as ``x:feature``; ``fv.with_join_key_map`` renames the entity
+    columns it joins on), then among the registry's views.
 
     Raises:
         FeatureReferenceInvalid: a reference is not ``view:feature``.
         UnknownFeature: the view or the feature does not exist in the registry.
+        UnknownFeatureService: ``feature_service`` does not exist.
     """
-    return _memo(store, "plan", tuple(references), lambda: _plan_retrieval(store, references))
+    key = (tuple(references), feature_service)
+    return _memo(store, "plan", key, lambda: _plan_retrieval(store, references, feature_service))
 
 
-def _plan_retrieval(store: FeatureStore, references: list[str]) -> RetrievalPlan:
+def _projected(
+    store: FeatureStore, feature_service: str | None
+) -> tuple[dict[str, FeatureView], dict[str, OnDemandFeatureView]]:
+    """The registry's views by name, overlaid with the feature service's projections by ``name_to_use``."""
     batch = {fv.name: fv for fv in store.list_feature_views()}
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+    if feature_service is None:
+        return batch, odfvs
+    try:
+        fs = store.get_feature_service(feature_service)
+    except Exception as exc:  # Feast raises FeatureServiceNotFoundException
+        raise UnknownFeatureService(feature_service) from exc
+    projected_batch: dict[str, FeatureView] = {}
+    projected_odfvs: dict[str, OnDemandFeatureView] = {}
+    for p in fs.feature_view_projections:
+        if p.name in batch:
+            projected_batch[p.name_to_use()] = batch[p.name].with_projection(p)
+        elif p.name in odfvs:
+            projected_odfvs[p.name_to_use()] = odfvs[p.name].with_projection(p)
+    return batch | projected_batch, odfvs | projected_odfvs
+
+
+def _plan_retrieval(store: FeatureStore, references: list[str], feature_service: str | None) -> RetrievalPlan:
+    batch, odfvs = _projected(store, feature_service)
     requested: list[tuple[str, str]] = []
     needed: dict[str, None] = {}
     on_demand: dict[str, OnDemandSpec] = {}
