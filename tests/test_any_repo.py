@@ -116,7 +116,7 @@ def same(got: Any, want: Any) -> bool:
 def entity_json(repo: RepoDef, entity: dict[str, Any], label: int) -> dict[str, Any]:
     row = {k: (iso(v) if k == "event_ts" else wire_key(v)) for k, v in entity.items()}
     row["event_timestamp"] = row.pop("event_ts")
-    if repo.on_demand:
+    if repo.on_demand and repo.on_demand.request_field in entity:  # only rows of requests that read the view
         row[repo.on_demand.request_field] = wire_value(entity[repo.on_demand.request_field])
     row["label"] = label
     return row

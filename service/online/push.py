@@ -130,9 +130,20 @@ class PushGate:
     def _problems(
         self, req: PushRequest, source: PushSource, views: list[FeatureView], now: datetime
     ) -> tuple[pd.DataFrame, list[dict]]:
-        df = req.df
         batch = source.batch_source
         assert batch is not None  # Feast requires one
+        # Columns may come in the batch file's own names, as Feast's push takes them (its field_mapping
+        # renames them), or in the views' names; both mean the same column, so both at once is a 422.
+        mapping = batch.field_mapping or {}
+        df: dict[str, list[Any]] = {}
+        for column, values in req.df.items():
+            name = mapping.get(column, column)
+            if name in df:
+                raise PushRejected(
+                    req.push_source_name,
+                    [{"row": None, "field": column, "problem": f"is the batch file's name of {name!r}, also sent"}],
+                )
+            df[name] = values
         ts_col, created_col = batch.timestamp_field or "event_timestamp", batch.created_timestamp_column or None
         problems: list[dict[str, Any]] = []
         lengths = {k: len(v) for k, v in df.items()}
