@@ -12,10 +12,12 @@ version, the attributes it writes. Runs (a materialization's ``last_materializat
 :meth:`LineageStore.update_attributes`; the store remembers those keys (``run_keys``) and a re-apply keeps
 them, unless the apply now writes the same key itself.
 
-Writers are serialised (PostgreSQL: an ``EXCLUSIVE`` lock on the changes table; SQLite: ``BEGIN
-IMMEDIATE`` with a 30 s busy timeout), so concurrent writes with overlapping nodes and edges lose
-nothing, duplicate nothing, and cannot jointly close a cycle; a check made inside a write (a model
-version already registered) holds until it commits. Readers are not blocked on PostgreSQL.
+Writers are serialised (PostgreSQL: an ``EXCLUSIVE`` lock on the changes table; SQLite: WAL, ``BEGIN
+IMMEDIATE`` with a 30 s busy timeout, see :mod:`lineage.database`), so concurrent writes with
+overlapping nodes and edges lose nothing, duplicate nothing, and cannot jointly close a cycle; a check
+made inside a write (a model version already registered) holds until it commits; a write that finds
+the database busy is retried. Readers are not blocked. :meth:`LineageStore.write` runs several writes,
+and the caller's own rows in other tables of the same database, in one transaction.
 
 Past ~400 lines on purpose: every write path shares one transaction and lock helper here, and
 splitting the writers across modules would hide which writes are serialised together; the tables,
@@ -25,16 +27,17 @@ history and graph cache already live in their own modules.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from sqlalchemy import Connection, Table, and_, bindparam, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lineage import history, migrations
+from lineage.database import WRITE_OPTION, create_db_engine, retrying, write_connection
 from lineage.errors import ModelVersionConflict, NodeNotFound
 from lineage.graph import LineageGraph
 from lineage.graph_cache import GraphCache
@@ -50,8 +53,8 @@ from lineage.tables import (
 )
 from lineage.versions import Version, VersionNotFound, diff_graphs
 
-_WRITE_OPTION = "lineage_write"
 _PAST_GRAPHS_KEPT = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,8 @@ class LineageStore:
 
     def __init__(self, url: str, *, table_prefix: str = "") -> None:
         self.table_prefix = table_prefix
-        is_sqlite = url.startswith("sqlite")
-        self._engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
-        if is_sqlite:
-            _use_explicit_sqlite_transactions(self._engine)
+        self.url = url
+        self._engine = create_db_engine(url)
         self._t = LineageTables.named(table_prefix)
         self._cache = GraphCache(_PAST_GRAPHS_KEPT)
         self.create_all()
@@ -89,7 +90,7 @@ class LineageStore:
     def create_all(self) -> None:
         """Create or migrate the tables to the newest revision (``alembic upgrade head``; idempotent)."""
         with self._engine.connect() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
+            conn.execution_options(**{WRITE_OPTION: True})
             sqlite = conn.dialect.name == "sqlite"
             raw = conn.connection.dbapi_connection if sqlite else None
             if raw is not None:  # batch migrations recreate tables; SQLite lifts FK checks only outside a transaction
@@ -118,48 +119,29 @@ class LineageStore:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def save(self, nodes: Iterable[Node], edges: Iterable[Edge]) -> None:
-        """Upsert ``nodes`` and add ``edges``, all in one transaction: everything or nothing is written.
-
-        A node whose ref is already stored has its hash and attributes replaced; an edge already stored
-        is left alone. Edges may name nodes saved earlier or in this same call. Changes are recorded in
-        the history; nothing is ever ended by ``save``.
-
-        Raises:
-            NodeNotFound: an edge names a node that is neither stored nor in ``nodes``.
-            CycleRefused: the stored graph plus these edges would contain a cycle.
+    def write(self, work: Callable[[LineageWrite], T]) -> T:
+        """``work(writer)`` in one write transaction, committed when it returns (nothing written if it
+        raises): the writes it makes through ``writer`` (:meth:`LineageWrite.save`,
+        :meth:`LineageWrite.register_model`, :meth:`LineageWrite.update_attributes`) and the caller's
+        own statements on ``writer.connection`` (rows of other tables in this database: a catalog row,
+        an event) commit together. Retried while the database is busy, so ``work`` must only touch the
+        database (it may run more than once).
         """
-        with self._writing() as w:
-            self._save(w, nodes, edges)
+
+        def attempt() -> T:
+            with self._writing() as w:
+                return work(LineageWrite(self, w))
+
+        return retrying(attempt)
+
+    def save(self, nodes: Iterable[Node], edges: Iterable[Edge]) -> None:
+        """Upsert ``nodes`` and add ``edges``, all in one transaction: see :meth:`LineageWrite.save`."""
+        nodes, edges = list(nodes), list(edges)
+        self.write(lambda w: w.save(nodes, edges))
 
     def register_model(self, model: Node, training_set: NodeRef) -> Node:
-        """Save ``model`` with a ``trained_on`` edge from ``training_set``, unless ``model.ref`` is already
-        registered: checked and written in one transaction, under the writers' lock, so of concurrent
-        registrations of one ref exactly one succeeds. A ``name@version`` is registered once, whatever
-        the training set or attributes of a later attempt (nothing is replaced).
-
-        Returns:
-            ``model``, as now stored.
-
-        Raises:
-            ModelVersionConflict: ``model.ref`` is already stored (``registered_on`` names the training
-                set it is trained on; the message says when it was registered); nothing is written.
-            NodeNotFound: ``training_set`` is not stored.
-        """
-        e, n = self._t.edges, self._t.nodes
-        with self._writing() as w:
-            stored = w.conn.execute(select(n).where(n.c.id == str(model.ref))).one_or_none()
-            if stored is not None:
-                trained_on = select(e.c.source).where(
-                    e.c.target == str(model.ref), e.c.relation == str(Relation.TRAINED_ON)
-                )
-                source = w.conn.scalars(trained_on.order_by(e.c.source).limit(1)).one_or_none()
-                existing = node_from_row(stored)
-                on = NodeRef.parse(source).name if source else str(existing.attributes.get("training_set_id", ""))
-                when = existing.attributes.get("registered_at")
-                raise ModelVersionConflict(model.ref, on, training_set.name, str(when) if when else None)
-            self._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
-        return model
+        """Register ``model`` trained on ``training_set``, once: see :meth:`LineageWrite.register_model`."""
+        return self.write(lambda w: w.register_model(model, training_set))
 
     def record_version(self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = "feast apply") -> Version:
         """Record the registry-derived graph as a new version, in one transaction.
@@ -181,6 +163,9 @@ class LineageStore:
         """
         given = {node.ref: node for node in nodes}
         new_edges = set(edges)
+        return retrying(lambda: self._record_version(given, new_edges, source))
+
+    def _record_version(self, given: dict[NodeRef, Node], new_edges: set[Edge], source: str) -> Version:
         t = self._t
         with self._writing() as w:
             conn = w.conn
@@ -218,27 +203,8 @@ class LineageStore:
         return version
 
     def update_attributes(self, ref: NodeRef, **attrs: Any) -> Node:
-        """Merge ``attrs`` into the stored node's attributes (top-level keys replaced; history recorded).
-
-        This is how runs write (a materialization's ``last_materialization``): the keys are remembered
-        as the run's, and a later :meth:`record_version` keeps them.
-
-        Returns:
-            the node as now stored.
-
-        Raises:
-            NodeNotFound: ``ref`` is not stored.
-            TypeError / ValueError: a value is not JSON-serialisable.
-        """
-        with self._writing() as w:
-            row = w.conn.execute(select(self._t.nodes).where(self._t.nodes.c.id == str(ref))).one_or_none()
-            if row is None:
-                raise NodeNotFound(ref)
-            before = node_from_row(row)
-            node = Node(ref, row.definition_hash, {**before.attributes, **attrs})
-            run_keys = {ref: [*run_keys_from_row(row), *attrs]}
-            self._put_nodes(w, [node], {ref: before}, registry=None, run_keys=run_keys)
-        return node
+        """Merge ``attrs`` into the stored node's attributes: see :meth:`LineageWrite.update_attributes`."""
+        return self.write(lambda w: w.update_attributes(ref, **attrs))
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -328,16 +294,14 @@ class LineageStore:
     @contextmanager
     def _writing(self) -> Iterator[_Write]:
         """A write transaction holding the writers' lock, with its change recorded; committed on exit."""
-        with self._engine.connect() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                if self._engine.dialect.name == "postgresql":
-                    table = self._engine.dialect.identifier_preparer.format_table(self._t.changes)
-                    conn.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
-                seq = history.change_token(conn, self._t) + 1
-                now = datetime.now(UTC)
-                conn.execute(insert(self._t.changes).values(seq=seq, at=now))
-                yield _Write(conn, seq, now)
+        with write_connection(self._engine) as conn:
+            if self._engine.dialect.name == "postgresql":
+                table = self._engine.dialect.identifier_preparer.format_table(self._t.changes)
+                conn.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            seq = history.change_token(conn, self._t) + 1
+            now = datetime.now(UTC)
+            conn.execute(insert(self._t.changes).values(seq=seq, at=now))
+            yield _Write(conn, seq, now)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -464,19 +428,99 @@ def _keep_run_attributes(
     return nodes, kept_keys
 
 
-def _use_explicit_sqlite_transactions(engine: Any) -> None:
-    """Let SQLAlchemy, not pysqlite, issue BEGIN; writers take the write lock up front (IMMEDIATE).
+class LineageWrite:
+    """The writes of one open transaction of :meth:`LineageStore.write` (use it only inside ``work``).
 
-    Upgrading a deferred read transaction to a write one can fail with "database is locked" without
-    waiting on the busy timeout; ``BEGIN IMMEDIATE`` waits for the lock instead.
+    ``connection`` is the transaction's connection: statements on other tables of the same database
+    commit (or roll back) with the lineage writes.
     """
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+    def __init__(self, store: LineageStore, w: _Write) -> None:
+        self._store, self._w = store, w
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    @property
+    def connection(self) -> Connection:
+        return self._w.conn
+
+    def node(self, ref: NodeRef) -> Node | None:
+        """The node stored under ``ref`` (as this transaction sees it), or None."""
+        n = self._store._t.nodes
+        row = self._w.conn.execute(select(n).where(n.c.id == str(ref))).one_or_none()
+        return None if row is None else node_from_row(row)
+
+    def save(self, nodes: Iterable[Node], edges: Iterable[Edge]) -> None:
+        """Upsert ``nodes`` and add ``edges``.
+
+        A node whose ref is already stored has its hash and attributes replaced; an edge already stored
+        is left alone. Edges may name nodes saved earlier or in this same call. Changes are recorded in
+        the history; nothing is ever ended by ``save``.
+
+        Raises:
+            NodeNotFound: an edge names a node that is neither stored nor in ``nodes``.
+            CycleRefused: the stored graph plus these edges would contain a cycle.
+        """
+        self._store._save(self._w, nodes, edges)
+
+    def register_model(self, model: Node, training_set: NodeRef) -> Node:
+        """Save ``model`` with a ``trained_on`` edge from ``training_set``, unless ``model.ref`` is already
+        registered: checked and written in this transaction, under the writers' lock, so of concurrent
+        registrations of one ref exactly one succeeds. A ``name@version`` is registered once, whatever
+        the training set or attributes of a later attempt (nothing is replaced).
+
+        Returns:
+            ``model``, as now stored.
+
+        Raises:
+            ModelVersionConflict: ``model.ref`` is already stored (``registered_on`` names the training
+                set it is trained on; the message says when it was registered); nothing is written.
+            NodeNotFound: ``training_set`` is not stored.
+        """
+        t, w = self._store._t, self._w
+        e, n = t.edges, t.nodes
+        stored = w.conn.execute(select(n).where(n.c.id == str(model.ref))).one_or_none()
+        if stored is not None:
+            trained_on = select(e.c.source).where(
+                e.c.target == str(model.ref), e.c.relation == str(Relation.TRAINED_ON)
+            )
+            source = w.conn.scalars(trained_on.order_by(e.c.source).limit(1)).one_or_none()
+            existing = node_from_row(stored)
+            on = NodeRef.parse(source).name if source else str(existing.attributes.get("training_set_id", ""))
+            when = existing.attributes.get("registered_at")
+            raise ModelVersionConflict(model.ref, on, training_set.name, str(when) if when else None)
+        self._store._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
+        return model
+
+    def update_attributes(self, ref: NodeRef, **attrs: Any) -> Node:
+        """Merge ``attrs`` into the stored node's attributes (top-level keys replaced; history recorded).
+
+        This is how runs write (a materialization's ``last_materialization``): the keys are remembered
+        as the run's, and a later :meth:`LineageStore.record_version` keeps them.
+
+        Returns:
+            the node as now stored.
+
+        Raises:
+            NodeNotFound: ``ref`` is not stored.
+            TypeError / ValueError: a value is not JSON-serialisable.
+        """
+        t, w = self._store._t, self._w
+        row = w.conn.execute(select(t.nodes).where(t.nodes.c.id == str(ref))).one_or_none()
+        if row is None:
+            raise NodeNotFound(ref)
+        before = node_from_row(row)
+        node = Node(ref, row.definition_hash, {**before.attributes, **attrs})
+        run_keys = {ref: [*run_keys_from_row(row), *attrs]}
+        self._store._put_nodes(w, [node], {ref: before}, registry=None, run_keys=run_keys)
+        return node
+
+    def remove(self, refs: Iterable[NodeRef]) -> None:
+        """End the nodes ``refs`` and every edge touching them (they stay in the history, readable with
+        ``as_of``); refs not stored are ignored. For what a crashed write left half-done."""
+        t, w = self._store._t, self._w
+        ids = sorted({str(r) for r in refs})
+        if not ids:
+            return
+        stored = [NodeRef.parse(i) for i in w.conn.scalars(select(t.nodes.c.id).where(t.nodes.c.id.in_(ids)))]
+        touching = select(t.edges).where(t.edges.c.source.in_(ids) | t.edges.c.target.in_(ids))
+        self._store._end_edges(w, sorted(edge_from_row(r) for r in w.conn.execute(touching)))
+        self._store._end_nodes(w, sorted(stored))
