@@ -1,7 +1,9 @@
 """The app factory. Nothing heavy happens at import: ``create_app(settings)`` wires the routers and a
-lifespan that opens the Feast store and the lineage database on ``app.state``."""
+lifespan that opens the Feast store and the lineage database on ``app.state`` and runs the recovery
+pass (:mod:`service.recovery`) before the first request."""
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,9 +14,13 @@ from feast import FeatureStore
 
 from lineage import LineageStore
 from service.errors import install_error_handlers, problem_responses, use_problem_media_type
+from service.intents import Intents
+from service.materialization.jobs import JobStore
 from service.metrics import install_metrics
 from service.online.push import PushGate
 from service.online.quarantine import QuarantineStore
+from service.online.receipts import Receipts
+from service.recovery import Stores, recover
 from service.routers import (
     health,
     lineage,
@@ -31,6 +37,8 @@ from service.run_events import OpenLineageEmitter, attach
 from service.settings import Settings
 from service.training.catalog import TrainingSetCatalog
 
+log = logging.getLogger("feastline")
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -43,7 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
         app.state.quarantine = QuarantineStore(settings.lineage_database_url)
-        app.state.push_gate = PushGate(app.state.feature_store, app.state.quarantine, settings.repo_path)
+        app.state.intents = Intents(settings.lineage_database_url)
+        app.state.intents.start()
+        app.state.receipts = Receipts(settings.lineage_database_url)
+        app.state.push_gate = PushGate(
+            app.state.feature_store, app.state.quarantine, settings.repo_path, app.state.intents, app.state.receipts
+        )
+        _recover(app, settings)
         # Feast and its dependencies leave a few million long-lived objects; moving them out of the
         # collector's reach keeps full (gen 2) collections from pausing requests for 100+ ms.
         gc.collect()
@@ -55,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.openlineage.dispose()
             app.state.catalog.dispose()
             app.state.quarantine.dispose()
+            app.state.receipts.dispose()
+            app.state.intents.dispose()
 
     app = FastAPI(
         title="feastline",
@@ -88,3 +104,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _recover(app: FastAPI, settings: Settings) -> None:
+    """The recovery pass over what the app opened; a failure is logged, never stops the start (the
+    storage it cannot repair shows in ``/health/ready``)."""
+    jobs = JobStore(settings.lineage_database_url)
+    state = app.state
+    try:
+        recover(
+            Stores(
+                settings,
+                state.feature_store,
+                state.lineage,
+                state.catalog,
+                state.openlineage,
+                state.intents,
+                jobs,
+                state.quarantine,
+                state.receipts,
+            )
+        )
+    except Exception:
+        log.exception("the recovery pass failed; it runs again at the next start")
+    finally:
+        jobs.dispose()

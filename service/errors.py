@@ -8,15 +8,20 @@ about (``path.job_id``, ``query.as_of``) names it with :func:`at_field`.
 """
 
 import logging
+import uuid
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
 from lineage.errors import ModelVersionConflict
@@ -26,6 +31,8 @@ from service.materialization.materializer import JobNotFound, MaterializationReq
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
+from service.online.receipts import IdempotencyKeyInvalid, IdempotencyKeyReused, PushInFlight
+from service.storage import StorageUnavailable, storage_fault
 from service.training.catalog import TrainingSetNotFound
 from service.training.offline.audit import LeakageDetected
 from service.training.offline.errors import (
@@ -58,11 +65,12 @@ ERROR_DESCRIPTIONS = {
     400: "malformed body",
     404: "unknown feature service, feature, view, node, version, job, training set or quarantine source",
     406: "none of the accepted types can be produced (or JSON cannot carry the data)",
-    409: "leakage audit failed / cycle refused",
+    409: "leakage audit failed / cycle refused / a push with this Idempotency-Key in flight",
     413: "too large for JSON",
     415: "unsupported content type",
     422: "invalid request or entity rows (every problem listed)",
-    503: "data not built / store unavailable",
+    500: "a bug of feastline (the body names an error id to find in the server log)",
+    503: "data not built / store unavailable / storage fault (disk full, read-only, missing file)",
 }
 
 
@@ -113,6 +121,10 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     ModelVersionConflict: 409,
     MaterializationRequestInvalid: 422,
     PushRejected: 422,
+    StorageUnavailable: 503,
+    IdempotencyKeyInvalid: 422,
+    IdempotencyKeyReused: 422,
+    PushInFlight: 409,
 }
 
 
@@ -139,6 +151,29 @@ def status_for(exc: Exception) -> int:
     return 500
 
 
+def _roots(request: Request) -> list[tuple[str, str]]:
+    """(absolute folder, what it is called in a problem body), most specific first: paths in bodies
+    are said relative to them, never absolute."""
+    settings = getattr(request.app.state, "settings", None)
+    if settings is None:
+        return []
+    roots = [(str(settings.training_sets_path), ""), (str(settings.repo_path), "")]
+    return sorted(roots, key=lambda r: -len(r[0]))
+
+
+def _scrub(value: Any, roots: list[tuple[str, str]]) -> Any:
+    """``value`` (a problem body) with every absolute path under a known root made relative to it."""
+    if isinstance(value, str):
+        for root, name in roots:
+            value = value.replace(root + "/", name).replace(root, name or ".")
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, roots) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, roots) for v in value]
+    return value
+
+
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     headers = None
     if isinstance(exc, OnlineStoreUnavailable):
@@ -146,12 +181,48 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.store_errors.labels(exc.reason_type).inc()
+    elif getattr(exc, "retry_after", None):  # a fault that may clear by itself (disk full, a push in flight)
+        headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
     field = getattr(exc, "field", None)  # every domain error carries its field (or a route named it: at_field)
     if field is None and isinstance(exc, NodeNotFound | InvalidNodeId):
         field = "node_id"
-    extra = {"field": field, **(exc.details() if hasattr(exc, "details") else {})}
-    detail = getattr(exc, "problem_detail", None) or str(exc)
+    roots = _roots(request)
+    extra = {"field": field, **_scrub(exc.details() if hasattr(exc, "details") else {}, roots)}
+    detail = _scrub(getattr(exc, "problem_detail", None) or str(exc), roots)
     return problem(status_for(exc), _slug(type(exc)), detail, headers=headers, **extra)
+
+
+def _place_of(request: Request, exc: BaseException) -> str:
+    """What storage ``exc`` is about, in words: the training-sets directory, the repo's data
+    directory, the lineage database, ..."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return "the lineage database"
+    if isinstance(exc, duckdb.Error):
+        return "a source file of the repo"
+    settings = getattr(request.app.state, "settings", None)
+    filename = getattr(exc, "filename", None)
+    if settings is not None and filename:
+        path = Path(str(filename)).resolve()
+        for folder, place in (
+            (settings.training_sets_path, "the training-sets directory (FEASTLINE_TRAINING_SETS_DIR)"),
+            (settings.data_dir, "the repo's data directory"),
+            (settings.repo_path, "the repo"),
+        ):
+            if path.is_relative_to(folder):
+                return place
+    return "a file of the service"
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    """OS, database and DuckDB errors: a storage fault is a 503 saying what is wrong (no path, no SQL);
+    anything else is a bug (500)."""
+    settings = getattr(request.app.state, "settings", None)
+    retry_after = settings.retry_after_seconds if settings is not None else 5
+    fault = storage_fault(exc, _place_of(request, exc), retry_after)
+    if fault is None:
+        return _internal_error(exc)
+    log.warning("storage fault: %s (%s: %s)", fault, type(exc).__name__, exc)
+    return await _domain_error(request, fault)
 
 
 E = TypeVar("E", bound=Exception)
@@ -238,14 +309,57 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return problem(exc.status_code, title, str(exc.detail), headers=headers, field=field)
 
 
+def _internal_error(exc: BaseException, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A 500 problem for a bug: the body names an error id and the server log has the details (the
+    exception's text may hold SQL or paths, so it never goes into the body)."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unhandled error %s", error_id, exc_info=exc)
+    detail = f"internal error {error_id}: a bug of feastline; the server log has the details under this id"
+    return problem(500, "internal-error", detail, headers=headers, error_id=error_id)
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return problem(500, "internal-error", f"{type(exc).__name__}: {exc}")
+    """The last resort (an error raised outside the routes, e.g. in a middleware): Starlette re-raises
+    after this answer and the server then closes the connection, so the answer says so."""
+    return _internal_error(exc, headers={"Connection": "close"})
+
+
+class InternalErrors:
+    """ASGI middleware: an exception no handler took becomes a 500 problem answered here, so the
+    connection stays usable (Starlette's own last-resort handler re-raises after answering, and the
+    server then drops the keep-alive connection without ``Connection: close``: the client's next
+    request on it fails). An error after the answer has started cannot be answered: it propagates
+    and the server closes the connection, the only way to tell the client the answer is incomplete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started:
+                raise
+            await _internal_error(exc)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     for exc_type in PROBLEM_STATUS:
         app.add_exception_handler(exc_type, _domain_error)
+    for exc_type in (OSError, sqlalchemy.exc.DBAPIError, duckdb.IOException):
+        app.add_exception_handler(exc_type, _storage_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(InternalErrors)

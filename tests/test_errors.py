@@ -13,6 +13,8 @@ from service.materialization.materializer import JobNotFound, MaterializationReq
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
+from service.online.receipts import IdempotencyKeyInvalid, IdempotencyKeyReused, PushInFlight
+from service.storage import StorageUnavailable
 from service.training.catalog import TrainingSetNotFound
 from service.training.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.training.offline.errors import (
@@ -295,6 +297,10 @@ EXAMPLES = {
     LeakageDetected: LeakageDetected(
         LeakageAudit(1, True, (ViewAudit("v", 1, 0, 60.0, None, True, {"created_ts_after_entity_ts": 1}),))
     ),
+    StorageUnavailable: StorageUnavailable("the training-sets directory", "no space left on the device", 5),
+    IdempotencyKeyInvalid: IdempotencyKeyInvalid("must be 1 to 255 printable ASCII characters"),
+    IdempotencyKeyReused: IdempotencyKeyReused(),
+    PushInFlight: PushInFlight(),
 }
 
 

@@ -291,26 +291,43 @@ def test_failed_training_set_emits_fail(client):
     assert len(after) == before
 
 
-def test_fail_event_from_the_decorator():
-    from service.run_events import attach, emits_training_set_events
+def test_a_training_set_failing_inside_emits_fail_and_leaves_nothing(client, settings, monkeypatch):
+    """A failure of ours during the join: START then FAIL (with the stack trace), no files, no catalog
+    row, no lineage node, no open write intent."""
+    import service.training.training_sets as ts
+    from service.training.entity_rows import entity_frame
 
-    class Lineage:
-        pass
+    state = client.app.state
+    opts = ts.TrainingSetOptions(feature_service="delay_model_v1")
+    refs, plan = ts.resolve(state.feature_store, opts)
+    rows = [{"origin": "JFK", "carrier": "B6", "event_timestamp": "2013-06-01T12:00:00Z"}]
+    entity_df = entity_frame(rows, plan, None)
 
-    emitter = OpenLineageEmitter("sqlite://")
-    lineage = Lineage()
-    attach(lineage, emitter)  # type: ignore[arg-type]
-
-    @emits_training_set_events
-    def create_training_set(lineage: Any, plan: Any) -> Any:
+    def boom(*_: Any) -> Any:
         raise RuntimeError("boom")
 
+    monkeypatch.setattr(ts, "compute", boom)
+    files_before = set(settings.training_sets_path.iterdir())
     with pytest.raises(RuntimeError):
-        create_training_set(lineage, plan=None)
-    events = emitter.events()
+        ts.create_training_set(
+            state.feature_store,
+            state.catalog,
+            state.lineage,
+            state.intents,
+            opts,
+            entity_df,
+            plan,
+            refs,
+            settings.training_sets_path,
+        )
+    events = client.get("/lineage/openlineage/events", params={"job": "training_set", "limit": 2}).json()
     assert [e["eventType"] for e in events] == ["FAIL", "START"]
+    assert events[0]["run"]["runId"] == events[1]["run"]["runId"]
     check_runs(events)
-    assert events[0]["run"]["facets"]["errorMessage"]["message"] == "RuntimeError: boom"
+    error = events[0]["run"]["facets"]["errorMessage"]
+    assert error["message"] == "RuntimeError: boom" and "Traceback" in error["stackTrace"]
+    assert set(settings.training_sets_path.iterdir()) == files_before
+    assert [i for i in state.intents.all() if i.kind == "training_set"] == []
 
 
 def test_materialization_emits_per_view(client):

@@ -19,8 +19,9 @@ def steps(record):
 
 def test_every_row_is_either_kept_or_quarantined(run_record, built_repo):
     for step in run_record["steps"]:
-        out = pd.read_parquet(step["output"]["path"])
-        quarantined = pd.read_parquet(step["quarantine_path"])
+        assert not step["output"]["path"].startswith("/")  # relative to the repo
+        out = pd.read_parquet(built_repo / step["output"]["path"])
+        quarantined = pd.read_parquet(built_repo / step["quarantine_path"])
         assert len(out) == step["rows_out"]
         assert len(quarantined) == step["rows_quarantined"]
         assert step["quality"]["rows_in"] == step["rows_out"] + step["rows_quarantined"], step["step"]

@@ -51,7 +51,8 @@ def load_raw(table: str) -> RawTable:
 
 
 def run_step(run: PipelineRun, step: Step, raw: dict[str, RawTable], data_dir: Path) -> None:
-    """Run one step within ``run``: validate its output, write valid and quarantined rows, record it."""
+    """Run one step within ``run``: validate its output, write valid and quarantined rows, record it
+    (the files it wrote by their paths relative to the repo, so a copied or moved repo's lineage holds)."""
     with run.step(step.name, code=step.func, data_source=step.data_source, column_lineage=step.column_lineage) as rec:
         inputs = [raw[t] for t in step.reads]
         for t in inputs:
@@ -62,12 +63,14 @@ def run_step(run: PipelineRun, step: Step, raw: dict[str, RawTable], data_dir: P
         valid.to_parquet(out_path, index=False)
         q_path = data_dir / "quarantine" / f"{step.writes}.parquet"
         quarantined.to_parquet(q_path, index=False)
-        rec.wrote(step.writes, out_path, columns={c: str(valid[c].dtype) for c in valid.columns})
+        repo = data_dir.parent
+        columns = {c: str(valid[c].dtype) for c in valid.columns}
+        rec.wrote(step.writes, out_path.relative_to(repo), columns=columns, sha256=sha256_file(out_path))
         rec.counts(
             rows_in=len(inputs[0].frame),
             rows_out=len(valid),
             rows_quarantined=len(quarantined),
-            quarantine_path=q_path,
+            quarantine_path=q_path.relative_to(repo),
         )
         rec.quality_result(quality.to_dict())
 

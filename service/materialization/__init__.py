@@ -7,12 +7,15 @@ What it owns:
   (full, incremental with a lookback) and the rule that a window never ends after the service clock.
 - ``jobs.py``: **where a materialization job is run**: the job table (lineage database) and
   :func:`~service.materialization.jobs.run_job`, the body the ``/materialize`` routes' worker runs.
+- ``runs.py``: recording a run view by view (its write intent's phases, lineage, OpenLineage events,
+  job progress in one transaction per view) and settling a run a crash cut short.
 - ``via_feast.py``: Feast's own ``FeatureStore.materialize`` run from inside the repo (tests, benchmarks).
 
 The CLI (``feastline materialize``) and the routers share the materializer. May import: Feast,
-``lineage``, the shared shell modules ``service.settings``, ``service.clock``, ``service.run_events`` and
-``service.value_types``, and from :mod:`service.training` only its public names (a view's batch source spec,
-the row order of ``offline/order.py``). Never the routers or the app.
+``lineage``, the shared shell modules ``service.settings``, ``service.clock``, ``service.run_events``,
+``service.value_types``, ``service.intents`` and ``service.storage``, and from :mod:`service.training`
+only its public names (a view's batch source spec, the row order of ``offline/order.py``). Never the
+routers or the app.
 """
 
 # module -> the names other capability packages may import from it

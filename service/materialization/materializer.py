@@ -46,8 +46,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.utils import make_tzaware
 from feast.value_type import ValueType
 
-from lineage import LineageStore, NodeNotFound
-from lineage.model import NodeKind, NodeRef
+from service.storage import pinned
 from service.training.offline.order import latest_first
 from service.training.offline.views import batch_spec
 
@@ -159,6 +158,9 @@ class Observer:
 
     def rows_written(self, window: Window, rows: int) -> None:
         """``rows`` more entity rows of ``window`` were offered to the (ordered) online store."""
+
+    def view_written(self, result: ViewResult) -> None:
+        """Every row of the view is written online; its interval is about to be recorded in the registry."""
 
     def view_finished(self, result: ViewResult) -> None:
         """The view is written and its interval recorded in the registry."""
@@ -285,9 +287,11 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
                     provider.online_write_batch(store.config, fv, rows, None)
                     written += len(rows)
                     observer.rows_written(window, len(rows))
+            result = ViewResult(fv.name, window.start, window.end, in_window, written)
+            if window.start < window.end:
+                observer.view_written(result)
                 store.registry.refresh(store.project)  # another process may have committed since we read it
                 store.registry.apply_materialization(fv, store.project, window.start, window.end)
-            result = ViewResult(fv.name, window.start, window.end, in_window, written)
             results.append(result)
             observer.view_finished(result)
     return results
@@ -315,6 +319,14 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, wi
     """Per entity key, the latest source row in the window (join keys and features by view name, and the
     ``__event_ns`` / ``__created_ns`` timestamps); and the number of source rows in the window."""
     spec = batch_spec(repo, fv)
+    with pinned(spec.path) as path:  # the file as it is now, whatever an offline push renames over it
+        source = spec.parquet_glob if path == spec.path else str(path)
+        return _latest_rows_of(con, source, spec, fv, window)
+
+
+def _latest_rows_of(
+    con: duckdb.DuckDBPyConnection, source: str, spec: Any, fv: FeatureView, window: Window
+) -> tuple[pa.Table, int]:
     mapping = {dst: src for src, dst in (fv.batch_source.field_mapping or {}).items()}
     ts = _quote(mapping.get(spec.timestamp_field, spec.timestamp_field))
     created = _quote(mapping.get(spec.created_field, spec.created_field)) if spec.created_field else None
@@ -336,14 +348,12 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, wi
     """
     cursor = con.cursor()  # one cursor per query: DuckDB 2 refuses new work while a result is unfinished
     try:
-        table = cursor.sql(query, params=[spec.parquet_glob, _ns(window.start), _ns(window.end)]).to_arrow_table()
+        table = cursor.sql(query, params=[source, _ns(window.start), _ns(window.end)]).to_arrow_table()
     finally:
         cursor.close()
     if table.num_rows:
-        in_window = table.column("__rows_in_window")[0].as_py()
-    else:
-        in_window = _count(con, spec.parquet_glob, ts, window)
-    return table, in_window
+        return table, table.column("__rows_in_window")[0].as_py()
+    return table, _count(con, source, ts, window)
 
 
 def _count(con: duckdb.DuckDBPyConnection, path: str, ts: str, window: Window) -> int:
@@ -403,20 +413,21 @@ def _to_protos(
     return rows
 
 
-def record_lineage(
-    lineage: LineageStore, run_id: str, results: Sequence[ViewResult], finished_at: datetime
-) -> list[str]:
-    """Set ``last_materialization`` on each view's lineage node; returns the views with no node (skipped)."""
-    missing = []
-    for r in results:
-        if r.skipped is not None:
-            continue
-        attrs = {"job_id": run_id, **r.to_dict(), "finished_at": iso(finished_at)}
-        del attrs["rows_in_window"]
-        try:
-            lineage.update_attributes(NodeRef(NodeKind.FEATURE_VIEW, r.view), last_materialization=attrs)
-        except NodeNotFound:
-            missing.append(r.view)
-    if missing:
-        log.warning("no lineage node for %s; run `feastline apply` to record lineage", missing)
-    return missing
+def last_materialization(run_id: str, result: ViewResult, finished_at: datetime) -> dict[str, Any]:
+    """The ``last_materialization`` attribute a view's lineage node gets: ``{"job_id", "rows_written",
+    "start", "end", "finished_at"}``."""
+    attrs = {"job_id": run_id, **result.to_dict(), "finished_at": iso(finished_at)}
+    del attrs["rows_in_window"]
+    return attrs
+
+
+def registered_interval(store: FeatureStore, view: str, start: datetime, end: datetime) -> bool:
+    """Whether the registry (read fresh) holds the materialization interval ``[start, end)`` of ``view``."""
+    try:
+        fv = store.registry.get_feature_view(view, store.project, allow_cache=False)
+    except Exception:
+        return False
+    return any(
+        make_tzaware(s).astimezone(UTC) == start and make_tzaware(e).astimezone(UTC) == end
+        for s, e in fv.materialization_intervals
+    )

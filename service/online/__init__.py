@@ -8,14 +8,16 @@ What it owns:
   views it feeds plus the repo's pandera push schemas, strict or quarantine, then the write online
   and/or appended offline.
 - ``quarantine.py``: the quarantine table of rejected push rows (lineage database).
+- ``receipts.py``: the answers of pushes sent with an ``Idempotency-Key`` (lineage database), so a
+  push resent after a lost answer is written once.
 - ``stores/``: the ordered online stores (SQLite, Redis) that never let an older row overwrite a newer
   one (``type: service.online.stores.sqlite.OrderedSqliteOnlineStore`` / ``...redis.OrderedRedisOnlineStore``),
   and the readiness probe.
 
 May import: Feast, ``lineage``, the shared shell modules ``service.settings``, ``service.clock``,
-``service.run_events`` and ``service.value_types``, and from :mod:`service.training` only its public names
-(the retrieval plan, on-demand views, the timestamp parser, the row order of ``offline/order.py``).
-Never the routers or the app.
+``service.run_events``, ``service.value_types``, ``service.intents`` and ``service.storage``, and from
+:mod:`service.training` only its public names (the retrieval plan, on-demand views, the timestamp
+parser, the row order of ``offline/order.py``). Never the routers or the app.
 """
 
 # module -> the names other capability packages may import from it

@@ -17,8 +17,20 @@ and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the pus
 file (a folder: a new file in it) in the file's own column names (``field_mapping`` reversed) and Arrow
 types, a file column the push does not carry null; temp file + rename. An acknowledged push is
 committed before the answer is sent.
+
+All or nothing, in this order: (1) an offline push (or one with an ``Idempotency-Key``) commits a write
+intent naming its temporary file, its quarantined rows and its answer; (2) the online write; (3) the
+offline rows written to the temporary file and flushed; (4) the intent marked ``renaming``; (5) the
+rename into place; (6) one transaction: the quarantined rows, the receipt of the key, the intent
+closed. A failure before (5) writes nothing offline and answers which part was written (the online
+part is idempotent: the ordered store keeps the newer row, so resending the same push is safe); a
+crash before (4) leaves nothing offline (the recovery pass removes the temporary file), a crash after
+it is finished by the recovery pass (rename, quarantine, receipt), so every acknowledged push is
+readable. With an ``Idempotency-Key``, a push resent after a lost answer is answered from its receipt
+and not appended twice (:mod:`service.online.receipts`).
 """
 
+import hashlib
 import importlib.util
 import math
 import re
@@ -40,8 +52,12 @@ from feast.value_type import ValueType
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
 
+from lineage.database import transaction
+from service.intents import Intent, IntentInFlight, Intents
 from service.online.quarantine import QuarantineStore
 from service.online.reads import STORE_ERRORS, OnlineStoreUnavailable
+from service.online.receipts import IdempotencyKeyReused, PushInFlight, Receipts, key_digest
+from service.storage import StorageUnavailable, crash_point, replace, storage_fault, temp_path, write_temp
 from service.training.entity_rows import timestamp_problem
 from service.value_types import from_json, json_problem, type_name
 
@@ -105,11 +121,18 @@ def _repo_push_schemas(repo: Path) -> dict[str, pdv.DataFrameSchema]:
     return dict(getattr(module, "PUSH_SCHEMAS", {}))
 
 
-class PushGate:
-    """Validates and writes pushes for one feature store."""
+INTENT_KIND = "push"
 
-    def __init__(self, store: FeatureStore, quarantine: QuarantineStore, repo: Path):
-        self.store, self.quarantine = store, quarantine
+
+class PushGate:
+    """Validates and writes pushes for one feature store; ``quarantine``, ``receipts`` and ``intents``
+    share the lineage database."""
+
+    def __init__(
+        self, store: FeatureStore, quarantine: QuarantineStore, repo: Path, intents: Intents, receipts: Receipts
+    ):
+        self.store, self.quarantine, self.intents, self.receipts = store, quarantine, intents, receipts
+        self.repo = Path(repo).resolve()
         self.schemas = _repo_push_schemas(repo)
         self.newest_pushed: dict[str, datetime] = {}  # view -> newest event time pushed (for freshness)
 
@@ -241,18 +264,31 @@ class PushGate:
         # problems not tied to a row first, then by row; found order (column by column) within a row
         return frame, sorted(problems, key=lambda p: (p["row"] is not None, p["row"] or 0))
 
-    def push(self, req: PushRequest, now: datetime, retry_after: int = 5) -> dict[str, Any]:
+    def push(
+        self, req: PushRequest, now: datetime, retry_after: int = 5, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Validate and write; returns ``{"push_source_name", "rows_received", "rows_accepted",
-        "rows_quarantined", "quarantined": [{"row", "problems"}], "to", "policy"}``.
+        "rows_quarantined", "quarantined": [{"row", "problems"}], "to", "policy"}`` (and ``"replayed":
+        true`` when it is the stored answer of an earlier push with this ``idempotency_key``).
 
         Raises:
             UnknownPushSource: no such push source (404).
             PushRejected: strict policy and a bad row, or a problem not tied to a row (422).
+            IdempotencyKeyInvalid, IdempotencyKeyReused: a malformed key, or one used for another body (422).
+            PushInFlight: a push with this key is still being written (409).
             OnlineStoreUnavailable: ``to`` includes ``online`` and the online store cannot be reached
                 (503, ``Retry-After`` = ``retry_after``). Nothing is acknowledged: the offline file is
                 not appended to and no row is quarantined, so the client resends the same push, which
                 is safe because the store is ordered (rows already written are rewritten or kept).
+            StorageUnavailable: the offline append (or the acknowledgement) failed on the storage (503,
+                ``written`` says which parts were written; ``Retry-After`` when it can clear by itself).
         """
+        key = key_digest(idempotency_key) if idempotency_key is not None else None
+        body_sha256 = hashlib.sha256(req.model_dump_json().encode()).hexdigest()
+        if key is not None and (receipt := self.receipts.get(key)) is not None:
+            if receipt.body_sha256 != body_sha256:
+                raise IdempotencyKeyReused()
+            return {**receipt.answer, "replayed": True}
         source, views = self._source(req.push_source_name)
         policy = (source.tags or {}).get(POLICY_TAG, "strict")
         frame, problems = self._problems(req, source, views, now)
@@ -260,26 +296,37 @@ class PushGate:
             raise PushRejected(req.push_source_name, problems)
         bad = sorted({p["row"] for p in problems})
         good = frame.drop(index=bad).reset_index(drop=True)
-        if len(good):
-            self._write(req, source, views, good, retry_after)
-            newest = good[source.batch_source.timestamp_field or "event_timestamp"].max().to_pydatetime()
-            for fv in views:
-                self.newest_pushed[fv.name] = max(newest, self.newest_pushed.get(fv.name, newest))
-        quarantined = []
-        if bad:
-            by_row = {r: [p for p in problems if p["row"] == r] for r in bad}
-            records = [{"row": r, "values": {c: req.df[c][r] for c in req.df}, "problems": by_row[r]} for r in bad]
-            self.quarantine.add(req.push_source_name, datetime.now(UTC), records)  # wall time: when it came
-            quarantined = [{"row": r["row"], "problems": r["problems"]} for r in records]
-        return {
+        by_row = {r: [p for p in problems if p["row"] == r] for r in bad}
+        records = [{"row": r, "values": {c: req.df[c][r] for c in req.df}, "problems": by_row[r]} for r in bad]
+        answer = {
             "push_source_name": req.push_source_name,
             "policy": policy,
             "to": req.to,
             "rows_received": len(frame),
             "rows_accepted": len(good),
             "rows_quarantined": len(bad),
-            "quarantined": quarantined,
+            "quarantined": [{"row": r["row"], "problems": r["problems"]} for r in records],
         }
+        write = _PushWrite(
+            self, req, source, views, good, records, answer, key, body_sha256, datetime.now(UTC), retry_after
+        )
+        write.run()
+        if len(good):
+            newest = good[source.batch_source.timestamp_field or "event_timestamp"].max().to_pydatetime()
+            for fv in views:
+                self.newest_pushed[fv.name] = max(newest, self.newest_pushed.get(fv.name, newest))
+        return answer
+
+    def resolve(self, stored: str) -> Path:
+        """A path kept in a push intent (relative to the repo, or absolute outside it) as a file."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.repo / path
+
+    def relative(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.repo).as_posix()
+        except ValueError:
+            return str(path)
 
     def _offline_rows(self, source: PushSource, views: list[FeatureView], frame: pd.DataFrame) -> tuple[Path, pa.Table]:
         """The rows to append to the push source's batch file: the file's own column names (the batch
@@ -327,26 +374,194 @@ class PushGate:
             raise PushRejected(source.name, problems)
         return path, pa.Table.from_arrays(columns, schema=schema)
 
-    def _write(
-        self, req: PushRequest, source: PushSource, views: list[FeatureView], frame: pd.DataFrame, retry_after: int
+    def write_online(self, req: PushRequest, frame: pd.DataFrame, retry_after: int) -> None:
+        """Feast's push to the online store (Feast reads the frame in the view's names: join keys,
+        features, timestamp columns). Raises OnlineStoreUnavailable."""
+        try:
+            self.store.push(
+                req.push_source_name, frame, allow_registry_cache=req.allow_registry_cache, to=PushMode.ONLINE
+            )
+        except STORE_ERRORS as exc:
+            raise OnlineStoreUnavailable(
+                f"{type(exc).__name__}: {exc}; the push was not acknowledged, send it again",
+                retry_after,
+                type(exc).__name__,
+            ) from exc
+
+
+class _PushWrite:
+    """One push's writes, in the order of the module docstring (online, offline, acknowledgement)."""
+
+    def __init__(
+        self,
+        gate: PushGate,
+        req: PushRequest,
+        source: PushSource,
+        views: list[FeatureView],
+        good: pd.DataFrame,
+        records: list[dict[str, Any]],
+        answer: dict[str, Any],
+        key: str | None,
+        body_sha256: str,
+        received_at: datetime,
+        retry_after: int,
     ) -> None:
-        """Online first, then offline: an online outage leaves the offline file untouched. The offline
-        rows are built (and checked against the file's types) before anything is written."""
-        offline = req.to in ("offline", "online_and_offline")
-        rows = self._offline_rows(source, views, frame) if offline else None
-        if req.to in ("online", "online_and_offline"):
-            try:  # Feast reads the frame in the view's names (join keys, features, timestamp columns)
-                self.store.push(
-                    req.push_source_name, frame, allow_registry_cache=req.allow_registry_cache, to=PushMode.ONLINE
+        self.gate, self.req, self.good, self.retry_after = gate, req, good, retry_after
+        self.online = req.to in ("online", "online_and_offline") and len(good) > 0
+        self.offline = req.to in ("offline", "online_and_offline") and len(good) > 0
+        # the offline rows are built (and checked against the file's types) before anything is written
+        self.rows = gate._offline_rows(source, views, good) if self.offline else None
+        self.push_id = key or uuid.uuid4().hex
+        self.details: dict[str, Any] = {
+            "key": key,
+            "body_sha256": body_sha256,
+            "source": req.push_source_name,
+            "to": req.to,
+            "phase": "pending",
+            "received_at": received_at.isoformat(),
+            "answer": answer,
+            "quarantine": records,
+            "target": None,
+            "temp": None,
+        }
+        self.written: dict[str, bool] = {}
+        if req.to != "offline":
+            self.written["online"] = False
+        if req.to != "online":
+            self.written["offline"] = False
+        if records:
+            self.written["quarantine"] = False
+
+    def _fault(self, exc: BaseException, place: str, advice: str | None = None) -> StorageUnavailable | None:
+        """The 503 for a storage fault in ``place``, naming what was written; None for another error."""
+        fault = storage_fault(exc, place, self.retry_after)
+        if fault is None:
+            return None
+        if advice is None and self.written.get("online") and not self.written.get("offline", True):
+            advice = "resend the same push when the fault is cleared (the online write is idempotent)"
+        return StorageUnavailable(
+            fault.place, fault.reason, fault.retry_after, written=dict(self.written), advice=advice
+        )
+
+    def run(self) -> None:
+        gate, intents = self.gate, self.gate.intents
+        with_intent = self.offline or self.details["key"] is not None
+        if with_intent:
+            try:
+                transaction(intents.engine, lambda c: intents.add(c, INTENT_KIND, self.push_id, self.details))
+            except IntentInFlight:
+                raise PushInFlight() from None
+        try:
+            if self.online:
+                gate.write_online(self.req, self.good, self.retry_after)
+                self.written["online"] = True
+            crash_point("push.online_written")
+            if self.rows is not None:
+                self._append(*self.rows)
+                self.written["offline"] = True
+            crash_point("push.offline_written")
+        except Exception as exc:
+            if with_intent and self.details["phase"] == "pending":
+                intents.close(INTENT_KIND, self.push_id)
+            pending = "the offline append is completed when the service restarts; do not resend"
+            advice = pending if self.details["phase"] == "renaming" else None
+            fault = None
+            if not isinstance(exc, OnlineStoreUnavailable):
+                fault = self._fault(exc, "the push source's offline file", advice)
+            if fault is None:
+                raise
+            raise fault from exc
+        try:
+            transaction(intents.engine, lambda c: self._acknowledge(c, with_intent))
+        except Exception as exc:
+            # the rows are written; an intent left open is finished by the recovery pass at restart
+            advice = "the rest is recorded when the service restarts; do not resend"
+            fault = self._fault(exc, "the lineage database", advice if with_intent else None)
+            if fault is None:
+                raise
+            raise fault from exc
+
+    def _append(self, path: Path, rows: pa.Table) -> None:
+        """Append ``rows`` to the batch file (a folder: a new Parquet file in it), all or nothing: written
+        to a temporary file in the same folder, the intent marked ``renaming``, then renamed over (or
+        into) the target."""
+        gate, intents = self.gate, self.gate.intents
+        with _OFFLINE_LOCK:
+            if path.is_dir():
+                # a new file per push, named to sort after the earlier ones: the engine breaks event-time
+                # ties between the files of a directory source by file name
+                target, table = path / f"push-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet", rows
+            else:
+                target = path
+                table = pa.concat_tables(_same_schema(pq.read_table(path), rows)) if path.exists() else rows
+            tmp = temp_path(target)
+            self.details |= {"target": gate.relative(target), "temp": gate.relative(tmp)}
+            write_temp(target, lambda fh: pq.write_table(table, fh), tmp)
+            crash_point("push.offline_prepared")
+            try:
+                transaction(
+                    intents.engine, lambda c: intents.update(c, INTENT_KIND, self.push_id, self._at("renaming"))
                 )
-            except STORE_ERRORS as exc:
-                raise OnlineStoreUnavailable(
-                    f"{type(exc).__name__}: {exc}; the push was not acknowledged, send it again",
-                    retry_after,
-                    type(exc).__name__,
-                ) from exc
-        if rows is not None:
-            _append(*rows)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            self.details["phase"] = "renaming"
+            crash_point("push.renaming")
+            try:
+                replace(tmp, target)
+            except BaseException:
+                # the intent must say "pending" again before the temporary file goes: recovery renames a
+                # "renaming" push's temporary file into place
+                transaction(intents.engine, lambda c: intents.update(c, INTENT_KIND, self.push_id, self._at("pending")))
+                self.details["phase"] = "pending"
+                tmp.unlink(missing_ok=True)
+                raise
+
+    def _acknowledge(self, conn: Any, close_intent: bool) -> None:
+        acknowledge(conn, self.details, self.gate.quarantine, self.gate.receipts)
+        if close_intent:
+            self.gate.intents.done(conn, INTENT_KIND, self.push_id)
+
+    def _at(self, phase: str) -> dict[str, Any]:
+        return {**self.details, "phase": phase}
+
+
+def acknowledge(conn: Any, details: dict[str, Any], quarantine: QuarantineStore, receipts: Receipts) -> None:
+    """In ``conn``'s transaction: a push's quarantined rows and the receipt of its key (``details`` as its
+    intent holds them): what makes a push acknowledged."""
+    received_at = datetime.fromisoformat(details["received_at"])
+    quarantine.add(details["source"], received_at, details["quarantine"], conn)
+    if details.get("key"):
+        receipts.add(conn, details["key"], details["source"], details["body_sha256"], details["answer"])
+
+
+def recover_push(intent: Intent, repo: Path, quarantine: QuarantineStore, receipts: Receipts, intents: Intents) -> str:
+    """Finish or undo a push a crash cut short (``intent``, claimed by this process): ``"finished"`` for
+    one marked ``renaming`` (its temporary file renamed into place if it still exists, then its
+    quarantined rows and receipt stored: it is acknowledged), ``"undone"`` for one still ``pending``
+    (its temporary file removed: nothing of it is offline, and it was never acknowledged)."""
+    details = intent.details
+
+    def file(stored: str | None) -> Path | None:
+        if not stored:
+            return None
+        path = Path(stored)
+        return path if path.is_absolute() else repo / path
+
+    tmp, target = file(details.get("temp")), file(details.get("target"))
+    finishing = details.get("phase") == "renaming"
+    if finishing and tmp is not None and target is not None and tmp.exists():
+        replace(tmp, target)
+    elif tmp is not None:
+        tmp.unlink(missing_ok=True)
+
+    def work(conn: Any) -> None:
+        if finishing:
+            acknowledge(conn, details, quarantine, receipts)
+        intents.done(conn, INTENT_KIND, intent.key)
+
+    transaction(intents.engine, work)
+    return "finished" if finishing else "undone"
 
 
 def _file_schema(path: Path) -> pa.Schema | None:
@@ -375,25 +590,6 @@ def _arrow_column(values: pd.Series, to: pa.DataType) -> pa.Array:
     if pa.types.is_timestamp(to):
         return pa.Array.from_pandas(pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")).cast(to)
     return pa.array(values, type=to, from_pandas=True)
-
-
-def _append(path: Path, rows: pa.Table) -> None:
-    """Append ``rows`` to the batch file (a folder: a new Parquet file in it), all or nothing: written
-    to a temporary file in the same folder, then renamed over (or into) the target."""
-    with _OFFLINE_LOCK:
-        if path.is_dir():
-            # a new file per push, named to sort after the earlier ones: the engine breaks event-time ties
-            # between the files of a directory source by file name
-            target, table = path / f"push-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet", rows
-        else:
-            target = path
-            table = pa.concat_tables(_same_schema(pq.read_table(path), rows)) if path.exists() else rows
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            pq.write_table(table, tmp)
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def _same_schema(existing: pa.Table, rows: pa.Table) -> list[pa.Table]:

@@ -7,7 +7,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, insert, select
+
+from lineage.database import create_db_engine, transaction
 
 metadata = MetaData()
 push_quarantine = Table(
@@ -37,24 +39,32 @@ class UnknownQuarantineSource(Exception):
 
 class QuarantineStore:
     def __init__(self, url: str):
-        self._engine = create_engine(url, future=True)
-        metadata.create_all(self._engine)
+        self.engine = create_db_engine(url)
+        metadata.create_all(self.engine)
 
-    def add(self, source: str, received_at: datetime, records: list[dict[str, Any]]) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(push_quarantine),
-                [
-                    {
-                        "push_source": source,
-                        "received_at": received_at,
-                        "row": r["row"],
-                        "values": r["values"],
-                        "problems": r["problems"],
-                    }
-                    for r in records
-                ],
-            )
+    def add(
+        self, source: str, received_at: datetime, records: list[dict[str, Any]], conn: Connection | None = None
+    ) -> None:
+        """Store rejected rows ``[{"row", "values", "problems"}]`` (in the caller's transaction ``conn``,
+        or one of its own)."""
+        if not records:
+            return
+        if conn is None:
+            transaction(self.engine, lambda c: self.add(source, received_at, records, c))
+            return
+        conn.execute(
+            insert(push_quarantine),
+            [
+                {
+                    "push_source": source,
+                    "received_at": received_at,
+                    "row": r["row"],
+                    "values": r["values"],
+                    "problems": r["problems"],
+                }
+                for r in records
+            ],
+        )
 
     def list(self, source: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Newest first: ``{"id", "received_at", "row", "values", "problems"}``."""
@@ -64,7 +74,7 @@ class QuarantineStore:
             .order_by(push_quarantine.c.id.desc())
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         out = []
         for r in rows:
@@ -82,4 +92,4 @@ class QuarantineStore:
         return out
 
     def dispose(self) -> None:
-        self._engine.dispose()
+        self.engine.dispose()

@@ -4,10 +4,10 @@ A POST validates the request (unknown view 404; naive, inverted or malformed tim
 the service clock 422), stores a
 ``queued`` job and answers ``202`` with ``Location: /jobs/{id}``; one worker thread runs the jobs in
 order (:func:`service.materialization.jobs.run_job`). The worker and the job table are opened by this
-router's own lifespan, which FastAPI nests inside the app's (so ``app.state.settings`` and
-``app.state.lineage`` exist): at startup jobs left ``queued``/``running`` by a stopped process are
-marked failed (interrupted); at shutdown the running job is finished, queued ones are marked the same.
-One service process per lineage database is assumed.
+router's own lifespan, which FastAPI nests inside the app's (so ``app.state.settings``,
+``app.state.lineage`` and ``app.state.intents`` exist, and the app's recovery pass has already marked
+jobs whose process stopped failed, "interrupted"); at shutdown the running job is finished and the
+jobs still queued are marked the same.
 """
 
 from collections.abc import AsyncIterator
@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from service.clock import service_now
 from service.deps import LineageDep, SettingsDep, StoreDep
 from service.errors import at_field, problem_responses
-from service.materialization.jobs import JobStore, run_job
+from service.materialization.jobs import JobStore, interrupt, queue_job, run_job
 from service.materialization.materializer import (
     DEFAULT_LOOKBACK,
     EPOCH,
@@ -51,14 +51,15 @@ from service.materialization.materializer import (
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     jobs = JobStore(app.state.settings.lineage_database_url)
-    jobs.interrupt_unfinished()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="materialize")
     app.state.materialization_jobs, app.state.materialization_executor = jobs, executor
+    app.state.materialization_queued = queued = set()
     try:
         yield
     finally:
         await run_in_threadpool(executor.shutdown, wait=True, cancel_futures=True)
-        jobs.interrupt_unfinished()  # the queued jobs just cancelled
+        mine = sorted(queued & set(jobs.unfinished()))  # the queued jobs just cancelled
+        await run_in_threadpool(interrupt, jobs, app.state.intents, mine)
         jobs.dispose()
 
 
@@ -130,10 +131,10 @@ def _submit(
     except MaterializationRequestInvalid as exc:
         error = {"type": "value_error", "loc": ("body", exc.field), "msg": str(exc), "input": views}
         raise RequestValidationError([error]) from exc
-    job = jobs.create(kind, {**args, "feature_views": views}, count)
-    request.app.state.materialization_executor.submit(
-        run_job, job.id, request.app.state.settings.repo_path, jobs, lineage
-    )
+    state = request.app.state
+    job = queue_job(jobs, state.intents, kind, {**args, "feature_views": views}, count)
+    state.materialization_queued.add(job.id)
+    state.materialization_executor.submit(run_job, job.id, state.settings.repo_path, jobs, lineage, state.intents)
     return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 

@@ -3,7 +3,7 @@
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.clock import service_now
@@ -12,12 +12,24 @@ from service.errors import problem_responses
 from service.formats import frame_to_records, json_body, json_body_doc
 from service.online.push import PushRequest, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
+from service.online.receipts import MAX_KEY_LENGTH
 
 router = APIRouter(tags=["push"])
 
 
-@router.post("/push", openapi_extra=json_body_doc(PushRequest), responses=problem_responses(400, 404, 415, 422, 503))
-async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
+@router.post(
+    "/push", openapi_extra=json_body_doc(PushRequest), responses=problem_responses(400, 404, 409, 415, 422, 503)
+)
+async def push(
+    request: Request,
+    settings: SettingsDep,
+    idempotency_key: str | None = Header(
+        None,
+        max_length=MAX_KEY_LENGTH,
+        description="makes resending safe: a push resent with the same key and body is answered from its "
+        "first answer and written once; the same key with another body is a 422",
+    ),
+) -> dict[str, Any]:
     """Push rows to a push source (the body of ``feast serve``'s ``/push``, as ``application/json``),
     validated first.
 
@@ -30,11 +42,15 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     (every problem listed, in row order, nothing written), a problem not tied to a row (a missing or
     unknown column) whatever the policy, or a body that is not Feast's; 503 with ``Retry-After`` when
     ``to`` includes ``online`` and the online store cannot be reached (nothing acknowledged: the
-    offline file is not appended to and no row quarantined; resending the same push is safe).
+    offline file is not appended to and no row quarantined; resending the same push is safe); 503
+    when the offline append fails on the storage (disk full, read-only: ``written`` names the parts
+    written, e.g. ``{"online": true, "offline": false}``; resending the same push is safe); 409 while a
+    push with the same ``Idempotency-Key`` is still being written.
     """
     req = await json_body(request, PushRequest)
     gate = request.app.state.push_gate
-    return await run_in_threadpool(gate.push, req, service_now(settings), settings.retry_after_seconds)
+    now = service_now(settings)
+    return await run_in_threadpool(gate.push, req, now, settings.retry_after_seconds, idempotency_key)
 
 
 @router.get("/quarantine/{source}", responses=problem_responses(404))

@@ -6,7 +6,6 @@ with the options as query parameters, for any size. Output: the ``Accept`` heade
 Parquet or Arrow (default: the request's own format).
 """
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -37,6 +36,7 @@ from service.training.training_sets import (
     create_training_set,
     reproduce,
     resolve,
+    stored_file,
 )
 
 router = APIRouter(tags=["training sets"])
@@ -137,8 +137,9 @@ async def post_training_set(
     if answer == JSON and len(entity_df) > settings.max_json_rows:
         raise TooLargeForJson(len(entity_df), settings.max_json_rows)
     base = TrainingSetOptions(**opts.model_dump(include=set(TrainingSetOptions.model_fields)))
+    intents = request.app.state.intents
     ts = await run_in_threadpool(
-        create_training_set, store, catalog, lineage, base, entity_df, plan, refs, settings.training_sets_path
+        create_training_set, store, catalog, lineage, intents, base, entity_df, plan, refs, settings.training_sets_path
     )
     headers = {
         "Location": f"/training-sets/{ts.record.id}",
@@ -156,7 +157,7 @@ async def post_training_set(
         }
         return JSONResponse(content, status_code=201, headers=headers)
     if answer == PARQUET:  # the stored file itself: the bytes answered are the bytes kept (and not encoded twice)
-        data = await run_in_threadpool(Path(ts.record.data_path).read_bytes)
+        data = await run_in_threadpool(stored_file(settings.training_sets_path, ts.record.data_path).read_bytes)
     else:
         data = await run_in_threadpool(write_table, ts.frame, answer)
     return Response(data, status_code=201, media_type=answer, headers=headers)
@@ -180,7 +181,7 @@ def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, set
     answer = negotiate(request.headers.get("accept"), default=PARQUET)
     if answer == JSON and record.row_count > settings.max_json_rows:
         raise TooLargeForJson(record.row_count, settings.max_json_rows, field="header.accept")
-    frame = pd.read_parquet(record.data_path)
+    frame = pd.read_parquet(stored_file(settings.training_sets_path, record.data_path))
     if answer == JSON:
         return JSONResponse(
             {
@@ -194,7 +195,9 @@ def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, set
 
 
 @router.post("/training-sets/{ts_id}/reproduce", responses=problem_responses(404))
-async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
+async def reproduce_training_set(
+    ts_id: str, store: StoreDep, catalog: CatalogDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Recompute from the stored entity table with the repo as it is now.
 
     Answers ``{"id", "identical", "data_identical", "inputs_identical", "fingerprint_then",
@@ -204,4 +207,4 @@ async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDe
     ``changed_views`` name what changed; ``differences`` names the differing columns and rows.
     """
     store.refresh_registry()
-    return await run_in_threadpool(reproduce, store, catalog.get(ts_id))
+    return await run_in_threadpool(reproduce, store, catalog.get(ts_id), settings.training_sets_path)

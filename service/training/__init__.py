@@ -15,7 +15,8 @@ What it owns:
   (``type: service.training.offline.feast_store.FeastlineOfflineStore``).
 
 May import: Feast, ``lineage``, and the shared shell modules ``service.settings``, ``service.clock``,
-``service.run_events`` and ``service.value_types`` (Feast value types on the wire).
+``service.run_events``, ``service.value_types`` (Feast value types on the wire), ``service.intents``
+(write intents) and ``service.storage`` (atomic files, crash points).
 Never the routers, the app, or another capability package.
 
 Other capability packages use it only through the names in :data:`PUBLIC`: online reads plan their

@@ -4,6 +4,11 @@ A training set's data and its entity table are Parquet files under the training-
 row records how to reproduce it and how to tell whether it still would come out the same:
 its fingerprint, sha256 of the entity table, each view's definition hash and each source file's
 content hash, the request options, and the leakage audit.
+
+Paths are relative to their root: ``data_path`` and ``entity_path`` to the training-sets folder,
+the keys of ``source_hashes`` to the repo (an absolute path only for a source outside the repo), so
+a copied or moved repo keeps its sets. Rows written before (absolute paths) are rewritten at start
+(:func:`service.recovery.recover`).
 """
 
 import json
@@ -11,8 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy import JSON, Column, Connection, DateTime, Integer, MetaData, String, Table, delete, insert, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Engine
+
+from lineage.database import create_db_engine, transaction
 
 
 class TrainingSetNotFound(Exception):
@@ -74,12 +82,15 @@ class TrainingSetCatalog:
     """Stores and reads ``TrainingSetRecord`` rows at a SQLAlchemy URL (SQLite or PostgreSQL)."""
 
     def __init__(self, url: str):
-        self._engine: Engine = create_engine(url, future=True)
+        self._engine: Engine = create_db_engine(url)
         metadata.create_all(self._engine)
 
-    def add(self, record: TrainingSetRecord) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(insert(training_sets).values(**record.__dict__))
+    def add(self, record: TrainingSetRecord, conn: Connection | None = None) -> None:
+        """Insert ``record`` (in the caller's transaction ``conn``, or one of its own)."""
+        if conn is None:
+            transaction(self._engine, lambda c: self.add(record, c))
+            return
+        conn.execute(insert(training_sets).values(**record.__dict__))
 
     def get(self, ts_id: str) -> TrainingSetRecord:
         """Raises: TrainingSetNotFound."""
@@ -87,13 +98,31 @@ class TrainingSetCatalog:
             row = conn.execute(select(training_sets).where(training_sets.c.id == ts_id)).mappings().first()
         if row is None:
             raise TrainingSetNotFound(ts_id)
-        values = dict(row)
-        for key in ("features", "options", "view_hashes", "source_hashes", "audit", "columns"):
-            if isinstance(values[key], str):  # some drivers hand JSON back as text
-                values[key] = json.loads(values[key])
-        if values["created_at"].tzinfo is None:  # SQLite drops the offset; we only store UTC
-            values["created_at"] = values["created_at"].replace(tzinfo=UTC)
-        return TrainingSetRecord(**values)
+        return _record(dict(row))
+
+    def all(self) -> list[TrainingSetRecord]:
+        """Every stored record, by id."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(training_sets).order_by(training_sets.c.id)).mappings().all()
+        return [_record(dict(row)) for row in rows]
+
+    def remove(self, conn: Connection, ts_id: str) -> None:
+        """Delete the row of ``ts_id`` in the caller's transaction (a set a crash left without its data)."""
+        conn.execute(delete(training_sets).where(training_sets.c.id == ts_id))
+
+    def replace(self, conn: Connection, record: TrainingSetRecord) -> None:
+        """Rewrite the stored row of ``record.id`` with ``record``, in the caller's transaction."""
+        values = {k: v for k, v in record.__dict__.items() if k != "id"}
+        conn.execute(sql_update(training_sets).where(training_sets.c.id == record.id).values(**values))
 
     def dispose(self) -> None:
         self._engine.dispose()
+
+
+def _record(values: dict[str, Any]) -> TrainingSetRecord:
+    for key in ("features", "options", "view_hashes", "source_hashes", "audit", "columns"):
+        if isinstance(values[key], str):  # some drivers hand JSON back as text
+            values[key] = json.loads(values[key])
+    if values["created_at"].tzinfo is None:  # SQLite drops the offset; we only store UTC
+        values["created_at"] = values["created_at"].replace(tzinfo=UTC)
+    return TrainingSetRecord(**values)

@@ -3,13 +3,21 @@
 A training set is: the entity table (Parquet), the joined data (Parquet), a catalog row (see
 ``service.training.catalog``) and the lineage node ``training_set:<id>`` with ``trained_on`` edges from every
 feature used (and the feature service). Its fingerprint is the sha256 over the entity table, the
-feature references, each view's definition hash, each source file's content hash and the options
-that change the answer (``full_feature_names``, ``allow_created_after_entity``): equal fingerprints
-mean the same inputs, so the same answer.
+feature references, each view's definition hash, each source file's content hash (keyed by the
+source's path relative to the repo, so a copy of the repo elsewhere gives the same fingerprint) and
+the options that change the answer (``full_feature_names``, ``allow_created_after_entity``): equal
+fingerprints mean the same inputs, so the same answer.
+
+All or nothing: a write intent and the OpenLineage START commit first; the two Parquet files are
+written under temporary names, flushed and renamed into place; then the catalog row, the lineage node
+and the COMPLETE event commit in one transaction that also closes the intent. A failure removes the
+files and records FAIL; a crash leaves an intent the recovery pass (``service.recovery``) undoes.
 """
 
+import dataclasses
 import hashlib
 import json
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -23,11 +31,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lineage import LineageStore
 from lineage.builders import spec_hash, training_set_graph
-from service.run_events import emits_training_set_events
+from lineage.database import transaction
+from lineage.store import LineageWrite
+from service.intents import Intents
+from service.run_events import TrainingSetRun, openlineage_for
+from service.storage import crash_point, replace, temp_path, write_temp
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.training.offline.errors import FeatureSelectionInvalid
-from service.training.offline.views import RetrievalPlan, plan_retrieval, service_references
+from service.training.offline.views import RetrievalPlan, batch_spec, plan_retrieval, service_references
+
+log = logging.getLogger("feastline.training_sets")
 
 
 class TrainingSetOptions(BaseModel):
@@ -123,13 +137,39 @@ def sha256_source(path: Path, files: list[Path]) -> str:
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
-def inputs_of(plan: RetrievalPlan) -> tuple[dict[str, str], dict[str, str]]:
-    """(view name -> definition hash, source path -> content sha256) for everything joined (a source
-    that is a directory or a glob of Parquet files: see ``sha256_source``)."""
+def source_key(path: Path, repo: Path) -> str:
+    """How a source is named in fingerprints and ``source_hashes``: its path relative to the repo
+    (POSIX separators: ``data/origin_weather.parquet``), or its absolute path if it is outside the repo."""
+    try:
+        return path.resolve().relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def inputs_of(plan: RetrievalPlan, repo: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(view name -> definition hash, source key -> content sha256) for everything joined: see
+    ``source_key`` (relative to ``repo``) and, for a directory or a glob of Parquet files, ``sha256_source``."""
     views = {v.name: spec_hash(v.definition) for v in plan.views}
     views |= {o.name: spec_hash(o.definition) for o in plan.on_demand}
-    sources = {str(v.path): sha256_source(v.path, files) for v in plan.views if (files := v.parquet_files())}
+    sources = {
+        source_key(v.path, repo): sha256_source(v.path, files) for v in plan.views if (files := v.parquet_files())
+    }
     return views, sources
+
+
+def stored_file(root: Path, stored: str) -> Path:
+    """A catalog path (``data_path``, ``entity_path``) as a file: relative to the training-sets folder
+    ``root`` (an absolute path, as rows stored before were, as it is)."""
+    path = Path(stored)
+    return path if path.is_absolute() else root / path
+
+
+def files_of(out_dir: Path, ts_id: str) -> tuple[Path, Path]:
+    """(data file, entity table file) of training set ``ts_id`` in the training-sets folder."""
+    return out_dir / f"{ts_id}.parquet", out_dir / f"{ts_id}.entities.parquet"
+
+
+INTENT_KIND = "training_set"
 
 
 OUTPUT_OPTIONS = ("full_feature_names", "allow_created_after_entity")  # change the rows or columns answered
@@ -162,53 +202,105 @@ def compute(entity_df: pd.DataFrame, plan: RetrievalPlan, opts: TrainingSetOptio
     return get_training_frame(entity_df, plan, join)
 
 
-@emits_training_set_events  # OpenLineage START / COMPLETE (FAIL + re-raise)
 def create_training_set(
     store: FeatureStore,
     catalog: TrainingSetCatalog,
     lineage: LineageStore,
+    intents: Intents,
     opts: TrainingSetOptions,
     entity_df: pd.DataFrame,
     plan: RetrievalPlan,
     refs: list[str],
     out_dir: Path,
 ) -> TrainingSet:
-    """Join, audit, store (Parquet + catalog row) and record lineage.
+    """Join, audit, store (Parquet + catalog row) and record lineage and OpenLineage events, all or
+    nothing (see the module docstring). ``catalog``, ``lineage`` and ``intents`` share one database.
 
     Raises:
         LeakageDetected: the audit failed (nothing is stored).
         FeatureNameCollision, SourceDataMissing: see ``get_training_frame``.
+        OSError, sqlalchemy errors: the storage failed (nothing is stored; see ``service.storage``).
     """
-    result = compute(entity_df, plan, opts)
-    views, sources = inputs_of(plan)
-    ent_hash = entity_sha256(entity_df)
+    emitter = openlineage_for(lineage)
+    run = TrainingSetRun(plan)
     ts_id = f"ts-{uuid.uuid4().hex[:16]}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data_path, entity_path = out_dir / f"{ts_id}.parquet", out_dir / f"{ts_id}.entities.parquet"
-    result.frame.to_parquet(data_path, index=False)
-    entity_df.to_parquet(entity_path, index=False)
-    record = TrainingSetRecord(
-        id=ts_id,
-        created_at=datetime.now(UTC),
-        fingerprint=fingerprint(ent_hash, refs, views, sources, output_options(opts)),
-        feature_service=opts.feature_service,
-        features=refs,
-        options=opts.model_dump(exclude={"entity_rows"}),
-        entity_sha256=ent_hash,
-        view_hashes=views,
-        source_hashes=sources,
-        audit=result.audit.to_dict(),
-        row_count=len(result.frame),
-        columns=[str(c) for c in result.frame.columns],
-        data_path=str(data_path),
-        entity_path=str(entity_path),
-    )
-    catalog.add(record)
-    attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns")}
-    attributes["audit_passed"] = result.audit.passed
-    view_names = {v.name: v.definition.name for v in plan.views} | {o.name: o.definition.name for o in plan.on_demand}
-    lineage.save(*training_set_graph(ts_id, refs, opts.feature_service, attributes, view_names))
+    files = files_of(out_dir, ts_id)
+    temps = tuple(temp_path(f) for f in files)
+    details = {"run_id": run.run_id, "files": [f.name for f in files], "temps": [t.name for t in temps]}
+    started = run.start()
+
+    def begin(conn: Any) -> None:
+        intents.add(conn, INTENT_KIND, ts_id, details)
+        emitter.store(conn, started)
+
+    transaction(intents.engine, begin)
+    emitter.send(started)
+    crash_point("training_set.started")
+    try:
+        result = compute(entity_df, plan, opts)
+        views, sources = inputs_of(plan, Path(store.repo_path))
+        ent_hash = entity_sha256(entity_df)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_temp(files[0], lambda fh: result.frame.to_parquet(fh, index=False), temps[0])
+        write_temp(files[1], lambda fh: entity_df.to_parquet(fh, index=False), temps[1])
+        crash_point("training_set.files_written")
+        for tmp, final in zip(temps, files, strict=True):
+            replace(tmp, final)
+        crash_point("training_set.renamed")
+        record = TrainingSetRecord(
+            id=ts_id,
+            created_at=datetime.now(UTC),
+            fingerprint=fingerprint(ent_hash, refs, views, sources, output_options(opts)),
+            feature_service=opts.feature_service,
+            features=refs,
+            options=opts.model_dump(exclude={"entity_rows"}),
+            entity_sha256=ent_hash,
+            view_hashes=views,
+            source_hashes=sources,
+            audit=result.audit.to_dict(),
+            row_count=len(result.frame),
+            columns=[str(c) for c in result.frame.columns],
+            data_path=files[0].name,
+            entity_path=files[1].name,
+        )
+        completed = run.complete(ts_id, result.frame)
+        view_names = {v.name: v.definition.name for v in plan.views}
+        view_names |= {o.name: o.definition.name for o in plan.on_demand}
+        graph = training_set_graph(ts_id, refs, opts.feature_service, lineage_attributes(record), view_names)
+
+        def commit(w: LineageWrite) -> None:
+            catalog.add(record, w.connection)
+            w.save(*graph)
+            emitter.store(w.connection, completed)
+            intents.done(w.connection, INTENT_KIND, ts_id)
+
+        lineage.write(commit)
+    except BaseException as exc:
+        for path in (*temps, *files):
+            path.unlink(missing_ok=True)
+        failed = run.fail(exc)
+
+        def undo(conn: Any) -> None:
+            emitter.store(conn, failed)
+            intents.done(conn, INTENT_KIND, ts_id)
+
+        try:
+            transaction(intents.engine, undo)
+            emitter.send(failed)
+        except Exception:  # the intent stays open: the recovery pass records the FAIL
+            log.exception("could not record the failure of training set %s", ts_id)
+        raise
+    emitter.send(completed)
+    crash_point("training_set.committed")
     return TrainingSet(record, result.frame)
+
+
+def lineage_attributes(record: TrainingSetRecord) -> dict[str, Any]:
+    """The attributes of a set's lineage node: its catalog row without the audit, options and columns,
+    and whether the audit passed."""
+    attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns")}
+    attributes["audit_passed"] = bool(record.audit.get("passed"))
+    return attributes
 
 
 def _differing(before: pd.DataFrame, after: pd.DataFrame, cap: int = 100) -> dict[str, Any]:
@@ -228,8 +320,9 @@ def _differing(before: pd.DataFrame, after: pd.DataFrame, cap: int = 100) -> dic
     return {"columns": columns, "rows": sorted(rows)[:cap], "rows_differing": len(rows)}
 
 
-def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
-    """Recompute ``record`` from its stored entity table with the repo as it is now.
+def reproduce(store: FeatureStore, record: TrainingSetRecord, root: Path) -> dict[str, Any]:
+    """Recompute ``record`` from its stored entity table (under the training-sets folder ``root``)
+    with the repo as it is now.
 
     Returns ``{"id", "identical", "data_identical", "inputs_identical", "fingerprint_then",
     "fingerprint_now", "changed_sources", "changed_views", "differences"}``:
@@ -243,10 +336,10 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
     """
     opts = TrainingSetOptions(**record.options)
     refs, plan = resolve(store, opts)
-    entity_df = pd.read_parquet(record.entity_path)
+    entity_df = pd.read_parquet(stored_file(root, record.entity_path))
     now = compute(entity_df, plan, opts).frame
-    then = pd.read_parquet(record.data_path)
-    views, sources = inputs_of(plan)
+    then = pd.read_parquet(stored_file(root, record.data_path))
+    views, sources = inputs_of(plan, Path(store.repo_path))
     diff = _differing(then, now.reset_index(drop=True))
     changed_sources = sorted(
         p for p in set(sources) | set(record.source_hashes) if sources.get(p) != record.source_hashes.get(p)
@@ -269,3 +362,81 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
         "changed_views": changed_views,
         "differences": diff,
     }
+
+
+# -- recovery and migration (called by service.recovery at start) -----------------------------------
+
+
+def source_keys_now(store: FeatureStore) -> list[str]:
+    """The source keys (see ``source_key``) of every feature view's batch source in the registry."""
+    repo = Path(store.repo_path)
+    keys = []
+    for fv in store.list_feature_views():
+        try:
+            keys.append(source_key(batch_spec(repo, fv).path, repo))
+        except Exception:  # not a file source: it never enters a fingerprint
+            continue
+    return keys
+
+
+def _relative_key(key: str, repo: Path, known: list[str]) -> str:
+    path = Path(key)
+    if not path.is_absolute():
+        return key
+    try:
+        return path.relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        pass
+    # the repo was moved or copied: the key of a current source whose path the old one ends with
+    matches = [k for k in known if not Path(k).is_absolute() and key.endswith("/" + k)]
+    return max(matches, key=len) if matches else key
+
+
+def with_relative_paths(
+    record: TrainingSetRecord, repo: Path, root: Path, known: list[str]
+) -> TrainingSetRecord | None:
+    """``record`` as this version stores it, when it was stored with absolute paths (before paths were
+    relative): ``data_path`` / ``entity_path`` relative to the training-sets folder ``root`` (a file
+    elsewhere, as after a move: its name), ``source_hashes`` keyed relative to the repo (``known``: the
+    current source keys, to recognise a moved repo's sources), and the fingerprint recomputed over the
+    relative keys (only if the stored one is what the formula gave over the old keys). None when the
+    record is already relative."""
+
+    def rel_file(stored: str) -> str:
+        path = Path(stored)
+        if not path.is_absolute():
+            return stored
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return path.name
+
+    data, entities = rel_file(record.data_path), rel_file(record.entity_path)
+    sources = {_relative_key(k, repo, known): v for k, v in record.source_hashes.items()}
+    if (data, entities, sources) == (record.data_path, record.entity_path, record.source_hashes):
+        return None
+    fp = record.fingerprint
+    opts = TrainingSetOptions(**record.options)
+    for options in (output_options(opts), None):
+        old = fingerprint(record.entity_sha256, record.features, record.view_hashes, record.source_hashes, options)
+        if old == record.fingerprint:
+            fp = fingerprint(record.entity_sha256, record.features, record.view_hashes, sources, options)
+            break
+    return dataclasses.replace(record, data_path=data, entity_path=entities, source_hashes=sources, fingerprint=fp)
+
+
+def lineage_graph_of(store: FeatureStore | None, record: TrainingSetRecord) -> tuple[list[Any], list[Any]]:
+    """The lineage node and edges of a stored set (to repair a node a crash left out): the features'
+    projections resolved with the registry where it still knows them."""
+    view_names: dict[str, str] = {}
+    if store is not None:
+        try:
+            plan = plan_retrieval(store, record.features, record.feature_service)
+            view_names = {v.name: v.definition.name for v in plan.views}
+            view_names |= {o.name: o.definition.name for o in plan.on_demand}
+        except Exception:
+            view_names = {}
+    nodes, edges = training_set_graph(
+        record.id, record.features, record.feature_service, lineage_attributes(record), view_names
+    )
+    return list(nodes), list(edges)

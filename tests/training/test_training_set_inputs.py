@@ -91,10 +91,10 @@ def test_infinity_in_an_extra_float_column_is_a_422_naming_the_rows(client, acce
     assert bad_rows(response, "x") == [1, 2]
 
 
-def test_a_stored_set_holding_infinity_is_406_as_json_not_500(client, built_repo):
+def test_a_stored_set_holding_infinity_is_406_as_json_not_500(client, settings):
     created = post_table(client, entities(x=[1.0, 2.0, 3.0]))
     ts_id = created.headers["x-training-set-id"]
-    path = client.get(f"/training-sets/{ts_id}").json()["data_path"]
+    path = settings.training_sets_path / client.get(f"/training-sets/{ts_id}").json()["data_path"]
     stored = pd.read_parquet(path)
     stored.loc[1, "x"] = np.inf  # as a set stored before infinities were refused
     stored.to_parquet(path, index=False)
@@ -245,7 +245,7 @@ def test_reproduce_is_not_identical_when_only_an_unused_source_row_changed(repo_
     assert now["data_identical"] is True and now["differences"]["columns"] == []
     assert now["inputs_identical"] is False and now["identical"] is False
     assert now["fingerprint_now"] != now["fingerprint_then"]
-    assert now["changed_sources"] == [str(path.resolve())]
+    assert now["changed_sources"] == ["data/origin_weather.parquet"]  # relative to the repo
 
 
 # -- the audit --------------------------------------------------------------------------------------

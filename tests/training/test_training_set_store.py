@@ -131,7 +131,7 @@ def test_reproduce_is_identical_then_names_the_changed_source(repo_copy):
     weather.to_parquet(path, index=False)
     changed = client.post(f"/training-sets/{ts_id}/reproduce").json()
     assert changed["identical"] is False
-    assert changed["changed_sources"] == [str(path.resolve())]
+    assert changed["changed_sources"] == ["data/origin_weather.parquet"]  # relative to the repo
     assert changed["differences"]["columns"] == ["temp"] and changed["differences"]["rows"] == [2]
     assert changed["fingerprint_now"] != changed["fingerprint_then"]
 

@@ -22,6 +22,8 @@ it, and the TTL test on the winner decides (it has the greatest ``feature_ts`` o
 if it is too old, every candidate is). O(n log n), exact, no range join.
 """
 
+import dataclasses
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import duckdb
@@ -29,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 from feast.value_type import ValueType
 
+from service.storage import pinned
 from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
 from service.training.offline.order import rank_order
@@ -206,8 +209,10 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
             else "rename the entity column(s) or ask for full_feature_names=true"
         )
         raise FeatureNameCollision(clashes, "are also columns of the entity rows", hint)
-    joined = join_views(entity_df, plan.views, options.created_filter)
-    audit = audit_join(entity_df[TS], joined, plan.views, options.created_filter)
+    with ExitStack() as pins:  # each single-file source read as it is now, whatever a push renames over it
+        views = tuple(dataclasses.replace(v, path=pins.enter_context(pinned(v.path))) for v in plan.views)
+        joined = join_views(entity_df, views, options.created_filter)
+        audit = audit_join(entity_df[TS], joined, views, options.created_filter)
     if not audit.passed:
         raise LeakageDetected(audit)
     for spec in plan.on_demand:
