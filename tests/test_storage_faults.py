@@ -53,14 +53,14 @@ def assert_clean_problem(response: httpx.Response | Any, status: int, *, roots: 
     return dict(response.json())
 
 
-@pytest.fixture
-def repo(built_repo: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("faults") / "repo"
     shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
     return copy
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(repo: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(repo=repo, now=REPLAY_NOW))) as c:
         yield c

@@ -26,10 +26,9 @@ def serve(repo: Path) -> TestClient:
     return TestClient(create_app(Settings(repo=repo, now=REPLAY_NOW)))
 
 
-@pytest.fixture
-def made(built_repo: Path, tmp_path: Path) -> tuple[Path, dict[str, Any], bytes]:
-    """A private repo holding one new training set: (repo, its metadata, its data as answered)."""
-    repo = tmp_path / "a" / "repo"
+@pytest.fixture(scope="module")
+def made_once(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], bytes]:
+    repo = tmp_path_factory.mktemp("relative") / "repo"
     shutil.copytree(built_repo, repo, ignore=shutil.ignore_patterns("training_sets"))
     with serve(repo) as client:
         created = client.post("/training-sets", json={"feature_service": "delay_model_v1", "entity_rows": ROWS})
@@ -37,6 +36,15 @@ def made(built_repo: Path, tmp_path: Path) -> tuple[Path, dict[str, Any], bytes]
         ts_id = created.json()["id"]
         meta = client.get(f"/training-sets/{ts_id}").json()
         data = client.get(f"/training-sets/{ts_id}/data").content
+    return repo, meta, data
+
+
+@pytest.fixture
+def made(made_once: tuple[Path, dict[str, Any], bytes], tmp_path: Path) -> tuple[Path, dict[str, Any], bytes]:
+    """A private repo holding one new training set: (repo, its metadata, its data as answered)."""
+    original, meta, data = made_once
+    repo = tmp_path / "a" / "repo"
+    shutil.copytree(original, repo)
     return repo, meta, data
 
 
