@@ -7,7 +7,6 @@ Before WAL mode, a busy timeout on every engine and retries, 32 of 610 such requ
 
 import itertools
 import os
-import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 from lineage import LineageStore
 from service.settings import Settings
+from tests.conftest import copy_repo
 from tests.live_server import live_server
 
 WRITERS = 8
@@ -33,7 +33,7 @@ WEATHER = dict(temp=50.0, dewp=40.0, humid=60.0, wind_dir=180.0, precip=0.0, pre
 @pytest.fixture
 def repo(built_repo: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     return copy
 
 
@@ -59,6 +59,8 @@ def test_eight_concurrent_writers_get_no_error(repo: Path, tmp_path: Path) -> No
         )
         assert seed.status_code == 201, seed.text
         seed_id = seed.json()["id"]
+        quarantined_before = len(httpx.get(f"{url}/quarantine/weather_push", timeout=60).json()["rows"])
+        sets_before = {r[0] for r in _rows(settings, "SELECT id FROM training_sets")} - {seed_id}
 
         def writer(w: int) -> None:
             with httpx.Client(base_url=url, timeout=60) as client:
@@ -92,18 +94,25 @@ def test_eight_concurrent_writers_get_no_error(repo: Path, tmp_path: Path) -> No
             list(pool.map(writer, range(WRITERS)))
         assert errors == []
         quarantined = httpx.get(f"{url}/quarantine/weather_push", timeout=60).json()["rows"]
-        assert len(quarantined) == WRITERS * ROUNDS
-        assert len(httpx.get(f"{url}/models", timeout=60).json()) == WRITERS * ROUNDS
+        assert len(quarantined) - quarantined_before == WRITERS * ROUNDS
+        models = {m["id"] for m in httpx.get(f"{url}/models", timeout=60).json()}
+        assert {f"model:m{w}@{r}" for w in range(WRITERS) for r in range(ROUNDS)} <= models
 
     sets = {seed_id, *made}
     files = sorted(p.name for p in settings.training_sets_path.iterdir())
     assert files == sorted([f"{i}.parquet" for i in sets] + [f"{i}.entities.parquet" for i in sets])
     with LineageStore(settings.lineage_database_url) as lineage:
         nodes = {n.ref.name for n in lineage.load_graph().nodes() if str(n.ref.kind) == "training_set"}
-    engine = create_engine(settings.lineage_database_url)
-    with engine.connect() as conn:
-        catalog = set(conn.execute(text("SELECT id FROM training_sets")).scalars())
-        mode = conn.execute(text("PRAGMA journal_mode")).scalar_one()
-    engine.dispose()
+    catalog = {r[0] for r in _rows(settings, "SELECT id FROM training_sets")} - sets_before
+    nodes -= sets_before  # the copied repo's own sets (their files were not copied)
     assert catalog == nodes == sets
-    assert mode == "wal"
+    assert _rows(settings, "PRAGMA journal_mode") == [("wal",)]
+
+
+def _rows(settings: Settings, query: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(settings.lineage_database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(query))]
+    finally:
+        engine.dispose()

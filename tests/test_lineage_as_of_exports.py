@@ -7,7 +7,6 @@ plus or minus the nodes the test itself added.
 """
 
 import io
-import shutil
 import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ import pytest
 from lineage import Edge, LineageStore, Node, NodeKind, NodeRef, Relation
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW, NoServerErrorClient
+from tests.conftest import REPLAY_NOW, NoServerErrorClient, copy_repo
 from tests.test_lineage_view import parse
 
 PROBE = NodeRef(NodeKind.ENTITY, "probe")
@@ -60,7 +59,7 @@ def linked(html: str) -> dict[str, dict[str, list[str]]]:
 @pytest.fixture(scope="module")
 def history(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     repo = tmp_path_factory.mktemp("as_of") / "repo"
-    shutil.copytree(built_repo, repo, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, repo, ignore=("training_sets",))
     settings = Settings(repo=repo, now=REPLAY_NOW)
     with NoServerErrorClient(create_app(settings)) as client:
         before = client.get("/lineage/export/node-link").json()

@@ -1,7 +1,6 @@
 """``feastline apply`` after ``feastline materialize``: the views keep ``last_materialization``, and a
 changed view still gets its new definition hash and its entry in the version's diff."""
 
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from feast import FeatureStore
 from lineage import LineageStore, NodeKind, NodeRef
 from lineage.builders import spec_hash
 from service.settings import Settings
+from tests.conftest import copy_repo
 
 START, END = "2013-12-30T00:00:00Z", "2013-12-31T00:00:00Z"
 VIEW = NodeRef(NodeKind.FEATURE_VIEW, "origin_weather")
@@ -35,7 +35,7 @@ def node(repo: Path) -> dict:
 @pytest.mark.slow
 def test_reapply_keeps_last_materialization(built_repo: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    shutil.copytree(built_repo, repo, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, repo, ignore=("training_sets",))
     feastline("materialize", "--repo", str(repo), "--start", START, "--end", END)
 
     weather = pd.read_parquet(repo / "data" / "origin_weather.parquet")

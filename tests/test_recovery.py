@@ -30,7 +30,7 @@ from service.recovery import Stores, recover
 from service.run_events import OpenLineageEmitter
 from service.settings import Settings
 from service.training.catalog import TrainingSetCatalog
-from tests.conftest import REPLAY_NOW, NoServerErrorClient
+from tests.conftest import REPLAY_NOW, NoServerErrorClient, copy_repo
 
 ROWS = [{"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}]
 
@@ -38,7 +38,7 @@ ROWS = [{"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:
 @pytest.fixture
 def repo(built_repo: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     return copy
 
 

@@ -12,7 +12,6 @@ remount, a full tmpfs) around a served repo.
 import errno
 import os
 import re
-import shutil
 import socket
 import sqlite3
 import stat
@@ -32,7 +31,7 @@ from fastapi.testclient import TestClient
 from lineage import LineageStore
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW
+from tests.conftest import REPLAY_NOW, copy_repo
 from tests.live_server import free_port
 
 PROBLEM_JSON = "application/problem+json"
@@ -56,7 +55,7 @@ def assert_clean_problem(response: httpx.Response | Any, status: int, *, roots: 
 @pytest.fixture(scope="module")
 def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = tmp_path_factory.mktemp("faults") / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     return copy
 
 

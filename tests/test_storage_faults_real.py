@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import REPLAY_NOW
+from tests.conftest import REPLAY_NOW, copy_repo
 from tests.live_server import free_port, wait_for_health
 from tests.test_storage_faults import ROWS, assert_clean_problem, push_body
 
@@ -42,7 +42,7 @@ def served(built_repo: Path, tmp_path: Path) -> Iterator[tuple[Path, str, int]]:
     """(repo, url, server pid): the repo's ``data`` bind-mounted read-only and ``data/training_sets`` a
     read-only 128 KiB tmpfs, in the server's own mount namespace; the lineage database in ``tmp_path``."""
     repo = tmp_path / "repo"
-    shutil.copytree(built_repo, repo, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, repo, ignore=("training_sets",))
     data, sets = repo / "data", repo / "data" / "training_sets"
     sets.mkdir()
     shutil.copy(data / "lineage.db", tmp_path / "lineage.db")

@@ -3,13 +3,14 @@ from before the capability packages (``service.offline...``, ``service.online_st
 (``service.training.offline...``, ``service.online.stores...``) both work with Feast's own CLI and SDK."""
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from feast import FeatureStore
+
+from tests.conftest import copy_repo
 
 FEAST = Path(sys.executable).parent / "feast"
 NEW = {
@@ -55,7 +56,7 @@ def test_old_paths_name_the_same_classes() -> None:
 @pytest.mark.parametrize("types", [NEW, OLD], ids=["new-paths", "old-paths"])
 def test_feast_plan_apply_and_read_with_either_path(built_repo: Path, tmp_path: Path, types: dict[str, str]) -> None:
     repo = tmp_path / "repo"
-    shutil.copytree(built_repo, repo, ignore=shutil.ignore_patterns("training_sets", "lineage.db"))
+    copy_repo(built_repo, repo, ignore=("training_sets", "lineage.db"))
     with_types(repo, types)
 
     assert "feastline" in feast(repo, "plan")

@@ -471,6 +471,8 @@ class _PushWrite:
             if fault is None:
                 raise
             raise fault from exc
+        if not with_intent and not self.details["quarantine"]:
+            return  # an online push without a key: nothing more to record
         try:
             transaction(intents.engine, lambda c: self._acknowledge(c, with_intent))
         except Exception as exc:

@@ -3,7 +3,6 @@ and once end to end: ``feastline apply`` of a changed repo, then ``as_of`` over 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from lineage.migrations import version_table
 from lineage.versions import HashChange, VersionNotFound
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW, NoServerErrorClient
+from tests.conftest import REPLAY_NOW, NoServerErrorClient, copy_repo
 from tests.lineage.conftest import StoreFactory
 
 SOURCE = NodeRef(NodeKind.DATA_SOURCE, "weather_source")
@@ -204,7 +203,7 @@ def test_a_database_from_before_the_migrations_is_upgraded(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_apply_of_a_changed_view_is_a_new_version_over_http(built_repo: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    shutil.copytree(built_repo, repo)
+    copy_repo(built_repo, repo)
     with NoServerErrorClient(create_app(Settings(repo=repo, now=REPLAY_NOW))) as client:
         before = client.get("/lineage/versions").json()["versions"][-1]["number"]
         old = client.get("/lineage/nodes/feature_view:origin_weather").json()

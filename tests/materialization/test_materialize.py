@@ -5,7 +5,6 @@ since it writes to the online store and the registry. Expected counts and values
 independently with pandas from the Parquet files.
 """
 
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from feast import FeatureStore
 from service.app import create_app
 from service.materialization.jobs import INTERRUPTED, JobStore
 from service.settings import Settings
-from tests.conftest import NoServerErrorClient
+from tests.conftest import NoServerErrorClient, copy_repo
 
 START = datetime(2012, 12, 1, tzinfo=UTC)
 T = datetime(2013, 12, 31, 1, tzinfo=UTC)  # end of the first run; EWR's last observation is 2013-12-30T23:00
@@ -46,7 +45,7 @@ def z(ts: datetime) -> str:
 def fresh_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built repo, re-applied without its online store and registry (the session one is materialized)."""
     repo = tmp_path_factory.mktemp("materialize") / "repo"
-    shutil.copytree(built_repo, repo, ignore=shutil.ignore_patterns("registry.db", "online_store.db", "training_sets"))
+    copy_repo(built_repo, repo, ignore=("registry.db", "online_store.db", "training_sets"))
     feast = Path(sys.executable).parent / "feast"
     subprocess.run([str(feast), "-c", str(repo), "apply"], check=True, capture_output=True, cwd=repo)
     return repo
@@ -55,7 +54,7 @@ def fresh_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture
 def repo(fresh_repo: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "repo"
-    shutil.copytree(fresh_repo, copy)
+    copy_repo(fresh_repo, copy)
     return copy
 
 

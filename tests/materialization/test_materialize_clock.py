@@ -4,7 +4,6 @@ view without offline data is skipped rather than crashing the run (HTTP jobs and
 The service here is pinned to the replay clock (2013-12-31T00:00:00Z), as ``make serve`` pins it.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from typer.testing import CliRunner
 from service.app import create_app
 from service.cli import app as cli
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW, NoServerErrorClient
+from tests.conftest import REPLAY_NOW, NoServerErrorClient, copy_repo
 from tests.materialization.test_materialize import wait
 
 PROBLEM_JSON = "application/problem+json"
@@ -27,7 +26,7 @@ FRESH_FILE = Path("data") / "origin_weather_fresh.parquet"  # the push source's 
 def repo(built_repo: Path, tmp_path: Path) -> Path:
     """A copy of the built repo: applied, and materialized up to the replay clock (registry intervals)."""
     copy = tmp_path / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     return copy
 
 

@@ -6,7 +6,6 @@ Ordered writes: a newer value is never overwritten by an older one, across reque
 An acknowledged push survives a restart.
 """
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW
+from tests.conftest import REPLAY_NOW, copy_repo
 
 WEATHER = dict(
     temp=50.0, dewp=40.0, humid=60.0, wind_dir=180.0, wind_speed=10.0, precip=0.0, pressure=1010.0, visib=10.0
@@ -41,7 +40,7 @@ def fresh(client, origins, feature="temp"):
 @pytest.fixture
 def repo(built_repo, tmp_path) -> Path:
     copy = tmp_path / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     return copy
 
 

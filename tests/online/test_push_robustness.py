@@ -1,7 +1,6 @@
 """``POST /push`` on inputs and outages a tester found: clear messages naming the field and the row,
 problems in row order, and an unreachable online store answered as 503 with nothing acknowledged."""
 
-import shutil
 import time
 
 import pandas as pd
@@ -10,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW
+from tests.conftest import REPLAY_NOW, copy_repo
 from tests.online.test_redis import free_port, redis_repo, start_redis
 
 WEATHER = dict(
@@ -29,7 +28,7 @@ def row(origin, ts, **changes):
 @pytest.fixture
 def client(built_repo, tmp_path):
     copy = tmp_path / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     with TestClient(create_app(Settings(repo=copy, now=REPLAY_NOW))) as c:
         yield c
 

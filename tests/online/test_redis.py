@@ -20,7 +20,7 @@ from service.app import create_app
 from service.materialization.via_feast import materialize
 from service.online.stores.redis import OrderedRedisOnlineStore, OrderedRedisOnlineStoreConfig
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW, require_services
+from tests.conftest import REPLAY_NOW, copy_repo, require_services
 
 pytestmark = pytest.mark.integration
 WEATHER = dict(
@@ -37,7 +37,7 @@ def redis_up(port: int) -> bool:
 
 def redis_repo(built_repo: Path, dest: Path, port: int) -> Path:
     """A copy of the built repo with a fresh registry, a unique project and the ordered Redis store."""
-    shutil.copytree(built_repo, dest, ignore=shutil.ignore_patterns("training_sets", "registry.db", "online_store.db"))
+    copy_repo(built_repo, dest, ignore=("training_sets", "registry.db", "online_store.db"))
     yaml = (dest / "feature_store.yaml").read_text()
     online = yaml[yaml.index("online_store:") : yaml.index("offline_store:")]
     yaml = yaml.replace(

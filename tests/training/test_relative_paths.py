@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REPLAY_NOW
+from tests.conftest import REPLAY_NOW, copy_repo
 
 ROWS = [
     {"origin": "LGA", "carrier": "DL", "event_timestamp": "2013-06-03T15:30:00Z", "label_delayed": 1},
@@ -29,7 +29,7 @@ def serve(repo: Path) -> TestClient:
 @pytest.fixture(scope="module")
 def made_once(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], bytes]:
     repo = tmp_path_factory.mktemp("relative") / "repo"
-    shutil.copytree(built_repo, repo, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, repo, ignore=("training_sets",))
     with serve(repo) as client:
         created = client.post("/training-sets", json={"feature_service": "delay_model_v1", "entity_rows": ROWS})
         assert created.status_code == 201, created.text
@@ -44,7 +44,7 @@ def made(made_once: tuple[Path, dict[str, Any], bytes], tmp_path: Path) -> tuple
     """A private repo holding one new training set: (repo, its metadata, its data as answered)."""
     original, meta, data = made_once
     repo = tmp_path / "a" / "repo"
-    shutil.copytree(original, repo)
+    copy_repo(original, repo)
     return repo, meta, data
 
 
@@ -71,7 +71,7 @@ def test_paths_are_stored_relative_to_their_root(made):
 def test_a_copy_elsewhere_reproduces_and_a_moved_repo_keeps_its_sets(made, tmp_path):
     repo, meta, data = made
     copy = tmp_path / "b" / "elsewhere" / "repo"
-    shutil.copytree(repo, copy)  # byte for byte, training sets and lineage database included
+    shutil.copytree(repo, copy)  # byte for byte, training sets and lineage database included (not served now)
     check_served(copy, meta, data)
     moved = tmp_path / "c" / "moved"
     moved.parent.mkdir()

@@ -6,7 +6,6 @@ audit's exact ages."""
 import hashlib
 import io
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import NoServerErrorClient
+from tests.conftest import NoServerErrorClient, copy_repo
 
 PARQUET = "application/vnd.apache.parquet"
 ARROW = "application/vnd.apache.arrow.stream"
@@ -225,7 +224,7 @@ def test_an_empty_entity_table_is_the_same_422_as_empty_json_rows(client):
 @pytest.fixture
 def repo_copy(built_repo, tmp_path):
     copy = tmp_path / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     with NoServerErrorClient(create_app(Settings(repo=copy))) as c:
         yield copy, c
 

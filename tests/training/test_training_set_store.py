@@ -2,7 +2,6 @@
 (our offline store) agreeing with the HTTP API on every real flight; the leakage audit."""
 
 import io
-import shutil
 
 import pandas as pd
 import pyarrow as pa
@@ -13,6 +12,7 @@ from feast import FeatureStore
 
 from service.app import create_app
 from service.settings import Settings
+from tests.conftest import copy_repo
 
 PARQUET = "application/vnd.apache.parquet"
 ARROW = "application/vnd.apache.arrow.stream"
@@ -111,7 +111,7 @@ def test_same_inputs_same_fingerprint(client):
 def repo_copy(built_repo, tmp_path):
     """A private copy of the built repo, free to change."""
     copy = tmp_path / "repo"
-    shutil.copytree(built_repo, copy, ignore=shutil.ignore_patterns("training_sets"))
+    copy_repo(built_repo, copy, ignore=("training_sets",))
     with TestClient(create_app(Settings(repo=copy))) as c:
         yield copy, c
 
