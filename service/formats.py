@@ -205,11 +205,23 @@ def _iso(ts: pd.Timestamp) -> str:
     return ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
+def _object_json(value: Any) -> Any:
+    """A value of an object column as JSON. Arrays keep their item type: an ``Array(Float32)`` feature
+    (float32 arrays) at float32 precision, an ``Array(UnixTimestamp)`` one (datetime64 arrays, UTC)
+    as ISO 8601 strings, as their scalars are answered."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.float32:
+            return to_json(value, ValueType.FLOAT_LIST)
+        if value.dtype.kind == "M":
+            return [to_json(pd.Timestamp(t), ValueType.UNIX_TIMESTAMP) for t in value]
+    return to_json(value, None)
+
+
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows at full precision: floats as Python floats (shortest round-trip form of their
-    width: a float32 column's 1.111 is 1.111), lists (Array features) as lists, bytes as base64,
-    timestamps as ISO 8601 UTC with ``Z`` (fractions of a second kept), missing values (null, NaN,
-    NaT) as null.
+    width: a float32 column's 1.111 is 1.111, and so is an item of a float32 array), lists (Array
+    features) as lists, bytes as base64, timestamps as ISO 8601 UTC with ``Z`` (fractions of a second
+    kept, in arrays too), missing values (null, NaN, NaT) as null.
 
     Raises:
         NotAcceptable: a float column holds ±inf, which JSON cannot carry (names the columns and
@@ -231,7 +243,7 @@ def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         elif col.dtype == np.dtype("float32"):  # at the precision declared: 1.111, not 1.1109999418258667
             columns[str(name)] = [to_json(v, ValueType.FLOAT) for v in col.tolist()]
         elif col.dtype == np.dtype("object"):  # lists (Array features), bytes (as base64)
-            columns[str(name)] = [to_json(v, None) for v in col.tolist()]
+            columns[str(name)] = [_object_json(v) for v in col.tolist()]
         else:
             columns[str(name)] = col.astype(object).where(col.notna(), None).tolist()
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

@@ -177,14 +177,18 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
         {
             name: pa.Column(
                 object,
-                pa.Check(lambda v, t=vtype: json_problem(v, t) is None, element_wise=True, name=str(vtype)),
+                # ignore_na=False: a JSON NaN is not a null (pandera would skip it, and it would pass as one)
+                pa.Check(
+                    lambda v, t=vtype: json_problem(v, t) is None, element_wise=True, ignore_na=False, name=str(vtype)
+                ),
                 nullable=True,
             )
             for name, vtype in declared.items()
         },
         name="entity_rows",
     )
-    present = frame[list(declared)].astype(object).where(lambda d: d.notna(), None)
+    # the values as sent: null is None, a JSON NaN stays NaN (a problem for every declared type)
+    present = pd.DataFrame({name: pd.Series([row.get(name) for row in rows], dtype="object") for name in declared})
     try:
         schema.validate(present, lazy=True)
     except SchemaErrors as err:
@@ -282,7 +286,8 @@ def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series
     """A join-key or request-field column of a Parquet/Arrow table checked against its declared type,
     and converted to that type's pandas dtype. Only a column type holding exactly the declared values
     is taken (an int32 column for an ``Int64`` key, a float32 one for ``Float64``); a column of another
-    kind (strings for an integer key, floats for an integer) is refused, never cast. All-null: taken."""
+    kind (strings for an integer key, floats for an integer) is refused, never cast, and so is ±inf in a
+    float column (rows named; NaN is a null). All-null: taken."""
     dtype = col.dtype
     kind = None
     if col.isna().all():
@@ -299,6 +304,11 @@ def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series
         return col.astype(pandas_dtype(vtype)), []
     if vtype in (ValueType.FLOAT, ValueType.DOUBLE) and pd.api.types.is_float_dtype(dtype):
         if vtype == ValueType.DOUBLE or dtype == np.dtype("float32"):
+            infinite = _rows_where(np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)))
+            if infinite:  # a value of neither type (JSON refuses it the same way)
+                return col, [
+                    {"row": i, "field": name, "problem": json_problem(float(col.iloc[i]), vtype)} for i in infinite
+                ]
             return col.astype(pandas_dtype(vtype)), []
         kind = "a float32 column"
     elif vtype == ValueType.BOOL and pd.api.types.is_bool_dtype(dtype):
@@ -329,8 +339,9 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
     given), no nulls; each join key a column of its declared Feast type (an integer column of any
     width that holds the values for ``Int32``/``Int64``, strings for ``String``, bytes for ``Bytes``,
     aware timestamps for ``UnixTimestamp``; nulls allowed: they match nothing), converted to that
-    type's pandas dtype; each request field likewise, without nulls. Other columns pass through unchanged if they hold
-    booleans, integers, floats (NaN is a missing value; ±inf is refused), strings or timezone-aware
+    type's pandas dtype; each request field likewise, without nulls (NaN is one) or ±inf. Other
+    columns pass through unchanged if they hold booleans, integers, floats (NaN is a missing value;
+    ±inf is refused), strings or timezone-aware
     timestamps (naive ones only with ``timezone``); nested values, bytes, dates, decimals and
     durations are refused. Timestamps come out as ``datetime64[ns, UTC]``.
 

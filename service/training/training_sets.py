@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +29,7 @@ from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.training.offline.errors import FeatureSelectionInvalid
 from service.training.offline.views import RetrievalPlan, plan_retrieval, service_references
+from service.value_types import is_missing
 
 
 class TrainingSetOptions(BaseModel):
@@ -220,12 +222,38 @@ def _differing(before: pd.DataFrame, after: pd.DataFrame, cap: int = 100) -> dic
         }
     columns, rows = [], set()
     for col in before.columns:
-        a, b = before[col].reset_index(drop=True), after[col].reset_index(drop=True)
-        same = (a == b) | (a.isna() & b.isna())
+        same = _same_rows(before[col].reset_index(drop=True), after[col].reset_index(drop=True))
         if not same.all():
             columns.append(col)
-            rows.update(same[~same.fillna(False)].index.tolist())
+            rows.update(np.flatnonzero(~same).tolist())
     return {"columns": columns, "rows": sorted(rows)[:cap], "rows_differing": len(rows)}
+
+
+def _same_rows(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Per row, whether ``a`` and ``b`` (two columns of equal length) hold the same value exactly: a
+    missing value equals only a missing value; lists (Array features) are compared item by item."""
+    if a.dtype != object and b.dtype != object:
+        try:
+            equal = (a == b).fillna(False).to_numpy(dtype=bool)  # a missing value compares as NA: not equal
+            return equal | (a.isna() & b.isna()).to_numpy(dtype=bool)
+        except TypeError:  # dtypes that do not compare (e.g. aware and naive timestamps): value by value
+            pass
+    return np.array([_same(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)], dtype=bool)
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Exact equality of two stored values; lists and arrays item by item, missing equals missing."""
+    lists = (list, tuple, np.ndarray)
+    if isinstance(x, lists) or isinstance(y, lists):
+        if not (isinstance(x, lists) and isinstance(y, lists)) or len(x) != len(y):
+            return False
+        return all(_same(i, j) for i, j in zip(x, y, strict=True))
+    if is_missing(x) or is_missing(y):
+        return is_missing(x) and is_missing(y)
+    try:
+        return bool(x == y)
+    except (TypeError, ValueError):
+        return False
 
 
 def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:

@@ -25,6 +25,7 @@ if it is too old, every candidate is). O(n log n), exact, no range join.
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast.value_type import ValueType
@@ -165,9 +166,13 @@ def apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDeman
 
 def _declared(col: pd.Series, vtype: ValueType) -> pd.Series:
     """A feature column in its declared type's dtype where the source held a wider one: ``Float32``
-    as float32 (the source Parquet may hold float64), ``Int32`` as Int32; others as joined."""
+    as float32 (the source Parquet may hold float64), ``Array(Float32)`` as float32 arrays (Parquet
+    and Arrow ``list<float>``), ``Int32`` as Int32; others as joined."""
     if vtype == ValueType.FLOAT and col.dtype != "float32":
         return col.astype("float32")
+    if vtype == ValueType.FLOAT_LIST and col.dtype == object:
+        lists = (list, tuple, np.ndarray)
+        return col.map(lambda v: np.asarray(v, dtype=np.float32) if isinstance(v, lists) else v)
     if vtype == ValueType.INT32 and pd.api.types.is_integer_dtype(col.dtype) and col.dtype != "Int32":
         return col.astype("Int32")
     return col
@@ -186,7 +191,8 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     with its leakage audit.
 
     Feature columns are named ``feature`` or, with ``full_feature_names``, ``view__feature``, each in
-    its declared type's dtype (``Float32`` features float32 even when the source holds float64).
+    its declared type's dtype (``Float32`` features float32 even when the source holds float64,
+    ``Array(Float32)`` features float32 arrays).
 
     Raises:
         FeatureNameCollision: two requested features share a name and full names were not asked for.
