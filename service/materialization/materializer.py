@@ -6,7 +6,9 @@ with one DuckDB query that keeps, per entity key, the latest row with ``start <=
 the order the training-set engine and the online stores share, :mod:`service.training.offline.order`:
 ties on event time go to the greatest ``created``, a null one lowest, then to the later row of the
 file), converts those rows to Feast protos and
-writes them with the provider's ``online_write_batch``. Then it records ``(start, end)`` in the Feast
+writes them with :func:`service.online.writes.write_online` (the provider's ``online_write_batch``:
+nanosecond timestamps to feastline's ordered stores, plain ``datetime`` to any other store, e.g.
+Feast's own ``sqlite``, which keeps whole seconds and the last write). Then it records ``(start, end)`` in the Feast
 registry exactly as ``FeatureStore.materialize`` does, so ``feast materialize-incremental`` continues
 where we stopped. File paths are resolved against the repo, never the current directory.
 
@@ -41,13 +43,15 @@ import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Int64List
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.type_map import python_values_to_proto_values
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE, python_values_to_proto_values
 from feast.utils import make_tzaware
 from feast.value_type import ValueType
 
 from lineage import LineageStore, NodeNotFound
 from lineage.model import NodeKind, NodeRef
+from service.online.writes import write_online
 from service.training.offline.order import latest_first
 from service.training.offline.views import batch_spec
 
@@ -264,7 +268,6 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
         set, and the observer is not told of it.
     """
     observer = observer or Observer()
-    provider = store._get_provider()
     views = {fv.name: fv for fv in store.list_feature_views()}
     repo = Path(store.repo_path).resolve()
     results = []
@@ -282,7 +285,7 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
                 table, in_window = _latest_rows(con, repo, fv, window)
                 for offset in range(0, table.num_rows, WRITE_BATCH_ROWS):
                     rows = _to_protos(fv, table.slice(offset, WRITE_BATCH_ROWS))
-                    provider.online_write_batch(store.config, fv, rows, None)
+                    write_online(store, fv, rows)
                     written += len(rows)
                     observer.rows_written(window, len(rows))
                 store.registry.refresh(store.project)  # another process may have committed since we read it
@@ -371,13 +374,21 @@ def _to_protos(
     fv: FeatureView, table: pa.Table
 ) -> list[tuple[EntityKeyProto, dict[str, Any], datetime, datetime | None]]:
     """Feast write rows ``(entity_key, {feature: ValueProto}, event_ts, created_ts)``, timestamps aware UTC
-    ``pd.Timestamp`` (datetimes that keep the nanoseconds, which the ordered stores compare)."""
+    ``pd.Timestamp`` (datetimes that keep the nanoseconds, which the ordered stores compare;
+    :func:`~service.online.writes.write_online` hands other stores plain datetimes)."""
 
     def protos(name: str, value_type: Any) -> list[Any]:
         field = _PROTO_FIELD.get(value_type)
         if value_type == ValueType.UNIX_TIMESTAMP:  # Feast's converter turns a null into a sentinel, not null
             return [
-                ValueProto() if v is None else ValueProto(unix_timestamp_val=int(pd.Timestamp(v).timestamp()))
+                ValueProto() if v is None else ValueProto(unix_timestamp_val=_epoch_seconds(v))
+                for v in table.column(name).to_pylist()
+            ]
+        if value_type == ValueType.UNIX_TIMESTAMP_LIST:  # Feast's converter writes ns from a list<timestamp[ns]>
+            return [
+                ValueProto()
+                if v is None
+                else ValueProto(unix_timestamp_list_val=Int64List(val=[_epoch_seconds(t) for t in v]))
                 for v in table.column(name).to_pylist()
             ]
         if field is None:
@@ -401,6 +412,17 @@ def _to_protos(
         created = pd.Timestamp(created_ns[i], unit="ns", tz=UTC) if created_ns[i] is not None else None
         rows.append((key, {name: values[i] for name, values in features.items()}, events[i], created))
     return rows
+
+
+def _epoch_seconds(ts: datetime | None) -> int:
+    """Whole seconds since the epoch, floored, as Feast's ``unix_timestamp_val`` holds them (exact for
+    nanosecond times, which a float ``timestamp()`` would round); Feast's null sentinel for None."""
+    if ts is None:
+        return NULL_TIMESTAMP_INT_VALUE
+    if isinstance(ts, pd.Timestamp):
+        return int(ts.value // 1_000_000_000)  # a naive one is UTC, as everywhere in Feast
+    aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return (aware - EPOCH) // timedelta(seconds=1)
 
 
 def record_lineage(

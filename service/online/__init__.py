@@ -8,6 +8,9 @@ What it owns:
   views it feeds plus the repo's pandera push schemas, strict or quarantine, then the write online
   and/or appended offline.
 - ``quarantine.py``: the quarantine table of rejected push rows (lineage database).
+- ``writes.py``: **the one write path into the online store** (:func:`~service.online.writes.write_online`),
+  used by pushes and the materializer: nanosecond rows to the ordered stores, Feast's plain ``datetime``
+  contract to any other store.
 - ``stores/``: the ordered online stores (SQLite, Redis) that never let an older row overwrite a newer
   one (``type: service.online.stores.sqlite.OrderedSqliteOnlineStore`` / ``...redis.OrderedRedisOnlineStore``),
   and the readiness probe.
@@ -19,4 +22,6 @@ Never the routers or the app.
 """
 
 # module -> the names other capability packages may import from it
-PUBLIC: dict[str, frozenset[str]] = {}
+PUBLIC: dict[str, frozenset[str]] = {
+    "service.online.writes": frozenset({"write_online"}),
+}

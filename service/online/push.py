@@ -11,12 +11,13 @@ the repo's ``schemas.py`` maps the push source in ``PUSH_SCHEMAS``, that pandera
 
 The body uses the view's names, as Feast's ``push``: join keys, every feature (one left out is a 422
 naming it), and the batch source's own ``timestamp_field`` and ``created_timestamp_column`` (a push
-without the created column is stamped with the service clock: when the service took it). Writes go
-through Feast to the online store (an ordered-write store: an older row never overwrites a newer one)
-and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's batch Parquet
-file (a folder: a new file in it) in the file's own column names (``field_mapping`` reversed) and Arrow
-types, a file column the push does not carry null; temp file + rename. An acknowledged push is
-committed before the answer is sent.
+without the created column is stamped with the service clock: when the service took it). Online
+writes go through the materializer's write path (:func:`service.online.writes.write_online`, values
+converted as Feast's ``push`` converts them, event times kept to the nanosecond: an ordered store
+never lets an older row overwrite a newer one) and, with ``to`` = ``offline`` /
+``online_and_offline``, are appended to the push source's batch Parquet file (a folder: a new file in
+it) in the file's own column names (``field_mapping`` reversed) and Arrow types, a file column the push
+does not carry null; temp file + rename. An acknowledged push is committed before the answer is sent.
 """
 
 import importlib.util
@@ -34,7 +35,8 @@ import pandera.pandas as pdv
 import pyarrow as pa
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView, FileSource
-from feast.data_source import PushMode, PushSource
+from feast.data_source import PushSource
+from feast.infra.passthrough_provider import PassthroughProvider
 from feast.type_map import feast_value_type_to_pa
 from feast.value_type import ValueType
 from pandera.errors import SchemaErrors
@@ -42,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.online.quarantine import QuarantineStore
 from service.online.reads import STORE_ERRORS, OnlineStoreUnavailable
+from service.online.writes import WriteRow, write_online
 from service.training.entity_rows import timestamp_problem
 from service.value_types import from_json, json_problem, type_name
 
@@ -259,10 +262,10 @@ class PushGate:
         if any(p["row"] is None for p in problems) or (problems and policy != "quarantine"):
             raise PushRejected(req.push_source_name, problems)
         bad = sorted({p["row"] for p in problems})
-        good = frame.drop(index=bad).reset_index(drop=True)
+        good = frame.drop(index=bad)  # indexed by the request's row numbers (problems name them)
         if len(good):
             self._write(req, source, views, good, retry_after)
-            newest = good[source.batch_source.timestamp_field or "event_timestamp"].max().to_pydatetime()
+            newest = good[source.batch_source.timestamp_field or "event_timestamp"].max().to_pydatetime(warn=False)
             for fv in views:
                 self.newest_pushed[fv.name] = max(newest, self.newest_pushed.get(fv.name, newest))
         quarantined = []
@@ -289,7 +292,8 @@ class PushGate:
 
         Raises:
             PushRejected: a value the file's column type cannot hold (e.g. a nanosecond timestamp in a
-                microsecond column), a pushed column the file lacks, or a glob source path (422).
+                microsecond column; each such row named), a pushed column the file lacks, or a glob
+                source path (422).
         """
         batch = source.batch_source
         assert isinstance(batch, FileSource)
@@ -320,9 +324,12 @@ class PushGate:
                 continue
             try:
                 columns.append(_arrow_column(frame[name], field.type))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
-                problem = f"cannot be stored in the batch file's column {field.name!r} ({field.type}): {exc}"
-                problems.append({"row": None, "field": name, "problem": problem})
+            except _ARROW_ERRORS as exc:
+                cannot = f"cannot be stored in the batch file's column {field.name!r} ({field.type})"
+                problems += [
+                    {"row": i, "field": name, "problem": f"{cannot}: {why}"}
+                    for i, why in _failing_rows(frame[name], field.type)
+                ] or [{"row": None, "field": name, "problem": f"{cannot}: {exc}"}]
         if problems:
             raise PushRejected(source.name, problems)
         return path, pa.Table.from_arrays(columns, schema=schema)
@@ -335,10 +342,9 @@ class PushGate:
         offline = req.to in ("offline", "online_and_offline")
         rows = self._offline_rows(source, views, frame) if offline else None
         if req.to in ("online", "online_and_offline"):
-            try:  # Feast reads the frame in the view's names (join keys, features, timestamp columns)
-                self.store.push(
-                    req.push_source_name, frame, allow_registry_cache=req.allow_registry_cache, to=PushMode.ONLINE
-                )
+            try:
+                for fv in views:
+                    write_online(self.store, fv, _online_rows(fv, frame))
             except STORE_ERRORS as exc:
                 raise OnlineStoreUnavailable(
                     f"{type(exc).__name__}: {exc}; the push was not acknowledged, send it again",
@@ -347,6 +353,23 @@ class PushGate:
                 ) from exc
         if rows is not None:
             _append(*rows)
+
+
+def _online_rows(fv: FeatureView, frame: pd.DataFrame) -> list[WriteRow]:
+    """Feast write rows of ``frame`` (the view's names: join keys, features, the batch source's timestamp
+    columns) for ``fv``, in frame order: values converted by Feast's own push conversion, the event and
+    created times the frame's nanosecond ``pd.Timestamp`` (Feast's ``push`` cuts them to microseconds,
+    so a push 100 ns older than the stored row would overwrite it)."""
+    frame = frame.reset_index(drop=True)
+    batch = fv.batch_source
+    assert batch is not None  # a push-fed view: its push source's batch source
+    stamps = [c for c in (batch.timestamp_field or "event_timestamp", batch.created_timestamp_column) if c]
+    events = list(frame[stamps[0]])
+    created = [None if pd.isna(c) else c for c in frame[stamps[1]]] if len(stamps) > 1 else [None] * len(frame)
+    # Feast's conversion reads the times too (as microsecond datetimes); they are replaced by the full ones
+    coarse = frame.assign(**{c: frame[c].dt.floor("us") for c in stamps})
+    rows = PassthroughProvider._prep_rows_to_write_for_ingestion(fv, coarse)
+    return [(key, values, events[i], created[i]) for i, (key, values, _, _) in enumerate(rows)]
 
 
 def _file_schema(path: Path) -> pa.Schema | None:
@@ -375,6 +398,21 @@ def _arrow_column(values: pd.Series, to: pa.DataType) -> pa.Array:
     if pa.types.is_timestamp(to):
         return pa.Array.from_pandas(pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")).cast(to)
     return pa.array(values, type=to, from_pandas=True)
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+
+
+def _failing_rows(values: pd.Series, to: pa.DataType) -> list[tuple[int, str]]:
+    """``(row, why)`` for each value that alone cannot be stored as ``to`` by :func:`_arrow_column` (e.g.
+    a timestamp with nanoseconds for a ``timestamp[us]`` column); rows are the request's (``values``' index)."""
+    failing = []
+    for i in range(len(values)):
+        try:
+            _arrow_column(values.iloc[i : i + 1], to)
+        except _ARROW_ERRORS as exc:
+            failing.append((int(values.index[i]), str(exc)))
+    return failing
 
 
 def _append(path: Path, rows: pa.Table) -> None:
