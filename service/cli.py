@@ -187,6 +187,7 @@ def materialize_cmd(
         online_views,
         record_lineage,
     )
+    from service.online.writes import is_ordered
     from service.settings import Settings
 
     def parse(text: str, name: str) -> datetime:
@@ -245,7 +246,11 @@ def materialize_cmd(
     first = starts[0] if len(starts) == 1 else "per view"
     table = Table("feature view", *(["from (UTC)"] if len(starts) > 1 else []), "rows in window", "rows offered")
     table.title = f"{first} → {end_ts:%Y-%m-%d %H:%M} UTC"
-    table.caption = "rows offered: the ordered online store keeps a stored row that is newer"
+    table.caption = (
+        "rows offered: the ordered online store keeps a stored row that is newer"
+        if is_ordered(store._get_provider().online_store)
+        else "rows offered: Feast's own online store keeps the last row written, even an older one"
+    )
     for r in done:
         start_col = [f"{r.start:%Y-%m-%d %H:%M}"] if len(starts) > 1 else []
         table.add_row(r.view, *start_col, f"{r.rows_in_window:,}", f"{r.rows_offered:,}")
@@ -258,6 +263,20 @@ def materialize_cmd(
         console.print("nothing materialized: every view was skipped")
     with LineageStore(settings.lineage_database_url) as lineage:
         record_lineage(lineage, f"cli-{uuid.uuid4().hex}", results, datetime.now(UTC))
+
+
+def _example(settings: Any) -> dict[str, Any] | None:
+    """A ``/training-sets`` body for the served repo (:mod:`service.examples`), or None when the repo
+    defines no feature or its registry cannot be read here (the server reports that itself)."""
+    from feast import FeatureStore
+
+    from service.clock import service_now
+    from service.examples import training_set_example
+
+    try:
+        return training_set_example(FeatureStore(repo_path=str(settings.repo_path)), service_now(settings))
+    except Exception:  # an example must never keep the server from starting
+        return None
 
 
 @app.command("serve")
@@ -277,11 +296,8 @@ def serve_cmd(
     from service.settings import Settings
 
     base = f"http://{host}:{port}"
-    example = {
-        "feature_service": "delay_model_v1",
-        "entity_rows": [{"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}],
-    }
     settings = Settings(repo=repo)
+    example = _example(settings)
     # plain print: rich would wrap the JSON and break copy-paste
     print(f"feastline serving {repo.resolve()} on {base}  (docs: {base}/docs)")
     if settings.now is not None:
@@ -289,8 +305,11 @@ def serve_cmd(
             f"REPLAY: the service clock is pinned to {settings.now.isoformat()} (FEASTLINE_NOW); online TTLs "
             "are enforced against it. Unset FEASTLINE_NOW to use wall time."
         )
-    print(f"try:\n  curl -s -X POST {base}/training-sets -H 'content-type: application/json' \\")
-    print(f"    -d '{json.dumps(example)}'", flush=True)
+    if example is None:
+        print(f"try:\n  curl -s {base}/health", flush=True)
+    else:  # the repo's own first feature service (see service/examples.py)
+        print(f"try:\n  curl -s -X POST {base}/training-sets -H 'content-type: application/json' \\")
+        print(f"    -d '{json.dumps(example)}'", flush=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log)
 
 

@@ -12,7 +12,8 @@ Per Feast value type (``field.dtype.to_value_type()``):
 - ``Bytes``: a base64 string (RFC 4648, padding required), answered as base64; ``object`` (bytes).
 - ``Bool``: ``true`` / ``false``; ``boolean``.
 - ``UnixTimestamp``: an ISO 8601 string with ``Z`` or an offset, answered as ISO 8601 UTC with
-  ``Z``; ``datetime64[ns, UTC]``.
+  ``Z`` (``/get-online-features`` answers integer epoch seconds instead, as ``feast serve`` does:
+  ``service.online.reads.epoch_seconds_json``); ``datetime64[ns, UTC]``.
 - ``Array(T)``: a JSON list of ``T`` values, no nulls inside (a bare value, e.g. a string for
   ``Array(String)``, is refused, never split into characters); answered as a list; ``object``.
 

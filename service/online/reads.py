@@ -3,13 +3,16 @@
 Request and response JSON are those of ``feast serve``'s ``POST /get-online-features``:
 ``{"entities": {"origin": ["EWR"], ...}, "feature_service": "delay_model_v1"}`` (or ``"features"``),
 answered as ``{"metadata": {"feature_names": [...]}, "results": [{"values", "statuses",
-"event_timestamps"}, ...]}`` with one result per name, entity keys first.
+"event_timestamps"}, ...]}`` with one result per name, entity keys first. Values as ``feast serve``
+answers them: see :mod:`service.value_types`, except ``UnixTimestamp`` features, which are integer
+epoch seconds as in ``feast serve`` (:func:`epoch_seconds_json`), not ISO 8601 strings.
 """
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from feast.feature_view import DUMMY_ENTITY_VAL
@@ -218,6 +221,29 @@ def _cell(state: tuple[str, str], data: dict[str, Any] | None, feature: str) -> 
     return feast_value_type_to_python_type(proto), "PRESENT", stamp
 
 
+_EPOCH_SECONDS_TYPES = frozenset({ValueType.UNIX_TIMESTAMP, ValueType.UNIX_TIMESTAMP_LIST})
+_EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_seconds_json(value: Any, vtype: ValueType | None = None) -> Any:
+    """A ``UnixTimestamp`` value (or a list of them) as ``feast serve`` answers it: integer seconds since
+    the epoch (Feast's ``unix_timestamp_val``, which keeps whole seconds; a finer time is floored);
+    missing as None. Feast's remote online client turns that integer back into Feast's value, as from
+    ``feast serve``; training sets answer ISO 8601 instead (:func:`service.value_types.to_json`)."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return [epoch_seconds_json(v) for v in value]
+    if is_missing(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return int(value.value // 1_000_000_000)  # naive = UTC, as everywhere in Feast
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return (aware - _EPOCH_DT) // timedelta(seconds=1)
+    if isinstance(value, np.datetime64):
+        return int(pd.Timestamp(value).value // 1_000_000_000)
+    return int(value)
+
+
 def _column(values: list[Any], statuses: list[str], stamps: list[str]) -> dict[str, Any]:
     return {"values": values, "statuses": statuses, "event_timestamps": stamps}
 
@@ -260,8 +286,9 @@ def _read_view(
         raw[f"{spec.name}__{feature}"] = values
         if f"{spec.name}:{feature}" in names:
             vtype = spec.types.get(feature)
+            answer = epoch_seconds_json if vtype in _EPOCH_SECONDS_TYPES else to_json
             columns[names[f"{spec.name}:{feature}"]] = _column(
-                [to_json(v, vtype) for v in values], [cells[i][1] for i in order], [cells[i][2] for i in order]
+                [answer(v, vtype) for v in values], [cells[i][1] for i in order], [cells[i][2] for i in order]
             )
     return columns, raw
 
@@ -309,7 +336,9 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
                 for i, v in enumerate(computed)
                 if is_infinite(v)
             ]
-            values = [to_json(v, spec.types.get(feature)) for v in computed]
+            vtype = spec.types.get(feature)
+            answer = epoch_seconds_json if vtype in _EPOCH_SECONDS_TYPES else to_json
+            values = [answer(v, vtype) for v in computed]
             statuses = ["NULL_VALUE" if is_missing(v) else "PRESENT" for v in computed]  # NaN is a null value
             columns[names[f"{spec.name}:{feature}"]] = _column(values, statuses, [EPOCH] * n)
     if infinite:
