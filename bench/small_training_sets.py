@@ -18,9 +18,11 @@ Run: ``.venv/bin/python bench/small_training_sets.py`` (after ``make materialize
 
 import argparse
 import datetime as dt
+import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,9 +30,6 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-import json
-import subprocess
 
 import httpx
 import pandas as pd
