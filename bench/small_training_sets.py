@@ -68,6 +68,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def row(label: str, times: list[float]) -> str:
+    """A table row: label, count, p50/p90/p99 in ms."""
+    cells = [statistics.median(times), percentile(times, 0.9), percentile(times, 0.99)]
+    return f"| {label} | {len(times)} | " + " | ".join(f"{t * 1e3:.1f}" for t in cells) + " |"
+
+
 def sample(repo: Path) -> pd.DataFrame:
     flights = pd.read_parquet(repo / "data" / "flights.parquet")
     rows = flights.sample(100, random_state=13)[["origin", "carrier", "event_timestamp", "label_delayed"]]
@@ -179,9 +185,9 @@ Written by `bench/small_training_sets.py`; every number below was measured by th
 
 | variant | requests | p50 ms | p90 ms | p99 ms |
 |---|---:|---:|---:|---:|
-| feastline, HTTP, 1 client | {len(lat)} | {p50:.1f} | {percentile(lat, 0.9) * 1e3:.1f} | {percentile(lat, 0.99) * 1e3:.1f} |
-| feastline, HTTP, {args.clients} clients | {sum(statuses.values())} | {statistics.median(loaded) * 1e3:.1f} | {percentile(loaded, 0.9) * 1e3:.1f} | {percentile(loaded, 0.99) * 1e3:.1f} |
-| Feast DuckDB, in process | {len(feast)} | {statistics.median(feast) * 1e3:.1f} | {percentile(feast, 0.9) * 1e3:.1f} | {percentile(feast, 0.99) * 1e3:.1f} |
+{row("feastline, HTTP, 1 client", lat)}
+{row(f"feastline, HTTP, {args.clients} clients", loaded)}
+{row("Feast DuckDB, in process", feast)}
 
 - throughput, {args.clients} concurrent clients for {args.seconds:.0f} s: **{rate:.1f} training sets/s**
   ({done} answered 201; other outcomes: {errors or "none"})
