@@ -25,11 +25,13 @@ if it is too old, every candidate is). O(n log n), exact, no range join.
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 from feast.value_type import ValueType
 
+from service.training.offline import lookup
 from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
 from service.training.offline.order import rank_order
@@ -140,7 +142,15 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
             )
             for v in views
         ]
-        table = _join(entity, views, created_filter, prepared)
+        small = [
+            lk
+            if tables is not None and lookup.usable(lk := PREPARED.lookup(tables, v.join_keys), entity, v.join_keys)
+            else None
+            for v, tables in zip(views, prepared, strict=True)
+        ]
+        rest = [i for i, lk in enumerate(small) if lk is None]
+        table = _join(entity, tuple(views[i] for i in rest), created_filter, [prepared[i] for i in rest])
+        table = _with_lookups(table, entity, views, small)
     # int64 ns -> timestamp in Arrow (pandas' to_datetime on Int64 with NA loses the NAs on large inputs)
     for v in views:
         for hidden in (f"{v.name}____feature_ts", f"{v.name}____created_ts"):
@@ -149,6 +159,28 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
     result = _arrow_to_pandas(table)
     assert len(result) == len(entity_df), "point-in-time join changed the row count"
     return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
+
+
+def _with_lookups(table: pa.Table, entity: pd.DataFrame, views: tuple[ViewSpec, ...], small: list[Any]) -> pa.Table:
+    """``table`` (``_join``'s answer for the views whose ``small[i]`` is None) with the columns of the
+    other views picked by ``lookup.pick``, in ``_join``'s column order for all ``views``."""
+    if all(lk is None for lk in small):
+        return table
+    columns = {name: table.column(name) for name in table.column_names if name != "__none"}
+    for v, lk in zip(views, small, strict=True):
+        if lk is None:
+            continue
+        ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
+        picked = lookup.pick(lk, entity, v.join_keys, ttl_ns)
+        columns |= {f"{v.name}__{f}": picked[f] for f in v.features}
+        columns[f"{v.name}____feature_ts"] = picked["__feature_ts"]
+        columns[f"{v.name}____created_ts"] = picked["__created_ts"]
+    order = [ROW_ID] + [
+        name
+        for v in views
+        for name in (*(f"{v.name}__{f}" for f in v.features), f"{v.name}____feature_ts", f"{v.name}____created_ts")
+    ]
+    return pa.table({name: columns[name] for name in order})
 
 
 def _join(

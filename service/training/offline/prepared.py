@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -50,6 +50,7 @@ class _Entry:
     name: str
     users: int = 0
     stale: bool = False
+    lookups: dict[tuple[str, ...], Any] = field(default_factory=dict)  # join keys -> lookup.Lookup | None
 
 
 @dataclass
@@ -83,6 +84,22 @@ class PreparedSources:
             yield f"{entry.name}_ranked", f"{entry.name}_frontier"
         finally:
             self._release(entry)
+
+    def lookup(self, tables: tuple[str, str], keys: tuple[str, ...]) -> Any:
+        """The :class:`~service.training.offline.lookup.Lookup` of prepared ``tables`` (held by the
+        caller's ``with tables(...)`` block), built on first use and kept with them; None if its keys
+        cannot be looked up as arrays."""
+        from service.training.offline import lookup
+
+        entry = next(e for e in self._entries.values() if f"{e.name}_ranked" == tables[0])
+        with self._lock:
+            if keys not in entry.lookups:
+                con = self.db.cursor()
+                try:
+                    entry.lookups[keys] = lookup.build(con, list(keys), *tables)
+                finally:
+                    con.close()
+            return entry.lookups[keys]
 
     def _acquire(self, base: str, key: str, ranked_sql: str, frontier_sql: Callable[[str], str]) -> _Entry:
         with self._lock:
