@@ -34,7 +34,7 @@ from typing import Any, Self
 from sqlalchemy import Connection, Table, and_, bindparam, create_engine, delete, event, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lineage import history, migrations
+from lineage import history, migrations, neighbourhood
 from lineage.errors import ModelVersionConflict, NodeNotFound
 from lineage.graph import LineageGraph
 from lineage.graph_cache import GraphCache
@@ -368,18 +368,17 @@ class LineageStore:
         return {NodeRef.parse(row.id): run_keys_from_row(row) for row in rows}
 
     def _save(self, w: _Write, nodes: Iterable[Node], edges: Iterable[Edge]) -> None:
-        """:meth:`save` inside the open write ``w``."""
+        """:meth:`save` inside the open write ``w``: reads only the neighbourhood the save touches
+        (:mod:`lineage.neighbourhood`), not the whole stored graph."""
         by_ref = {node.ref: node for node in nodes}  # the last of duplicate refs wins
         new_edges = sorted(set(edges))
-        graph = self._read_graph(w.conn)
-        known = {node.ref: node for node in graph.nodes()}
-        stored_edges = set(graph.edges())
-        for node in by_ref.values():
-            graph.add_node(node)
-        for edge in new_edges:
-            graph.add_edge(edge)
+        endpoints = {ref for edge in new_edges for ref in (edge.source, edge.target)}
+        known = neighbourhood.stored_nodes(w.conn, self._t, by_ref.keys() | endpoints)
+        stored_edges = neighbourhood.stored_among(w.conn, self._t, new_edges)
+        neighbourhood.check_edges(w.conn, self._t, new_edges, by_ref.keys() | known.keys(), stored_edges)
+        added = [e for e in new_edges if e not in stored_edges]
         self._put_nodes(w, [n for n in by_ref.values() if known.get(n.ref) != n], known, registry=None)
-        self._put_edges(w, [e for e in new_edges if e not in stored_edges], stored_edges, registry=False)
+        self._put_edges(w, added, stored_edges, registry=False)
 
     def _put_nodes(
         self,

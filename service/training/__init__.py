@@ -9,8 +9,10 @@ What it owns:
 - ``catalog.py``: the training-set catalog table (lineage database).
 - ``offline/``: the offline engine. ``views.py`` turns Feast definitions into a ``RetrievalPlan``;
   ``engine.py`` is **where a training set is joined** (one DuckDB ASOF join per feature view, the TTL
-  and created-timestamp cut-off, on-demand views after the join); ``order.py`` the one order of feature rows
-  (shared); ``audit.py`` the leakage audit;
+  and created-timestamp cut-off, on-demand views after the join); ``prepared.py`` each source's ranked rows
+  and frontier, kept per state of its files (so a small set does not re-rank every source), and facts
+  about source files (content hash, null-created count) remembered likewise; ``order.py`` the one order of
+  feature rows (shared); ``audit.py`` the leakage audit;
   ``errors.py`` its errors; ``feast_store.py`` the Feast offline-store plug-in
   (``type: service.training.offline.feast_store.FeastlineOfflineStore``).
 

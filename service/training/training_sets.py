@@ -28,6 +28,7 @@ from service.run_events import emits_training_set_events
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.training.offline.errors import FeatureSelectionInvalid
+from service.training.offline.prepared import per_file_state
 from service.training.offline.views import RetrievalPlan, plan_retrieval, service_references
 from service.value_types import is_missing
 
@@ -118,6 +119,10 @@ def entity_sha256(entity_df: pd.DataFrame) -> str:
 def sha256_source(path: Path, files: list[Path]) -> str:
     """The content sha256 of a source: its file's, or for a directory or glob of Parquet files the
     sha256 over each file's name (relative to ``path`` or the glob's folder) and content sha256."""
+    return per_file_state(("sha256", str(path)), files, lambda: _sha256_files(path, files))
+
+
+def _sha256_files(path: Path, files: list[Path]) -> str:
     if files == [path]:
         return sha256_file(path)
     base = path if path.is_dir() else Path(os.path.commonpath([f.parent for f in files]))

@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 
 from service.training.offline.errors import RetrievalError
+from service.training.offline.prepared import per_file_state
 from service.training.offline.views import ViewSpec
 
 TS = "event_timestamp"
@@ -105,6 +106,11 @@ def _created_unknown(v: ViewSpec) -> int:
     """Rows of ``v``'s source whose created timestamp is null (DuckDB reads that one column)."""
     assert v.created_field is not None
     created = '"' + v.created_field.replace('"', '""') + '"'
-    with duckdb.connect() as con:
-        row = con.execute(f"SELECT count(*) - count({created}) FROM read_parquet(?)", [str(v.path)]).fetchone()
-    return int(row[0]) if row else 0
+
+    def count() -> int:
+        with duckdb.connect() as con:
+            row = con.execute(f"SELECT count(*) - count({created}) FROM read_parquet(?)", [v.parquet_glob]).fetchone()
+        return int(row[0]) if row else 0
+
+    files = v.parquet_files()
+    return per_file_state(("created_unknown", v.created_field), files, count) if files else count()

@@ -22,17 +22,21 @@ it, and the TTL test on the winner decides (it has the greatest ``feature_ts`` o
 if it is too old, every candidate is). O(n log n), exact, no range join.
 """
 
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast.value_type import ValueType
 
+from service.training.offline import lookup
 from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
 from service.training.offline.order import rank_order
+from service.training.offline.prepared import PREPARED
 from service.training.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
 
 ROW_ID = "__row_id"
@@ -50,20 +54,14 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _view_sql(v: ViewSpec, created_filter: bool) -> str:
-    """SQL giving, per distinct (join keys, event_timestamp) of ``entity``, the view's chosen row."""
-    keys = [_q(k) for k in v.join_keys]
-    key_list = ", ".join(keys)
-    keys_, partition = (key_list + ", ", f"PARTITION BY {key_list}") if keys else ("", "")  # none: global features
+def _ranked_sql(v: ViewSpec, created_filter: bool) -> str:
+    """The view's source rows (join keys, features, ``__ts``/``__created`` in ns) with ``__avail`` and
+    their ``__rank`` within their key (see the module docstring)."""
+    partition = f"PARTITION BY {', '.join(_q(k) for k in v.join_keys)}" if v.join_keys else ""  # none: global
     src_cols = ", ".join(f"{_q(v.columns[c])} AS {_q(c)}" for c in (*v.join_keys, *v.features))
     created = _q(v.created_field) if v.created_field else _q(v.timestamp_field)
     avail = "greatest(__ts, __created)" if created_filter else "__ts"
-    feats = ", ".join(f"r.{_q(f)} AS {_q(f'{v.name}__{f}')}" for f in v.features)
-    on_keys = "".join(f"e.{k} = fr.{k} AND " for k in keys)
-    on_rank = "".join(f"r.{k} = fr.{k} AND " for k in keys)
     path = v.parquet_glob.replace("'", "''")
-    ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
-    ttl = f"CASE WHEN r.__ts >= e.{TS_NS} - {ttl_ns} THEN 1 ELSE 0 END" if ttl_ns else "1"
     order = rank_order("__ts", "__created", "__file", "__frow")
     known = f"WHERE {created} IS NOT NULL" if created_filter and v.created_field else ""
     return f"""
@@ -71,24 +69,45 @@ def _view_sql(v: ViewSpec, created_filter: bool) -> str:
         SELECT {src_cols}, epoch_ns({_q(v.timestamp_field)}) AS __ts,
                epoch_ns({created}) AS __created, __file, file_row_number AS __frow
         FROM read_parquet('{path}', file_row_number = true, filename = '__file') {known}
-    ),
-    ranked AS (
-        SELECT *, {avail} AS __avail,
-               row_number() OVER ({partition} ORDER BY {order}) AS __rank
-        FROM src
-    ),
-    frontier AS (
-        SELECT DISTINCT {keys_}__avail,
-               max(__rank) OVER ({partition} ORDER BY __avail
-                                 RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
-        FROM ranked
-    ),
-    ent AS (SELECT DISTINCT {keys_}{TS_NS} FROM entity)
+    )
+    SELECT *, {avail} AS __avail, row_number() OVER ({partition} ORDER BY {order}) AS __rank
+    FROM src"""
+
+
+def _frontier_sql(v: ViewSpec, ranked: str) -> str:
+    """Per key and ``__avail``, the best rank among the rows available then (a running maximum)."""
+    keys = [_q(k) for k in v.join_keys]
+    keys_, partition = ("".join(f"{k}, " for k in keys), f"PARTITION BY {', '.join(keys)}") if keys else ("", "")
+    return f"""
+    SELECT DISTINCT {keys_}__avail,
+           max(__rank) OVER ({partition} ORDER BY __avail
+                             RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
+    FROM {ranked}"""
+
+
+def _pick_sql(v: ViewSpec, ranked: str, frontier: str) -> str:
+    """Per distinct (join keys, ``__ts_ns``) of ``entity``, the view's chosen row and whether it is in TTL."""
+    keys = [_q(k) for k in v.join_keys]
+    keys_ = "".join(f"{k}, " for k in keys)
+    feats = ", ".join(f"r.{_q(f)} AS {_q(f'{v.name}__{f}')}" for f in v.features)
+    on_keys = "".join(f"e.{k} = fr.{k} AND " for k in keys)
+    on_rank = "".join(f"r.{k} = fr.{k} AND " for k in keys)
+    ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
+    ttl = f"CASE WHEN r.__ts >= e.{TS_NS} - {ttl_ns} THEN 1 ELSE 0 END" if ttl_ns else "1"
+    return f"""
     SELECT e.*, r.__ts AS __feature_ts, r.__created AS __created_ts, {ttl} AS __in_ttl, {feats}
-    FROM ent e
-    ASOF LEFT JOIN frontier fr ON {on_keys}e.{TS_NS} >= fr.__avail
-    LEFT JOIN ranked r ON {on_rank}r.__rank = fr.__best
-    """
+    FROM (SELECT DISTINCT {keys_}{TS_NS} FROM entity) e
+    ASOF LEFT JOIN {frontier} fr ON {on_keys}e.{TS_NS} >= fr.__avail
+    LEFT JOIN {ranked} r ON {on_rank}r.__rank = fr.__best"""
+
+
+def _view_sql(v: ViewSpec, created_filter: bool, prepared: tuple[str, str] | None = None) -> str:
+    """SQL giving, per distinct (join keys, event_timestamp) of ``entity``, the view's chosen row: over
+    the ``prepared`` (ranked, frontier) tables when given, else computed from the source in the query."""
+    if prepared is not None:
+        return _pick_sql(v, *prepared)
+    ranked = _ranked_sql(v, created_filter)
+    return f"WITH ranked AS ({ranked}), frontier AS ({_frontier_sql(v, 'ranked')}) {_pick_sql(v, 'ranked', 'frontier')}"
 
 
 def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -117,12 +136,65 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
     entity = entity_df[keys].copy()
     entity[TS_NS] = entity_df[TS].astype("datetime64[ns, UTC]").astype("int64")
     entity.insert(0, ROW_ID, range(len(entity)))
-    con = duckdb.connect()
+    with ExitStack() as stack:
+        prepared = [
+            stack.enter_context(
+                PREPARED.tables(_ranked_sql(v, created_filter), partial(_frontier_sql, v), v.parquet_files())
+            )
+            for v in views
+        ]
+        small = [
+            lk
+            if tables is not None and lookup.usable(lk := PREPARED.lookup(tables, v.join_keys), entity, v.join_keys)
+            else None
+            for v, tables in zip(views, prepared, strict=True)
+        ]
+        rest = [i for i, lk in enumerate(small) if lk is None]
+        table = _join(entity, tuple(views[i] for i in rest), created_filter, [prepared[i] for i in rest])
+        table = _with_lookups(table, entity, views, small)
+    # int64 ns -> timestamp in Arrow (pandas' to_datetime on Int64 with NA loses the NAs on large inputs)
+    for v in views:
+        for hidden in (f"{v.name}____feature_ts", f"{v.name}____created_ts"):
+            i = table.schema.get_field_index(hidden)
+            table = table.set_column(i, hidden, table.column(i).cast(pa.timestamp("ns", tz="UTC")))
+    result = _arrow_to_pandas(table)
+    assert len(result) == len(entity_df), "point-in-time join changed the row count"
+    return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
+
+
+def _with_lookups(table: pa.Table, entity: pd.DataFrame, views: tuple[ViewSpec, ...], small: list[Any]) -> pa.Table:
+    """``table`` (``_join``'s answer for the views whose ``small[i]`` is None) with the columns of the
+    other views picked by ``lookup.pick``, in ``_join``'s column order for all ``views``."""
+    if all(lk is None for lk in small):
+        return table
+    columns = {name: table.column(name) for name in table.column_names if name != "__none"}
+    for v, lk in zip(views, small, strict=True):
+        if lk is None:
+            continue
+        ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
+        picked = lookup.pick(lk, entity, v.join_keys, ttl_ns)
+        columns |= {f"{v.name}__{f}": picked[f] for f in v.features}
+        columns[f"{v.name}____feature_ts"] = picked["__feature_ts"]
+        columns[f"{v.name}____created_ts"] = picked["__created_ts"]
+    order = [ROW_ID] + [
+        name
+        for v in views
+        for name in (*(f"{v.name}__{f}" for f in v.features), f"{v.name}____feature_ts", f"{v.name}____created_ts")
+    ]
+    return pa.table({name: columns[name] for name in order})
+
+
+def _join(
+    entity: pd.DataFrame, views: tuple[ViewSpec, ...], created_filter: bool, prepared: list[tuple[str, str] | None]
+) -> pa.Table:
+    """Run the join of ``entity`` (``__row_id``, keys, ``__ts_ns``) with each view on a connection to the
+    prepared sources' database; ``prepared[i]``: view i's (ranked, frontier) tables or None."""
+    con = PREPARED.cursor()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("entity", entity)
         selects, joins = [], []
-        for i, v in enumerate(views):
+        for i, (v, tables) in enumerate(zip(views, prepared, strict=True)):
             alias = f"v{i}"
             feats = [f"{v.name}__{f}" for f in v.features]
             hidden = {"__feature_ts": f"{v.name}____feature_ts", "__created_ts": f"{v.name}____created_ts"}
@@ -132,22 +204,14 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
             ]
             selects.extend(cols)
             on = " AND ".join(f"{alias}.{_q(k)} IS NOT DISTINCT FROM entity.{_q(k)}" for k in (*v.join_keys, TS_NS))
-            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter)}) {alias} ON {on}")
+            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter, tables)}) {alias} ON {on}")
         sql = (
             f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
             f"FROM entity {' '.join(joins)} ORDER BY entity.{ROW_ID}"
         )
-        table = con.sql(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table()
     finally:
         con.close()
-    # int64 ns -> timestamp in Arrow (pandas' to_datetime on Int64 with NA loses the NAs on large inputs)
-    for v in views:
-        for hidden in (f"{v.name}____feature_ts", f"{v.name}____created_ts"):
-            i = table.schema.get_field_index(hidden)
-            table = table.set_column(i, hidden, table.column(i).cast(pa.timestamp("ns", tz="UTC")))
-    result = _arrow_to_pandas(table)
-    assert len(result) == len(entity_df), "point-in-time join changed the row count"
-    return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
 
 
 def apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDemandSpec) -> pd.DataFrame:
