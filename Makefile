@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The 2013 demo runs as a replay: the service clock is pinned to the end of the data, so online
 # TTLs (3 h for weather) behave as they would have on 2013-12-31. Override with FEASTLINE_NOW=...
 REPLAY_NOW ?= 2013-12-31T00:00:00Z
-LINT_DIRS := service lineage feature_repo tests $(wildcard bench)
+LINT_DIRS := service lineage feature_repo feastline tests $(wildcard bench)
 
 .PHONY: install data apply materialize serve test lint bench clean
 
@@ -37,7 +37,7 @@ serve: materialize
 lint: install
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
-	$(BIN)/mypy --strict lineage
+	$(BIN)/mypy --strict lineage feastline
 
 test: install lint
 	$(BIN)/python -m pytest tests

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
 from lineage.errors import ModelVersionConflict
@@ -72,14 +73,13 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def use_problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite error responses in an OpenAPI document to ``application/problem+json``."""
+    """Rewrite error responses in an OpenAPI document to ``application/problem+json`` only: every error is
+    a problem, whatever the route answers on success (HTML, GraphML, Parquet)."""
     for path in schema.get("paths", {}).values():
         for op in path.values():
             for status, response in op.get("responses", {}).items():
-                content = response.get("content", {})
-                if status[0] in "45" and "application/json" in content:
-                    content[PROBLEM_JSON] = {"schema": {"$ref": "#/components/schemas/Problem"}}
-                    del content["application/json"]
+                if status[0] in "45":
+                    response["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return schema
 
 
@@ -226,15 +226,28 @@ async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONRespo
 _ROUTING_FIELDS = {404: "path", 405: "method"}
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at the request's path (Starlette's own 405 names only the first
+    route matching the path, so ``GET`` and ``POST /models`` would advertise one of them)."""
+    routes = request.app.router.routes
+    return [m for m in METHODS if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)]
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Errors the framework raises itself (no route for the path, a method the route does not take):
-    routes raise domain errors, never ``HTTPException``."""
+    routes raise domain errors, never ``HTTPException``. A 405 lists in ``Allow`` every method the path
+    takes."""
     try:
         title = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
     except ValueError:
         title = "http-error"
     field = _ROUTING_FIELDS.get(exc.status_code)
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405 and (methods := allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": ", ".join(methods)}
     return problem(exc.status_code, title, str(exc.detail), headers=headers, field=field)
 
 

@@ -181,6 +181,24 @@ def parse_json_body(body: bytes, model: type[M]) -> M:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
+def require_json(request: Request) -> None:
+    """Refuse a request body not declared ``application/json``: the check :func:`json_body` makes, as a
+    dependency for routes that take their body as a FastAPI body parameter.
+
+    Raises:
+        UnsupportedMediaType: ``Content-Type`` missing or other than ``application/json`` (415).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != JSON:
+        raise UnsupportedMediaType(media or "(none)", (JSON,))
+
+
+async def json_content_type(request: Request) -> None:
+    """:func:`require_json` as a route dependency (``dependencies=[Depends(json_content_type)]``); async, so
+    FastAPI calls it on the event loop instead of a worker thread."""
+    require_json(request)
+
+
 async def json_body(request: Request, model: type[M]) -> M:
     """The request's JSON body as ``model``, as a FastAPI body parameter would give it, but refusing a
     body that is not declared JSON and locating malformed JSON.
@@ -190,15 +208,8 @@ async def json_body(request: Request, model: type[M]) -> M:
             ``header.content-type``); nothing is guessed from the bytes.
         BodyUnreadable, RequestValidationError: see :func:`parse_json_body`.
     """
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != JSON:
-        raise UnsupportedMediaType(media or "(none)", (JSON,))
+    require_json(request)
     return parse_json_body(await request.body(), model)
-
-
-def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that reads its body with :func:`json_body`."""
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": model.model_json_schema()}}}}
 
 
 def _iso(ts: pd.Timestamp) -> str:

@@ -9,13 +9,14 @@ from service.deps import LineageDep, SettingsDep, StoreDep
 from service.errors import at_field, problem_responses
 from service.online.reads import OnlineStoreUnavailable
 from service.online.stores.probe import probe_online_store
+from service.openapi import HealthOut, ReadyOut
 
 router = APIRouter(tags=["health"])
 
 PROBE_TIMEOUT_SECONDS = 0.5  # connect + ping stay within a Kubernetes probe's default timeoutSeconds (1)
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, responses={200: {"model": HealthOut}})
 def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[str, Any]:
     """Liveness: the process serves requests, its registry is loaded and the lineage database answers.
 
@@ -34,7 +35,7 @@ def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[
     }
 
 
-@router.get("/health/ready", responses=problem_responses(503))
+@router.get("/health/ready", response_model=None, responses={200: {"model": ReadyOut}, **problem_responses(503)})
 async def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """Readiness: can this instance answer online reads and pushes now?
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from lineage import Edge, InvalidNodeId, LineageGraph, Node, NodeNotFound, NodeRef
+from lineage import NODE_ID_PATTERN, Edge, InvalidNodeId, LineageGraph, Node, NodeNotFound, NodeRef
 from service.as_of import AsOf, graph_as_of, keep_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
@@ -47,7 +47,12 @@ def view_url(node_id: str, as_of: str | None = None) -> str:
 @router.get("/view", response_class=HTMLResponse)
 def lineage_view(
     lineage: LineageDep,
-    node: str = Query(..., description="node id, kind:name", examples=["feature_service:delay_model_v1"]),
+    node: str = Query(
+        ...,
+        description="node id, kind:name",
+        examples=["feature_service:delay_model_v1"],
+        json_schema_extra={"pattern": NODE_ID_PATTERN},
+    ),
     depth: int = Query(2, ge=1, le=10, description="hops to draw upstream and downstream"),
     as_of: AsOf = None,
 ) -> HTMLResponse:

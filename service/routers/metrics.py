@@ -6,6 +6,7 @@ from pathlib import Path
 import duckdb
 from fastapi import APIRouter, Request, Response
 from feast import FeatureView
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
@@ -38,7 +39,13 @@ def _newest_materialized(repo: Path, fv: FeatureView) -> datetime | None:
 _NEWEST: dict[tuple[str, int, datetime], datetime | None] = {}
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "Prometheus text"}
+    },
+)
 def metrics(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     """Prometheus text format. Freshness per online view = service clock minus the newest event time
     the online store holds for it (newest materialized source row, or newest pushed row), seconds.

@@ -8,16 +8,18 @@ from fastapi import APIRouter, Request, Response
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
-from service.formats import json_body, json_body_doc
+from service.formats import json_body
 from service.online.reads import OnlineFeaturesRequest, read_online
+from service.openapi import OnlineFeaturesOut, request_body_doc
 
 router = APIRouter(tags=["online"])
 
 
 @router.post(
     "/get-online-features",
-    openapi_extra=json_body_doc(OnlineFeaturesRequest),
-    responses=problem_responses(400, 404, 415, 422, 503),
+    openapi_extra=request_body_doc(OnlineFeaturesRequest),
+    response_model=None,
+    responses={200: {"model": OnlineFeaturesOut}, **problem_responses(400, 404, 406, 415, 422, 503)},
 )
 async def get_online_features(request: Request, store: StoreDep, settings: SettingsDep) -> Any:
     """Latest materialized values, in ``feast serve``'s request and response JSON, TTL enforced.
@@ -27,7 +29,8 @@ async def get_online_features(request: Request, store: StoreDep, settings: Setti
     the service clock — wall time, or ``FEASTLINE_NOW`` when pinned; the value is then withheld as null).
 
     Errors: 400 malformed JSON (line and column given) or an empty body; 404 unknown feature
-    service/feature; 415 a ``content-type`` other than ``application/json`` (or none); 422 a join key or
+    service/feature; 406 an on-demand value is ±inf, which JSON cannot carry (names the feature and
+    rows); 415 a ``content-type`` other than ``application/json`` (or none); 422 a join key or
     request field missing, a key in ``entities`` that is neither a join key of the requested views nor a
     request field of their on-demand views, lists of unequal length, or a value of the wrong type (each
     problem names the key and position); 503 with ``Retry-After`` when the online store cannot be reached.

@@ -9,14 +9,20 @@ from starlette.concurrency import run_in_threadpool
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
-from service.formats import frame_to_records, json_body, json_body_doc
+from service.formats import frame_to_records, json_body
 from service.online.push import PushRequest, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
+from service.openapi import PushOut, QuarantineOut, request_body_doc
 
 router = APIRouter(tags=["push"])
 
 
-@router.post("/push", openapi_extra=json_body_doc(PushRequest), responses=problem_responses(400, 404, 415, 422, 503))
+@router.post(
+    "/push",
+    openapi_extra=request_body_doc(PushRequest),
+    response_model=None,
+    responses={200: {"model": PushOut}, **problem_responses(400, 404, 415, 422, 503)},
+)
 async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """Push rows to a push source (the body of ``feast serve``'s ``/push``, as ``application/json``),
     validated first.
@@ -37,7 +43,9 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     return await run_in_threadpool(gate.push, req, service_now(settings), settings.retry_after_seconds)
 
 
-@router.get("/quarantine/{source}", responses=problem_responses(404))
+@router.get(
+    "/quarantine/{source}", response_model=None, responses={200: {"model": QuarantineOut}, **problem_responses(404)}
+)
 def quarantine(source: str, request: Request, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """Rejected rows of a push source (newest first), or of a pipeline step's output table.
 

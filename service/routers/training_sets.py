@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.formats import (
+    ARROW_STREAM,
     BINARY,
     JSON,
     PARQUET,
@@ -28,11 +29,20 @@ from service.formats import (
     read_table,
     write_table,
 )
+from service.openapi import (
+    FEATURE_LIST,
+    TIMEZONE,
+    ReproduceOut,
+    TrainingSetDataOut,
+    TrainingSetJsonOut,
+    TrainingSetRecordOut,
+    binary_content,
+    request_body_doc,
+)
 from service.training.entity_rows import entity_frame, entity_frame_from_table
 from service.training.offline.errors import TooLargeForJson
 from service.training.training_sets import (
     TrainingSetOptions,
-    TrainingSetOut,
     TrainingSetRequest,
     create_training_set,
     reproduce,
@@ -70,15 +80,27 @@ def refuse_unknown_query(request: Request, known: tuple[str, ...], json_body: bo
         raise RequestValidationError(errors)
 
 
-BODY_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            JSON: {"schema": TrainingSetRequest.model_json_schema()},
-            PARQUET: {"schema": {"type": "string", "format": "binary"}},
-            "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
+BODY_DOC = request_body_doc(TrainingSetRequest, entity_rows={"minItems": 1}, timezone=TIMEZONE)
+BODY_DOC["requestBody"]["content"].update(binary_content(*BINARY))
+ID_HEADERS = {
+    "X-Training-Set-Id": {"schema": {"type": "string"}, "description": "the new training set's id"},
+    "X-Training-Set-Fingerprint": {"schema": {"type": "string"}},
+    "Location": {"schema": {"type": "string"}, "description": "/training-sets/{id}"},
+}
+LINKS = {  # what a client (and schemathesis' stateful phase) can do with the id of a new training set
+    name: {"operationId": operation, "parameters": {"ts_id": "$response.header.X-Training-Set-Id"}}
+    for name, operation in (
+        ("GetTrainingSet", "get_training_set"),
+        ("GetTrainingSetData", "get_training_set_data"),
+        ("ReproduceTrainingSet", "reproduce_training_set"),
+    )
+}
+CREATED_DOC = {
+    "model": TrainingSetJsonOut,
+    "description": "created: JSON (with a JSON body, or Accept: application/json), Parquet or an Arrow stream",
+    "content": binary_content(*BINARY),
+    "headers": ID_HEADERS,
+    "links": LINKS,
 }
 
 
@@ -87,7 +109,7 @@ BODY_DOC: dict[str, Any] = {
     status_code=201,
     openapi_extra=BODY_DOC,
     response_model=None,
-    responses={201: {"model": TrainingSetOut}, **problem_responses(400, 404, 406, 409, 413, 415, 422)},
+    responses={201: CREATED_DOC, **problem_responses(400, 404, 406, 409, 413, 415, 422, 503)},
 )
 async def post_training_set(
     request: Request,
@@ -95,10 +117,14 @@ async def post_training_set(
     lineage: LineageDep,
     catalog: CatalogDep,
     settings: SettingsDep,
-    feature_service: str | None = Query(None, description="with a Parquet/Arrow body"),
-    features: list[str] = Query([], description="with a Parquet/Arrow body: 'view:feature', repeated"),
+    feature_service: str | None = Query(None, description="with a Parquet/Arrow body", min_length=1),
+    features: list[str] = Query(
+        [], description="with a Parquet/Arrow body: 'view:feature', repeated", json_schema_extra=FEATURE_LIST
+    ),
     full_feature_names: bool = Query(False, description="with a Parquet/Arrow body"),
-    timezone: str | None = Query(None, description="with a Parquet/Arrow body: assumed for naive timestamps"),
+    timezone: str | None = Query(
+        None, description="with a Parquet/Arrow body: assumed for naive timestamps", json_schema_extra=TIMEZONE
+    ),
     allow_created_after_entity: bool = Query(False, description="with a Parquet/Arrow body"),
 ) -> Response:
     """Build, audit and store a training set: one row per entity row, in input order.
@@ -162,13 +188,31 @@ async def post_training_set(
     return Response(data, status_code=201, media_type=answer, headers=headers)
 
 
-@router.get("/training-sets/{ts_id}", responses=problem_responses(404))
+@router.get(
+    "/training-sets/{ts_id}",
+    operation_id="get_training_set",
+    response_model=None,
+    responses={200: {"model": TrainingSetRecordOut}, **problem_responses(404)},
+)
 def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
     """Metadata of a stored training set: fingerprint, inputs' hashes, options, leakage audit. 404 if unknown."""
     return catalog.get(ts_id).to_dict()
 
 
-@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404, 406, 413))
+@router.get(
+    "/training-sets/{ts_id}/data",
+    operation_id="get_training_set_data",
+    response_model=None,
+    responses={
+        200: {
+            "model": TrainingSetDataOut,
+            "description": "the rows: Parquet (default), an Arrow stream, or JSON",
+            "content": binary_content(PARQUET, ARROW_STREAM),
+            "headers": {"X-Training-Set-Id": ID_HEADERS["X-Training-Set-Id"]},
+        },
+        **problem_responses(404, 406, 413),
+    },
+)
 def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
     """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work.
 
@@ -193,7 +237,12 @@ def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, set
     return Response(write_table(frame, answer), media_type=answer, headers={"X-Training-Set-Id": ts_id})
 
 
-@router.post("/training-sets/{ts_id}/reproduce", responses=problem_responses(404))
+@router.post(
+    "/training-sets/{ts_id}/reproduce",
+    operation_id="reproduce_training_set",
+    response_model=None,
+    responses={200: {"model": ReproduceOut}, **problem_responses(404, 503)},
+)
 async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
     """Recompute from the stored entity table with the repo as it is now.
 

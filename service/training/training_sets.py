@@ -72,15 +72,6 @@ class TrainingSetRequest(TrainingSetOptions):
     )
 
 
-class TrainingSetOut(BaseModel):
-    id: str
-    row_count: int
-    columns: list[str]
-    fingerprint: str
-    audit: dict[str, Any]
-    rows: list[dict[str, Any]]
-
-
 @dataclass(frozen=True)
 class TrainingSet:
     record: TrainingSetRecord
