@@ -43,6 +43,10 @@ TS_NS = "__ts_ns"  # all time arithmetic is on int64 nanoseconds since the epoch
 class JoinOptions:
     full_feature_names: bool = False
     created_filter: bool = True  # refuse rows created after the entity timestamp
+    # features in their declared type's dtype (``Float32`` as float32 even from a float64 source: the HTTP
+    # route's contract); False: as the source holds them (Feast's SDK convention: a Float32 feature of a
+    # float64 source is answered as float64, equal to the source's value)
+    declared_dtypes: bool = True
 
 
 def _q(name: str) -> str:
@@ -186,7 +190,8 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     with its leakage audit.
 
     Feature columns are named ``feature`` or, with ``full_feature_names``, ``view__feature``, each in
-    its declared type's dtype (``Float32`` features float32 even when the source holds float64).
+    its declared type's dtype (``Float32`` features float32 even when the source holds float64), or with
+    ``declared_dtypes=False`` in the source's dtype (integers as nullable Int64).
 
     Raises:
         FeatureNameCollision: two requested features share a name and full names were not asked for.
@@ -215,6 +220,8 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     features = pd.DataFrame(
         {
             name: _declared(joined[f"{v}__{f}"], plan.feature_type(v, f))
+            if options.declared_dtypes
+            else joined[f"{v}__{f}"]
             for name, (v, f) in zip(names, plan.requested, strict=True)
         },
         index=entity_df.index,

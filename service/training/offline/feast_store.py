@@ -19,6 +19,8 @@ Differences from Feast's own stores, on purpose:
   ``coerce_tz_aware: false``).
 
 Following Feast's SDK conventions (Feast's universal offline-store tests check them), unlike the HTTP route:
+- features are answered in the source's dtype: a ``Float32`` feature of a float64 source is float64,
+  equal to the source's value (``to_df``/``to_arrow``); lists as the source holds them;
 - on-demand views are computed by Feast's ``RetrievalJob.to_arrow`` after the join, each listed once,
   answering the outputs that were requested.
 """
@@ -161,6 +163,7 @@ class FeastlineRetrievalJob(RetrievalJob):
             JoinOptions(
                 full_feature_names=self._full,
                 created_filter=self._created_filter,
+                declared_dtypes=False,  # Feast's convention: features as the source holds them (see the module)
             ),
         )
         self.last_audit = result.audit
