@@ -31,6 +31,7 @@ from feast.value_type import ValueType
 
 from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
+from service.training.offline.keys import entity_key_column, key_domains, source_column_types, source_key_sql
 from service.training.offline.order import rank_order
 from service.training.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
 
@@ -53,12 +54,15 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _view_sql(v: ViewSpec, created_filter: bool) -> str:
-    """SQL giving, per distinct (join keys, event_timestamp) of ``entity``, the view's chosen row."""
+def _view_sql(v: ViewSpec, created_filter: bool, key_sql: dict[str, str]) -> str:
+    """SQL giving, per distinct (join keys, event_timestamp) of ``entity``, the view's chosen row;
+    ``key_sql`` is each join key's source expression in the key's domain (:mod:`.keys`)."""
     keys = [_q(k) for k in v.join_keys]
     key_list = ", ".join(keys)
     keys_, partition = (key_list + ", ", f"PARTITION BY {key_list}") if keys else ("", "")  # none: global features
-    src_cols = ", ".join(f"{_q(v.columns[c])} AS {_q(c)}" for c in (*v.join_keys, *v.features))
+    src_cols = ", ".join(
+        [*(f"{key_sql[k]} AS {_q(k)}" for k in v.join_keys), *(f"{_q(v.columns[c])} AS {_q(c)}" for c in v.features)]
+    )
     created = _q(v.created_field) if v.created_field else _q(v.timestamp_field)
     avail = "greatest(__ts, __created)" if created_filter else "__ts"
     feats = ", ".join(f"r.{_q(f)} AS {_q(f'{v.name}__{f}')}" for f in v.features)
@@ -110,19 +114,33 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
         ``len(entity_df)`` rows in input order, with, per view ``v`` and feature ``f``, a column
         ``v__f``, plus ``v____feature_ts`` and ``v____created_ts`` (UTC, null when no row matched).
 
+    Join keys are compared in the domain of their declared type (:mod:`service.training.offline.keys`):
+    an integer entity or source column of a ``String`` key by its canonical decimal spelling.
+
     Raises:
         SourceDataMissing: a view's Parquet file does not exist (a directory or glob: holds no Parquet file).
+        SourceKeyTypeMismatch: a view's source key column is of a type its declared type does not hold.
     """
     for v in views:
         if not v.parquet_files():
             raise SourceDataMissing(v.name, str(v.path))
     keys = sorted({k for v in views for k in v.join_keys})
-    entity = entity_df[keys].copy()
+    domains = key_domains(views)
+    entity = pd.DataFrame({k: entity_key_column(entity_df[k], domains[k]) for k in keys}, index=entity_df.index)
     entity[TS_NS] = entity_df[TS].astype("datetime64[ns, UTC]").astype("int64")
     entity.insert(0, ROW_ID, range(len(entity)))
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        key_sql = []
+        for v in views:
+            physical = source_column_types(con, v.parquet_glob) if v.join_keys else {}
+            key_sql.append(
+                {
+                    k: source_key_sql(v.name, k, v.columns[k], physical.get(v.columns[k], "no such column"), domains[k])
+                    for k in v.join_keys
+                }
+            )
         con.register("entity", entity)
         selects, joins = [], []
         for i, v in enumerate(views):
@@ -135,7 +153,7 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
             ]
             selects.extend(cols)
             on = " AND ".join(f"{alias}.{_q(k)} IS NOT DISTINCT FROM entity.{_q(k)}" for k in (*v.join_keys, TS_NS))
-            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter)}) {alias} ON {on}")
+            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter, key_sql[i])}) {alias} ON {on}")
         sql = (
             f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
             f"FROM entity {' '.join(joins)} ORDER BY entity.{ROW_ID}"

@@ -21,6 +21,8 @@ Differences from Feast's own stores, on purpose:
 Following Feast's SDK conventions (Feast's universal offline-store tests check them), unlike the HTTP route:
 - features are answered in the source's dtype: a ``Float32`` feature of a float64 source is float64,
   equal to the source's value (``to_df``/``to_arrow``); lists as the source holds them;
+- an integer entity column for a ``String`` join key is taken and compared by its canonical decimal
+  spelling (``1001`` matches ``"1001"``, never ``"01001"``; :mod:`service.training.offline.keys`);
 - on-demand views are computed by Feast's ``RetrievalJob.to_arrow`` after the join, each listed once,
   answering the outputs that were requested.
 """
@@ -46,6 +48,7 @@ from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import compute_non_entity_date_range
+from feast.value_type import ValueType
 from pydantic import StrictStr
 
 from service.training.entity_rows import typed_column
@@ -116,6 +119,14 @@ def _entity_frame(entity_df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return frame.reset_index(drop=True), ts_col
 
 
+def _integers_for_string_key(col: pd.Series, vtype: ValueType) -> bool:
+    """An integer column for a ``String`` key: taken as is on the SDK path (Feast's own tests declare
+    ``driver_id`` ``String`` over integer data); the engine compares it by its canonical decimal spelling
+    (:mod:`service.training.offline.keys`), so ``1001`` matches ``"1001"``, never ``"01001"``."""
+    integers = pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
+    return vtype == ValueType.STRING and integers
+
+
 class FeastlineRetrievalJob(RetrievalJob):
     def __init__(
         self,
@@ -151,8 +162,10 @@ class FeastlineRetrievalJob(RetrievalJob):
         specs = tuple(batch_spec(Path(str(self._config.repo_path)), v) for v in self._views)
         plan = RetrievalPlan(views=specs, on_demand=(), requested=tuple(requested))
         problems = []
-        for key, vtype in plan.key_types.items():  # as for Parquet bodies: the declared type, never a cast
-            if key in entity:
+        # as for Parquet bodies: each key column of its declared type, never cast; one exception, as Feast's
+        # own stores: an integer column for a String key, compared by its canonical spelling (keys.py)
+        for key, vtype in plan.key_types.items():
+            if key in entity and not _integers_for_string_key(entity[key], vtype):
                 entity[key], found = typed_column(key, entity[key], vtype)
                 problems.extend(found)
         if problems:
