@@ -5,7 +5,8 @@ feature view it reads the view's batch Parquet file (a push-fed view: its push s
 with one DuckDB query that keeps, per entity key, the latest row with ``start <= event_ts < end`` (in
 the order the training-set engine and the online stores share, :mod:`service.training.offline.order`:
 ties on event time go to the greatest ``created``, a null one lowest, then to the later row of the
-file), converts those rows to Feast protos and
+file; join keys in their declared type's domain, as the engine joins them,
+:mod:`service.training.offline.keys`), converts those rows to Feast protos and
 writes them with :func:`service.online.writes.write_online` (the provider's ``online_write_batch``:
 nanosecond timestamps to feastline's ordered stores, plain ``datetime`` to any other store, e.g.
 Feast's own ``sqlite``, which keeps whole seconds and the last write). Then it records ``(start, end)`` in the Feast
@@ -52,6 +53,7 @@ from feast.value_type import ValueType
 from lineage import LineageStore, NodeNotFound
 from lineage.model import NodeKind, NodeRef
 from service.online.writes import write_online
+from service.training.offline.keys import source_column_types, source_key_sql
 from service.training.offline.order import latest_first
 from service.training.offline.views import batch_spec
 
@@ -321,8 +323,15 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, wi
     mapping = {dst: src for src, dst in (fv.batch_source.field_mapping or {}).items()}
     ts = _quote(mapping.get(spec.timestamp_field, spec.timestamp_field))
     created = _quote(mapping.get(spec.created_field, spec.created_field)) if spec.created_field else None
-    keys = [_quote(spec.columns[k]) for k in spec.join_keys]
-    selected = [f"{_quote(spec.columns[c])} AS {_quote(c)}" for c in (*spec.join_keys, *spec.features)]
+    # each key in its declared type's domain, as the training-set engine joins it (an integer column of a
+    # String key by its canonical decimal spelling; a lossy one refused): training and online key alike
+    physical = source_column_types(con, spec.parquet_glob) if spec.join_keys else {}
+    keys = [
+        source_key_sql(spec.name, k, spec.columns[k], physical.get(spec.columns[k], "no such column"), declared)
+        for k, declared in ((k, spec.types.get(k, ValueType.UNKNOWN)) for k in spec.join_keys)
+    ]
+    selected = [f"{sql} AS {_quote(k)}" for k, sql in zip(spec.join_keys, keys, strict=True)]
+    selected += [f"{_quote(spec.columns[c])} AS {_quote(c)}" for c in spec.features]
     order = latest_first(ts, created, "__file", "file_row_number")
     # a view without entities: one row, keyed by Feast's dummy key (its value "" as Feast writes it)
     selected += [f"'{DUMMY_ENTITY_VAL}' AS {_quote(k)}" for k, column in spec.store_keys.items() if column is None]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -35,8 +36,9 @@ from feast.value_type import ValueType
 from service.training.offline import lookup
 from service.training.offline.audit import LeakageAudit, LeakageDetected, audit_join
 from service.training.offline.errors import FeatureNameCollision, SourceDataMissing
+from service.training.offline.keys import entity_key_column, key_domains, source_column_types, source_key_sql
 from service.training.offline.order import rank_order
-from service.training.offline.prepared import PREPARED
+from service.training.offline.prepared import PREPARED, per_file_state
 from service.training.offline.views import OnDemandSpec, RetrievalPlan, ViewSpec
 
 ROW_ID = "__row_id"
@@ -48,17 +50,24 @@ TS_NS = "__ts_ns"  # all time arithmetic is on int64 nanoseconds since the epoch
 class JoinOptions:
     full_feature_names: bool = False
     created_filter: bool = True  # refuse rows created after the entity timestamp
+    # features in their declared type's dtype (``Float32`` as float32 even from a float64 source: the HTTP
+    # route's contract); False: as the source holds them (Feast's SDK convention: a Float32 feature of a
+    # float64 source is answered as float64, equal to the source's value)
+    declared_dtypes: bool = True
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _ranked_sql(v: ViewSpec, created_filter: bool) -> str:
+def _ranked_sql(v: ViewSpec, created_filter: bool, key_sql: dict[str, str]) -> str:
     """The view's source rows (join keys, features, ``__ts``/``__created`` in ns) with ``__avail`` and
-    their ``__rank`` within their key (see the module docstring)."""
+    their ``__rank`` within their key (see the module docstring); ``key_sql`` is each join key's source
+    expression in the key's domain (:mod:`.keys`)."""
     partition = f"PARTITION BY {', '.join(_q(k) for k in v.join_keys)}" if v.join_keys else ""  # none: global
-    src_cols = ", ".join(f"{_q(v.columns[c])} AS {_q(c)}" for c in (*v.join_keys, *v.features))
+    src_cols = ", ".join(
+        [*(f"{key_sql[k]} AS {_q(k)}" for k in v.join_keys), *(f"{_q(v.columns[c])} AS {_q(c)}" for c in v.features)]
+    )
     created = _q(v.created_field) if v.created_field else _q(v.timestamp_field)
     avail = "greatest(__ts, __created)" if created_filter else "__ts"
     path = v.parquet_glob.replace("'", "''")
@@ -101,12 +110,14 @@ def _pick_sql(v: ViewSpec, ranked: str, frontier: str) -> str:
     LEFT JOIN {ranked} r ON {on_rank}r.__rank = fr.__best"""
 
 
-def _view_sql(v: ViewSpec, created_filter: bool, prepared: tuple[str, str] | None = None) -> str:
+def _view_sql(
+    v: ViewSpec, created_filter: bool, key_sql: dict[str, str], prepared: tuple[str, str] | None = None
+) -> str:
     """SQL giving, per distinct (join keys, event_timestamp) of ``entity``, the view's chosen row: over
     the ``prepared`` (ranked, frontier) tables when given, else computed from the source in the query."""
     if prepared is not None:
         return _pick_sql(v, *prepared)
-    ranked = _ranked_sql(v, created_filter)
+    ranked = _ranked_sql(v, created_filter, key_sql)
     return f"WITH ranked AS ({ranked}), frontier AS ({_frontier_sql(v, 'ranked')}) {_pick_sql(v, 'ranked', 'frontier')}"
 
 
@@ -126,22 +137,28 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
         ``len(entity_df)`` rows in input order, with, per view ``v`` and feature ``f``, a column
         ``v__f``, plus ``v____feature_ts`` and ``v____created_ts`` (UTC, null when no row matched).
 
+    Join keys are compared in the domain of their declared type (:mod:`service.training.offline.keys`):
+    an integer entity or source column of a ``String`` key by its canonical decimal spelling.
+
     Raises:
         SourceDataMissing: a view's Parquet file does not exist (a directory or glob: holds no Parquet file).
+        SourceKeyTypeMismatch: a view's source key column is of a type its declared type does not hold.
     """
     for v in views:
         if not v.parquet_files():
             raise SourceDataMissing(v.name, str(v.path))
     keys = sorted({k for v in views for k in v.join_keys})
-    entity = entity_df[keys].copy()
+    domains = key_domains(views)
+    entity = pd.DataFrame({k: entity_key_column(entity_df[k], domains[k]) for k in keys}, index=entity_df.index)
     entity[TS_NS] = entity_df[TS].astype("datetime64[ns, UTC]").astype("int64")
     entity.insert(0, ROW_ID, range(len(entity)))
+    key_sql = [_key_sql(v, domains) for v in views]
     with ExitStack() as stack:
         prepared = [
             stack.enter_context(
-                PREPARED.tables(_ranked_sql(v, created_filter), partial(_frontier_sql, v), v.parquet_files())
+                PREPARED.tables(_ranked_sql(v, created_filter, ks), partial(_frontier_sql, v), v.parquet_files())
             )
-            for v in views
+            for v, ks in zip(views, key_sql, strict=True)
         ]
         small = [
             lk
@@ -150,7 +167,13 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
             for v, tables in zip(views, prepared, strict=True)
         ]
         rest = [i for i, lk in enumerate(small) if lk is None]
-        table = _join(entity, tuple(views[i] for i in rest), created_filter, [prepared[i] for i in rest])
+        table = _join(
+            entity,
+            tuple(views[i] for i in rest),
+            created_filter,
+            [prepared[i] for i in rest],
+            [key_sql[i] for i in rest],
+        )
         table = _with_lookups(table, entity, views, small)
     # int64 ns -> timestamp in Arrow (pandas' to_datetime on Int64 with NA loses the NAs on large inputs)
     for v in views:
@@ -184,11 +207,37 @@ def _with_lookups(table: pa.Table, entity: pd.DataFrame, views: tuple[ViewSpec, 
     return pa.table({name: columns[name] for name in order})
 
 
+def _key_sql(v: ViewSpec, domains: dict[str, ValueType]) -> dict[str, str]:
+    """Each join key's source expression in its domain (:func:`.keys.source_key_sql`); the source's
+    column types are read once per state of its files.
+
+    Raises:
+        SourceKeyTypeMismatch: a key column's type does not hold the declared key type.
+    """
+    if not v.join_keys:
+        return {}
+
+    def describe() -> dict[str, str]:
+        with duckdb.connect() as con:
+            return source_column_types(con, v.parquet_glob)
+
+    physical = per_file_state(("column_types", v.parquet_glob), v.parquet_files(), describe)
+    return {
+        k: source_key_sql(v.name, k, v.columns[k], physical.get(v.columns[k], "no such column"), domains[k])
+        for k in v.join_keys
+    }
+
+
 def _join(
-    entity: pd.DataFrame, views: tuple[ViewSpec, ...], created_filter: bool, prepared: list[tuple[str, str] | None]
+    entity: pd.DataFrame,
+    views: tuple[ViewSpec, ...],
+    created_filter: bool,
+    prepared: list[tuple[str, str] | None],
+    key_sql: list[dict[str, str]],
 ) -> pa.Table:
     """Run the join of ``entity`` (``__row_id``, keys, ``__ts_ns``) with each view on a connection to the
-    prepared sources' database; ``prepared[i]``: view i's (ranked, frontier) tables or None."""
+    prepared sources' database; ``prepared[i]``: view i's (ranked, frontier) tables or None; ``key_sql[i]``:
+    its join keys' source expressions."""
     con = PREPARED.cursor()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -204,7 +253,7 @@ def _join(
             ]
             selects.extend(cols)
             on = " AND ".join(f"{alias}.{_q(k)} IS NOT DISTINCT FROM entity.{_q(k)}" for k in (*v.join_keys, TS_NS))
-            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter, tables)}) {alias} ON {on}")
+            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter, key_sql[i], tables)}) {alias} ON {on}")
         sql = (
             f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
             f"FROM entity {' '.join(joins)} ORDER BY entity.{ROW_ID}"
@@ -256,7 +305,8 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
 
     Feature columns are named ``feature`` or, with ``full_feature_names``, ``view__feature``, each in
     its declared type's dtype (``Float32`` features float32 even when the source holds float64,
-    ``Array(Float32)`` features float32 arrays).
+    ``Array(Float32)`` features float32 arrays), or with ``declared_dtypes=False`` in the source's dtype
+    (integers as nullable Int64).
 
     Raises:
         FeatureNameCollision: two requested features share a name and full names were not asked for.
@@ -285,6 +335,8 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     features = pd.DataFrame(
         {
             name: _declared(joined[f"{v}__{f}"], plan.feature_type(v, f))
+            if options.declared_dtypes
+            else joined[f"{v}__{f}"]
             for name, (v, f) in zip(names, plan.requested, strict=True)
         },
         index=entity_df.index,

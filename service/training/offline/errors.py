@@ -118,3 +118,26 @@ class TooLargeForJson(RetrievalError):
 
     def details(self) -> dict[str, Any]:
         return {"rows": self.rows, "limit": self.limit}
+
+
+class SourceKeyTypeMismatch(RetrievalError):
+    """A view's source holds a join-key column of a type that does not hold its declared type's values
+    (text for an integer key, floats for any key): joining it would need a lossy cast, so nothing is joined."""
+
+    field = None
+
+    def __init__(self, view: str, key: str, column: str, physical: str, declared: str):
+        self.view, self.key, self.column, self.physical, self.declared = view, key, column, physical, declared
+        super().__init__(
+            f"feature view {view!r}: join key {key!r} is declared {declared} but its source column {column!r} "
+            f"holds {physical}; fix the source data or the declared type (a key is never cast lossily)"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "feature_view": self.view,
+            "join_key": self.key,
+            "source_column": self.column,
+            "source_type": self.physical,
+            "declared_type": self.declared,
+        }
