@@ -66,3 +66,15 @@ def test_a_changed_source_is_prepared_anew(setup, monkeypatch, by_rename):
     assert (after.loc[matched, name] - before.loc[matched, name]).round(9).eq(1.5).all()
     live = [e for e in PREPARED._entries.values() if not e.stale]
     assert len(PREPARED._entries) == len(live)  # the preparation of the old file was dropped
+
+
+def test_a_view_listing_its_join_key_as_a_feature(setup, monkeypatch):
+    """Feast's pushed_locations view has ``location_id`` both as key and schema field (found by Feast's
+    push test): the key column is answered as the feature, as the query answers it."""
+    views, entity = setup
+    views = tuple(replace(v, features=(*v.features, v.join_keys[0])) for v in views)
+    got = engine.join_views(entity, views)
+    pd.testing.assert_frame_equal(got, straight(entity, views, monkeypatch))
+    name = f"{views[0].name}__{views[0].join_keys[0]}"
+    matched = got[name].notna()
+    assert matched.sum() > 2000 and (got.loc[matched, name] == entity.loc[matched, views[0].join_keys[0]]).all()

@@ -99,7 +99,7 @@ def usable(lookup: Lookup | None, entity: pd.DataFrame, keys: tuple[str, ...]) -
 
 def pick(lookup: Lookup, entity: pd.DataFrame, keys: tuple[str, ...], ttl_ns: int | None) -> dict[str, pa.Array]:
     """Per entity row (``entity``: the keys and ``__ts_ns``), the chosen row's ``__feature_ts``,
-    ``__created_ts`` and features, null where no row is available or it is older than the TTL."""
+    ``__created_ts``, join keys and features, null where no row is available or it is older than the TTL."""
     n = len(entity)
     ts = entity["__ts_ns"].to_numpy(dtype=np.int64)
     chosen = np.full(n, -1, dtype=np.int64)
@@ -123,7 +123,7 @@ def pick(lookup: Lookup, entity: pd.DataFrame, keys: tuple[str, ...], ttl_ns: in
         keep = pc.and_(keep, pc.greater_equal(feature_ts, pa.array(ts - ttl_ns)))
     keep = pc.fill_null(keep, False)
     out = {"__feature_ts": feature_ts, "__created_ts": taken.column("__created")}
-    for name in taken.column_names:
-        if name not in ("__ts", "__created", "__rank", *keys):
+    for name in dict.fromkeys(taken.column_names):  # features, and the keys (a view may list a key as a feature)
+        if name not in ("__ts", "__created", "__rank"):
             out[name] = taken.column(name)
     return {name: pc.if_else(keep, col, pa.nulls(n, col.type)) for name, col in out.items()}
