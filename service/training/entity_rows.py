@@ -263,8 +263,11 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
         except Exception as exc:  # unknown zone, or a local time that does not exist / is ambiguous there
             return col, [{"row": None, "field": name, "problem": f"cannot be read in {timezone!r}: {exc}"}]
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        values = col.astype(object).tolist()
+        if set(map(type, values)) <= {str, type(None)}:  # the usual case, without a look at each value
+            return col, []
         problems = []
-        for i, v in enumerate(col.astype(object).tolist()):
+        for i, v in enumerate(values):
             if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)):
                 continue
             if isinstance(v, list | tuple | np.ndarray):
@@ -278,6 +281,16 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
     return col, [{"row": None, "field": name, "problem": f"has unsupported type {dtype}; send {EXTRA_KINDS}"}]
 
 
+def _fits(col: pd.Series, low: int, high: int) -> bool:
+    """Every value of the integer column ``col`` (nulls aside; not all null) lies in ``[low, high]``:
+    by its dtype's range, else by its minimum and maximum (compared as Python integers, exactly)."""
+    dtype = col.dtype
+    info = np.iinfo(dtype.numpy_dtype if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype)
+    if low <= int(info.min) and int(info.max) <= high:
+        return True
+    return low <= int(col.min()) and int(col.max()) <= high
+
+
 def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series, list[dict[str, Any]]]:
     """A join-key or request-field column of a Parquet/Arrow table checked against its declared type,
     and converted to that type's pandas dtype. Only a column type holding exactly the declared values
@@ -289,13 +302,14 @@ def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series
         return col.astype(pandas_dtype(vtype)) if vtype in INTEGER_RANGE else col, []
     if vtype in INTEGER_RANGE and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         low, high = INTEGER_RANGE[vtype]
-        values = col.astype(object)
-        out = [i for i, v in enumerate(values.tolist()) if not is_missing(v) and not low <= int(v) <= high]
-        if out:
-            return col, [
-                {"row": i, "field": name, "problem": f"{values.iloc[i]} does not fit in {type_name(vtype)}"}
-                for i in out
-            ]
+        if not _fits(col, low, high):  # then find the rows that do not
+            values = col.astype(object)
+            out = [i for i, v in enumerate(values.tolist()) if not is_missing(v) and not low <= int(v) <= high]
+            if out:
+                return col, [
+                    {"row": i, "field": name, "problem": f"{values.iloc[i]} does not fit in {type_name(vtype)}"}
+                    for i in out
+                ]
         return col.astype(pandas_dtype(vtype)), []
     if vtype in (ValueType.FLOAT, ValueType.DOUBLE) and pd.api.types.is_float_dtype(dtype):
         if vtype == ValueType.DOUBLE or dtype == np.dtype("float32"):
@@ -307,7 +321,10 @@ def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series
         return col.dt.tz_convert("UTC").astype(pandas_dtype(vtype)), []
     elif vtype in (ValueType.STRING, ValueType.BYTES) and dtype == np.dtype("object"):
         want = str if vtype == ValueType.STRING else bytes
-        bad = [i for i, v in enumerate(col.tolist()) if not (is_missing(v) or isinstance(v, want))]
+        values = col.tolist()
+        if set(map(type, values)) <= {want, type(None)}:  # the usual case, without a call per value
+            return col, []
+        bad = [i for i, v in enumerate(values) if not (is_missing(v) or isinstance(v, want))]
         return col, [
             {"row": i, "field": name, "problem": f"must be {type_name(vtype)}, got {type(col.iloc[i]).__name__}"}
             for i in bad
