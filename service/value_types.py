@@ -256,10 +256,14 @@ def to_json_column(values: list[Any], vtype: ValueType | None) -> list[Any]:
     """One column of stored or computed values as answered in JSON: exactly
     ``[to_json(v, vtype) for v in values]`` (a new list), without the per-value call for a column of
     plain Python scalars that answer as themselves (``None``, ``str``, ``bool``, ``int`` unless
-    ``UnixTimestamp``, ``float`` unless ``Float32``: NaN as None)."""
+    ``UnixTimestamp``, ``float`` unless ``Float32``: NaN as None), and a ``Float32`` column of floats
+    spelled once per distinct value."""
     kinds = set(map(type, values))
     if kinds <= _AS_THEMSELVES or (vtype != V.UNIX_TIMESTAMP and kinds <= _AS_THEMSELVES | {int}):
         return list(values)
     if vtype not in (V.FLOAT, V.UNIX_TIMESTAMP) and kinds <= _AS_THEMSELVES | {int, float}:
         return [None if v != v else v for v in values]  # only a float NaN differs from itself
+    if vtype == V.FLOAT and kinds <= {float, _NONE}:  # each distinct float32 spelled once (a column repeats them)
+        spelled = {v: to_json(v, vtype) for v in set(values)}
+        return [spelled[v] if v else to_json(v, vtype) for v in values]  # 0.0 == -0.0: both spelled apart
     return [to_json(v, vtype) for v in values]

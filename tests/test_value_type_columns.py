@@ -7,7 +7,6 @@ count of null created timestamps against DuckDB counting the rows. Values are co
 Python types (``1``, ``1.0`` and ``True`` are different answers), NaN equal to NaN.
 """
 
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from feast.value_type import ValueType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.formats import _iso, frame_to_records
 from service.training.entity_rows import typed_column
 from service.training.offline.audit import _created_unknown
 from service.training.offline.views import ViewSpec
@@ -130,8 +130,8 @@ def typed(value: Any) -> Any:
     """A value with its Python type spelled out, recursively (NaN made comparable)."""
     if isinstance(value, list):
         return ("list", [typed(v) for v in value])
-    if isinstance(value, float) and math.isnan(value):
-        return ("float", "nan")
+    if isinstance(value, float):  # by its spelling: NaN equal to NaN, -0.0 apart from 0.0
+        return ("float", repr(value))
     return (type(value).__name__, value)
 
 
@@ -265,6 +265,8 @@ def test_to_json_column_edges(vtype: ValueType | None) -> None:
 def test_to_json_column_float32_and_timestamps_at_their_precision() -> None:
     assert to_json_column([1.1109999418258667, None, float("nan")], V.FLOAT) == [1.111, None, None]
     assert to_json_column([1.1109999418258667], V.DOUBLE) == [1.1109999418258667]
+    signed = to_json_column([0.0, -0.0, 1.1109999418258667, -0.0, 0.0, float("nan")], V.FLOAT)
+    assert typed(signed) == typed([0.0, -0.0, 1.111, -0.0, 0.0, None])
     assert to_json_column([1367413200, None], V.UNIX_TIMESTAMP) == ["2013-05-01T13:00:00Z", None]
     assert to_json_column([2**63 - 1, -(2**63)], V.INT64) == [2**63 - 1, -(2**63)]
 
@@ -389,3 +391,18 @@ def test_created_unknown_counts_null_created(tmp_path: Path, statistics: bool) -
     pq.write_table(table, folder / "a.parquet", row_group_size=3, write_statistics=statistics)
     pq.write_table(table.slice(0, 2), folder / "sub" / "b.parquet", write_statistics=statistics)
     assert _created_unknown(_spec(folder)) == _duckdb_count(folder) == 4
+
+
+def test_frame_to_records_spells_each_timestamp_as_the_rule_does() -> None:
+    stamps = pd.Series(
+        pd.to_datetime(
+            ["2013-05-01T13:00:00.123456789Z", None, "2013-05-01T09:00:00-04:00", "1677-09-22T00:12:43.145224193Z"] * 3,
+            utc=True,
+            format="ISO8601",
+        )
+    )
+    frame = pd.DataFrame({"t": stamps, "x": np.array([1.1109999418258667, np.nan, -0.0, 0.0] * 3, dtype="float32")})
+    records = frame_to_records(frame)
+    assert [r["t"] for r in records] == [None if pd.isna(t) else _iso(t) for t in stamps]
+    assert typed([r["x"] for r in records]) == typed([to_json(v, V.FLOAT) for v in frame["x"].tolist()])
+    assert records[0] == {"t": "2013-05-01T13:00:00.123456789Z", "x": 1.111}

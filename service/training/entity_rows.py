@@ -8,6 +8,7 @@ a naive timestamp is refused unless the request names the timezone to assume.
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,7 +20,15 @@ from pandera.errors import SchemaErrors
 
 from service.training.offline.errors import EntityRowsInvalid
 from service.training.offline.views import RetrievalPlan
-from service.value_types import INTEGER_RANGE, from_json, is_missing, json_problem, pandas_dtype, type_name
+from service.value_types import (
+    INTEGER_RANGE,
+    from_json_column,
+    is_missing,
+    json_problem,
+    json_problems,
+    pandas_dtype,
+    type_name,
+)
 
 TS = "event_timestamp"
 
@@ -124,6 +133,17 @@ def _passthrough_column(name: str, values: list[Any], problems: list[dict[str, A
     return pd.Series(values, dtype="object")
 
 
+def _of_type(vtype: ValueType) -> Callable[[pd.Series], pd.Series]:
+    """A pandera column check: True where :func:`service.value_types.json_problem` accepts the value
+    for ``vtype`` (checked as a column by ``json_problems``, value by value only where it must)."""
+
+    def check(column: pd.Series) -> pd.Series:
+        bad = {i for i, _ in json_problems(column.tolist(), vtype)}
+        return pd.Series([i not in bad for i in range(len(column))], index=column.index, dtype=bool)
+
+    return check
+
+
 def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
     """Validate ``rows`` for ``plan`` and build the entity DataFrame.
 
@@ -167,8 +187,14 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
         if f not in frame.columns:
             frame[f] = pd.Series([None] * len(rows), dtype="object")
     stamps = []
+    parsed: dict[str, tuple[pd.Timestamp | None, str | None]] = {}  # entity rows repeat their timestamps
     for i, value in enumerate(frame[TS].tolist()):
-        ts, problem = timestamp_problem(value, assume)
+        if type(value) is str:
+            if value not in parsed:
+                parsed[value] = timestamp_problem(value, assume)
+            ts, problem = parsed[value]
+        else:
+            ts, problem = timestamp_problem(value, assume)
         if problem and TS in rows[i]:
             problems.append({"row": i, "field": TS, "problem": problem})
         stamps.append(ts)
@@ -177,7 +203,7 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
         {
             name: pa.Column(
                 object,
-                pa.Check(lambda v, t=vtype: json_problem(v, t) is None, element_wise=True, name=str(vtype)),
+                pa.Check(_of_type(vtype), name=str(vtype)),
                 nullable=True,
             )
             for name, vtype in declared.items()
@@ -206,7 +232,7 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
         raise EntityRowsInvalid(sorted(problems, key=lambda p: (p["row"] is None, p["row"] or 0, p["field"])))
     frame[TS] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
     for name, vtype in declared.items():
-        frame[name] = _declared_column([from_json(v, vtype) for v in present[name].tolist()], vtype)
+        frame[name] = _declared_column(from_json_column(present[name].tolist(), vtype), vtype)
     return frame
 
 

@@ -6,7 +6,6 @@ value kind (nulls, Float32, arrays, bytes, timestamps and the null-timestamp sen
 ``python_values_to_proto_values`` on every join-key type, called with overlapping batches.
 """
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,8 +47,8 @@ STORED = [
 def typed(value: Any) -> Any:
     if isinstance(value, list | tuple | set):
         return (type(value).__name__, [typed(v) for v in value])
-    if isinstance(value, float) and math.isnan(value):
-        return ("float", "nan")
+    if isinstance(value, float):  # by its spelling: NaN equal to NaN, -0.0 apart from 0.0
+        return ("float", repr(value))
     return (type(value).__name__, value)
 
 
