@@ -14,7 +14,7 @@ from feast.value_type import ValueType
 from pydantic import BaseModel, ValidationError
 
 from service.training.offline.errors import EntityRowsInvalid
-from service.value_types import to_json
+from service.value_types import to_json, to_json_column
 
 PARQUET = "application/vnd.apache.parquet"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -250,11 +250,15 @@ def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     columns: dict[str, list[Any]] = {}
     for name, col in frame.items():
         if isinstance(col.dtype, pd.DatetimeTZDtype):
-            columns[str(name)] = [None if pd.isna(t) else _iso(t) for t in col]
+            codes, stamps = pd.factorize(col)  # each distinct timestamp spelled once; NaT is code -1
+            spelled = [_iso(t) for t in stamps]
+            columns[str(name)] = [spelled[c] if c >= 0 else None for c in codes.tolist()]
         elif col.dtype == np.dtype("float32"):  # at the precision declared: 1.111, not 1.1109999418258667
-            columns[str(name)] = [to_json(v, ValueType.FLOAT) for v in col.tolist()]
+            columns[str(name)] = to_json_column(col.tolist(), ValueType.FLOAT)
         elif col.dtype == np.dtype("object"):  # lists (Array features), bytes (as base64)
-            columns[str(name)] = [_object_json(v) for v in col.tolist()]
+            values = col.tolist()
+            arrays = any(isinstance(v, np.ndarray) for v in values)  # Array features: their item type rules
+            columns[str(name)] = [_object_json(v) for v in values] if arrays else to_json_column(values, None)
         else:
             columns[str(name)] = col.astype(object).where(col.notna(), None).tolist()
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

@@ -124,6 +124,43 @@ def json_problem(value: Any, vtype: ValueType) -> str | None:
     return None if ok else f"must be {type_name(vtype)}, got {value!r}"
 
 
+_NONE = type(None)
+# per type, the Python types whose values the rule accepts whatever the value (None: a missing value)
+_ACCEPTED_AS_IS: dict[ValueType, frozenset[type]] = {
+    V.STRING: frozenset({str, _NONE}),
+    V.BOOL: frozenset({bool, _NONE}),
+}
+
+
+def _all_accepted(values: list[Any], vtype: ValueType) -> bool:
+    """True only if :func:`json_problem` accepts every value (nulls included); False means "look at
+    each one" (some value may still be fine). Decided on the exact Python types present, and for
+    integers on the column's minimum and maximum, never on a sample."""
+    kinds = set(map(type, values))
+    if vtype in _ACCEPTED_AS_IS:
+        return kinds <= _ACCEPTED_AS_IS[vtype]
+    if vtype in INTEGER_RANGE and kinds <= {int, _NONE}:  # exactly int: a bool is not an integer here
+        present = [v for v in values if v is not None] if _NONE in kinds else values
+        low, high = INTEGER_RANGE[vtype]
+        return not present or (low <= min(present) and max(present) <= high)
+    if vtype in (V.FLOAT, V.DOUBLE) and kinds <= {float, _NONE}:  # floats only (a huge int cannot be a float)
+        present = [v for v in values if v is not None] if _NONE in kinds else values
+        bound = FLOAT32_MAX if vtype == V.FLOAT else math.inf
+        return all(map(math.isfinite, present)) and (not present or max(map(abs, present)) <= bound)
+    return False
+
+
+def json_problems(values: list[Any], vtype: ValueType) -> list[tuple[int, str]]:
+    """``(position, why)`` for every value of the column ``values`` that is not a value of ``vtype``,
+    in order: exactly ``[(i, p) for i, v in enumerate(values) if (p := json_problem(v, vtype))]``
+    (nulls pass), with a fast path for a column all of a Python type the rule takes as such (strings
+    for ``String``, booleans for ``Bool``, integers within range for ``Int32``/``Int64``, finite floats
+    within range for ``Float32``/``Float64``)."""
+    if _all_accepted(values, vtype):
+        return []
+    return [(i, p) for i, v in enumerate(values) if (p := json_problem(v, vtype))]
+
+
 def _base64(value: str) -> bytes | None:
     try:
         return base64.b64decode(value, validate=True)
@@ -145,6 +182,15 @@ def from_json(value: Any, vtype: ValueType) -> Any:
         ts = _timestamp(value)
         return None if ts is None else ts.to_pydatetime()
     return value
+
+
+def from_json_column(values: list[Any], vtype: ValueType) -> list[Any]:
+    """Checked JSON values of one column read as :func:`from_json` reads each: exactly
+    ``[from_json(v, vtype) for v in values]`` (a new list), copied as is for the types whose values
+    ``from_json`` leaves unchanged (all but ``Bytes``, ``UnixTimestamp`` and lists)."""
+    if vtype in SCALAR_OF_LIST or vtype in (V.BYTES, V.UNIX_TIMESTAMP):
+        return [from_json(v, vtype) for v in values]
+    return list(values)
 
 
 def is_infinite(value: Any) -> bool:
@@ -202,3 +248,23 @@ def to_json(value: Any, vtype: ValueType | None) -> Any:
     if vtype == V.UNIX_TIMESTAMP and isinstance(value, int) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
     return value
+
+
+_AS_THEMSELVES = frozenset({_NONE, str, bool})  # answered unchanged whatever the declared type
+
+
+def to_json_column(values: list[Any], vtype: ValueType | None) -> list[Any]:
+    """One column of stored or computed values as answered in JSON: exactly
+    ``[to_json(v, vtype) for v in values]`` (a new list), without the per-value call for a column of
+    plain Python scalars that answer as themselves (``None``, ``str``, ``bool``, ``int`` unless
+    ``UnixTimestamp``, ``float`` unless ``Float32``: NaN as None), and a ``Float32`` column of floats
+    spelled once per distinct value."""
+    kinds = set(map(type, values))
+    if kinds <= _AS_THEMSELVES or (vtype != V.UNIX_TIMESTAMP and kinds <= _AS_THEMSELVES | {int}):
+        return list(values)
+    if vtype not in (V.FLOAT, V.UNIX_TIMESTAMP) and kinds <= _AS_THEMSELVES | {int, float}:
+        return [None if v != v else v for v in values]  # only a float NaN differs from itself
+    if vtype == V.FLOAT and kinds <= {float, _NONE}:  # each distinct float32 spelled once (a column repeats them)
+        spelled = {v: to_json(v, vtype) for v in set(values)}
+        return [spelled[v] if v else to_json(v, vtype) for v in values]  # 0.0 == -0.0: both spelled apart
+    return [to_json(v, vtype) for v in values]

@@ -23,7 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.training.offline.engine import apply_on_demand
 from service.training.offline.views import RetrievalPlan, ViewSpec, plan_retrieval, service_references
-from service.value_types import from_json, is_infinite, is_missing, json_problem, pandas_dtype, to_json, type_name
+from service.value_types import (
+    from_json_column,
+    is_infinite,
+    is_missing,
+    json_problem,
+    json_problems,
+    pandas_dtype,
+    to_json_column,
+    type_name,
+)
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -89,7 +98,7 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
         problems.append(
             {"field": "features", "row": None, "problem": f"{twice} requested more than once; list each feature once"}
         )
-    elif clashes := sorted({n for n in names if names.count(n) > 1}):
+    elif len(set(names)) < len(names) and (clashes := sorted({n for n in names if names.count(n) > 1})):
         problems.append(
             {
                 "field": "features",
@@ -117,7 +126,11 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     if not req.entities or not any(lengths.values()):
         problems.append({"field": "entities", "row": None, "problem": "no entities given"})
     for key, vtype in (plan.key_types | plan.request_types).items():
-        for i, v in enumerate(req.entities.get(key, [])):
+        values = req.entities.get(key, [])
+        if None not in values:  # the usual case, checked as a column
+            problems += [{"field": f"entities.{key}", "row": i, "problem": p} for i, p in json_problems(values, vtype)]
+            continue
+        for i, v in enumerate(values):
             # a null cannot be looked up (training sets allow it for keys: null features)
             p = f"must be {type_name(vtype)}, got null" if v is None else json_problem(v, vtype)
             if p:
@@ -143,7 +156,7 @@ class OnlineValueNotRepresentable(Exception):
 
 def _typed(values: list[Any], vtype: ValueType) -> pd.Series:
     """Checked JSON request-field values as a column of their declared type's pandas dtype."""
-    converted = [from_json(v, vtype) for v in values]
+    converted = from_json_column(values, vtype)
     dtype = pandas_dtype(vtype)
     if vtype == ValueType.UNIX_TIMESTAMP:
         return pd.to_datetime(pd.Series(converted, dtype="object"), utc=True).astype(dtype)
@@ -218,7 +231,35 @@ def _cell(state: tuple[str, str], data: dict[str, Any] | None, feature: str) -> 
     kind = proto.WhichOneof("val")
     if kind is None or (kind == "unix_timestamp_val" and proto.unix_timestamp_val == NULL_UNIX_TIMESTAMP):
         return None, "NULL_VALUE", stamp
-    return feast_value_type_to_python_type(proto), "PRESENT", stamp
+    return python_value(proto, kind), "PRESENT", stamp
+
+
+# Value kinds Feast's ``feast_value_type_to_python_type`` answers as the field itself (no feature type
+# hint, no conversion): read directly, which is most of an online read's values; any other kind
+# (timestamps, lists, maps, JSON, UUIDs, decimals...) goes through Feast.
+PLAIN_KINDS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bytes_val", "bool_val"})
+
+
+def python_value(proto: Any, kind: str | None) -> Any:
+    """``feast_value_type_to_python_type(proto)``, given ``kind = proto.WhichOneof("val")``."""
+    return getattr(proto, kind) if kind in PLAIN_KINDS else feast_value_type_to_python_type(proto)
+
+
+_KEY_PROTOS: dict[tuple[ValueType, type, Any], Any] = {}
+_KEY_PROTOS_MAX = 100_000
+
+
+def key_protos(values: list[Any], vtype: ValueType) -> list[Any]:
+    """``python_values_to_proto_values(values, vtype)`` for the join-key values of one key (checked
+    values of ``vtype``, all of one Python type), each value converted by Feast once and then kept:
+    an entity key is read again and again. The protos are copied into each ``EntityKey``, never changed."""
+    missing = [v for t, v in dict.fromkeys((type(v), v) for v in values) if (vtype, t, v) not in _KEY_PROTOS]
+    if missing:
+        if len(_KEY_PROTOS) + len(missing) > _KEY_PROTOS_MAX:
+            _KEY_PROTOS.clear()
+        for v, proto in zip(missing, python_values_to_proto_values(missing, vtype), strict=True):
+            _KEY_PROTOS[(vtype, type(v), v)] = proto
+    return [_KEY_PROTOS[(vtype, type(v), v)] for v in values]
 
 
 _EPOCH_SECONDS_TYPES = frozenset({ValueType.UNIX_TIMESTAMP, ValueType.UNIX_TIMESTAMP_LIST})
@@ -258,9 +299,7 @@ def _read_view(
     conversion happen once per distinct entity, then fan out to the requested rows.
     """
     fv = spec.definition
-    key_columns = [
-        [from_json(v, spec.types.get(k, ValueType.UNKNOWN)) for v in req.entities[k]] for k in spec.join_keys
-    ]
+    key_columns = [from_json_column(req.entities[k], spec.types.get(k, ValueType.UNKNOWN)) for k in spec.join_keys]
     distinct: dict[tuple[Any, ...], int] = {}
     order = [distinct.setdefault(key, len(distinct)) for key in zip(*key_columns, strict=True)]
     if not spec.join_keys:  # a view without entities: one row for everyone, keyed as Feast keys it
@@ -268,7 +307,7 @@ def _read_view(
     key_types = {c.name: c.dtype.to_value_type() for c in fv.entity_columns}
     position = {k: j for j, k in enumerate(spec.join_keys)}
     protos = [  # per store key (the view's own join keys, projection undone), one value per distinct entity
-        python_values_to_proto_values(
+        key_protos(
             [DUMMY_ENTITY_VAL if column is None else key[position[column]] for key in distinct],
             key_types.get(name, ValueType.STRING),  # Feast's dummy key of a view without entities is a string
         )
@@ -286,9 +325,12 @@ def _read_view(
         raw[f"{spec.name}__{feature}"] = values
         if f"{spec.name}:{feature}" in names:
             vtype = spec.types.get(feature)
-            answer = epoch_seconds_json if vtype in _EPOCH_SECONDS_TYPES else to_json
+            if vtype in _EPOCH_SECONDS_TYPES:
+                answered = [epoch_seconds_json(cell[0], vtype) for cell in cells]
+            else:
+                answered = to_json_column([cell[0] for cell in cells], vtype)  # once per entity
             columns[names[f"{spec.name}:{feature}"]] = _column(
-                [answer(v, vtype) for v in values], [cells[i][1] for i in order], [cells[i][2] for i in order]
+                [answered[i] for i in order], [cells[i][1] for i in order], [cells[i][2] for i in order]
             )
     return columns, raw
 
@@ -337,8 +379,10 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
                 if is_infinite(v)
             ]
             vtype = spec.types.get(feature)
-            answer = epoch_seconds_json if vtype in _EPOCH_SECONDS_TYPES else to_json
-            values = [answer(v, vtype) for v in computed]
+            if vtype in _EPOCH_SECONDS_TYPES:
+                values = [epoch_seconds_json(v, vtype) for v in computed]
+            else:
+                values = to_json_column(computed, vtype)
             statuses = ["NULL_VALUE" if is_missing(v) else "PRESENT" for v in computed]  # NaN is a null value
             columns[names[f"{spec.name}:{feature}"]] = _column(values, statuses, [EPOCH] * n)
     if infinite:

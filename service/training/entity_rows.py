@@ -8,6 +8,7 @@ a naive timestamp is refused unless the request names the timezone to assume.
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,7 +20,15 @@ from pandera.errors import SchemaErrors
 
 from service.training.offline.errors import EntityRowsInvalid
 from service.training.offline.views import RetrievalPlan
-from service.value_types import INTEGER_RANGE, from_json, is_missing, json_problem, pandas_dtype, type_name
+from service.value_types import (
+    INTEGER_RANGE,
+    from_json_column,
+    is_missing,
+    json_problem,
+    json_problems,
+    pandas_dtype,
+    type_name,
+)
 
 TS = "event_timestamp"
 
@@ -124,6 +133,17 @@ def _passthrough_column(name: str, values: list[Any], problems: list[dict[str, A
     return pd.Series(values, dtype="object")
 
 
+def _of_type(vtype: ValueType) -> Callable[[pd.Series], pd.Series]:
+    """A pandera column check: True where :func:`service.value_types.json_problem` accepts the value
+    for ``vtype`` (checked as a column by ``json_problems``, value by value only where it must)."""
+
+    def check(column: pd.Series) -> pd.Series:
+        bad = {i for i, _ in json_problems(column.tolist(), vtype)}
+        return pd.Series([i not in bad for i in range(len(column))], index=column.index, dtype=bool)
+
+    return check
+
+
 def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
     """Validate ``rows`` for ``plan`` and build the entity DataFrame.
 
@@ -167,8 +187,14 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
         if f not in frame.columns:
             frame[f] = pd.Series([None] * len(rows), dtype="object")
     stamps = []
+    parsed: dict[str, tuple[pd.Timestamp | None, str | None]] = {}  # entity rows repeat their timestamps
     for i, value in enumerate(frame[TS].tolist()):
-        ts, problem = timestamp_problem(value, assume)
+        if type(value) is str:
+            if value not in parsed:
+                parsed[value] = timestamp_problem(value, assume)
+            ts, problem = parsed[value]
+        else:
+            ts, problem = timestamp_problem(value, assume)
         if problem and TS in rows[i]:
             problems.append({"row": i, "field": TS, "problem": problem})
         stamps.append(ts)
@@ -178,9 +204,7 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
             name: pa.Column(
                 object,
                 # ignore_na=False: a JSON NaN is not a null (pandera would skip it, and it would pass as one)
-                pa.Check(
-                    lambda v, t=vtype: json_problem(v, t) is None, element_wise=True, ignore_na=False, name=str(vtype)
-                ),
+                pa.Check(_of_type(vtype), name=str(vtype), ignore_na=False),
                 nullable=True,
             )
             for name, vtype in declared.items()
@@ -210,7 +234,7 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
         raise EntityRowsInvalid(sorted(problems, key=lambda p: (p["row"] is None, p["row"] or 0, p["field"])))
     frame[TS] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
     for name, vtype in declared.items():
-        frame[name] = _declared_column([from_json(v, vtype) for v in present[name].tolist()], vtype)
+        frame[name] = _declared_column(from_json_column(present[name].tolist(), vtype), vtype)
     return frame
 
 
@@ -267,8 +291,11 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
         except Exception as exc:  # unknown zone, or a local time that does not exist / is ambiguous there
             return col, [{"row": None, "field": name, "problem": f"cannot be read in {timezone!r}: {exc}"}]
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        values = col.astype(object).tolist()
+        if set(map(type, values)) <= {str, type(None)}:  # the usual case, without a look at each value
+            return col, []
         problems = []
-        for i, v in enumerate(col.astype(object).tolist()):
+        for i, v in enumerate(values):
             if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)):
                 continue
             if isinstance(v, list | tuple | np.ndarray):
@@ -280,6 +307,16 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
             problems.append({"row": i, "field": name, "problem": f"is {what}; send {EXTRA_KINDS}"})
         return col, problems
     return col, [{"row": None, "field": name, "problem": f"has unsupported type {dtype}; send {EXTRA_KINDS}"}]
+
+
+def _fits(col: pd.Series, low: int, high: int) -> bool:
+    """Every value of the integer column ``col`` (nulls aside; not all null) lies in ``[low, high]``:
+    by its dtype's range, else by its minimum and maximum (compared as Python integers, exactly)."""
+    dtype = col.dtype
+    info = np.iinfo(dtype.numpy_dtype if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype)
+    if low <= int(info.min) and int(info.max) <= high:
+        return True
+    return low <= int(col.min()) and int(col.max()) <= high
 
 
 def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series, list[dict[str, Any]]]:
@@ -294,13 +331,14 @@ def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series
         return col.astype(pandas_dtype(vtype)) if vtype in INTEGER_RANGE else col, []
     if vtype in INTEGER_RANGE and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         low, high = INTEGER_RANGE[vtype]
-        values = col.astype(object)
-        out = [i for i, v in enumerate(values.tolist()) if not is_missing(v) and not low <= int(v) <= high]
-        if out:
-            return col, [
-                {"row": i, "field": name, "problem": f"{values.iloc[i]} does not fit in {type_name(vtype)}"}
-                for i in out
-            ]
+        if not _fits(col, low, high):  # then find the rows that do not
+            values = col.astype(object)
+            out = [i for i, v in enumerate(values.tolist()) if not is_missing(v) and not low <= int(v) <= high]
+            if out:
+                return col, [
+                    {"row": i, "field": name, "problem": f"{values.iloc[i]} does not fit in {type_name(vtype)}"}
+                    for i in out
+                ]
         return col.astype(pandas_dtype(vtype)), []
     if vtype in (ValueType.FLOAT, ValueType.DOUBLE) and pd.api.types.is_float_dtype(dtype):
         if vtype == ValueType.DOUBLE or dtype == np.dtype("float32"):
@@ -317,7 +355,10 @@ def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series
         return col.dt.tz_convert("UTC").astype(pandas_dtype(vtype)), []
     elif vtype in (ValueType.STRING, ValueType.BYTES) and dtype == np.dtype("object"):
         want = str if vtype == ValueType.STRING else bytes
-        bad = [i for i, v in enumerate(col.tolist()) if not (is_missing(v) or isinstance(v, want))]
+        values = col.tolist()
+        if set(map(type, values)) <= {want, type(None)}:  # the usual case, without a call per value
+            return col, []
+        bad = [i for i, v in enumerate(values) if not (is_missing(v) or isinstance(v, want))]
         return col, [
             {"row": i, "field": name, "problem": f"must be {type_name(vtype)}, got {type(col.iloc[i]).__name__}"}
             for i in bad

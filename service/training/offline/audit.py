@@ -9,10 +9,12 @@ null (knowledge time unknown): the cut-off excluded them (``feature_rows_created
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from service.training.offline.errors import RetrievalError
 from service.training.offline.prepared import per_file_state
@@ -103,14 +105,39 @@ def audit_join(
 
 
 def _created_unknown(v: ViewSpec) -> int:
-    """Rows of ``v``'s source whose created timestamp is null (DuckDB reads that one column)."""
+    """Rows of ``v``'s source whose created timestamp is null.
+
+    Read from the Parquet footers of the source's files (the null count each row group records for
+    the column: no data is read); when a file lacks the column or a row group its null count, DuckDB
+    counts over the source's rows instead.
+    """
     assert v.created_field is not None
     created = '"' + v.created_field.replace('"', '""') + '"'
+    files = v.parquet_files()
 
     def count() -> int:
+        nulls = _footer_null_count(files, v.created_field or "")
+        if nulls is not None:
+            return nulls
         with duckdb.connect() as con:
             row = con.execute(f"SELECT count(*) - count({created}) FROM read_parquet(?)", [v.parquet_glob]).fetchone()
         return int(row[0]) if row else 0
 
-    files = v.parquet_files()
     return per_file_state(("created_unknown", v.created_field), files, count) if files else count()
+
+
+def _footer_null_count(files: list[Path], column: str) -> int | None:
+    """Nulls in the top-level ``column`` over ``files`` as their footers record them; None when a
+    file has no such column or a row group carries no null count (then it must be counted)."""
+    total = 0
+    for path in files:
+        meta = pq.read_metadata(path)
+        index = next((i for i in range(meta.num_columns) if meta.schema.column(i).path == column), None)
+        if index is None:
+            return None
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(index).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            total += stats.null_count
+    return total

@@ -180,9 +180,10 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
         for hidden in (f"{v.name}____feature_ts", f"{v.name}____created_ts"):
             i = table.schema.get_field_index(hidden)
             table = table.set_column(i, hidden, table.column(i).cast(pa.timestamp("ns", tz="UTC")))
-    result = _arrow_to_pandas(table)
+    result = _arrow_to_pandas(table.drop_columns([ROW_ID]))  # rows already in input order (ORDER BY ROW_ID)
     assert len(result) == len(entity_df), "point-in-time join changed the row count"
-    return result.drop(columns=[ROW_ID]).set_index(entity_df.index)
+    result.index = entity_df.index  # in place: set_index and drop would each copy every column
+    return result
 
 
 def _with_lookups(table: pa.Table, entity: pd.DataFrame, views: tuple[ViewSpec, ...], small: list[Any]) -> pa.Table:

@@ -7,6 +7,7 @@ projections. Both regular and on-demand feature views are resolved.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,25 +88,35 @@ class RetrievalPlan:
     on_demand: tuple[OnDemandSpec, ...]
     requested: tuple[tuple[str, str], ...]  # (view, feature) in request order
 
-    @property
+    # Derived once per plan (plans are cached until the registry changes; an online read asks for
+    # these on every request): cached_property keeps them in the instance's __dict__.
+    @cached_property
     def join_keys(self) -> tuple[str, ...]:
         keys: dict[str, None] = {}
         for v in self.views:
             keys.update(dict.fromkeys(v.join_keys))
         return tuple(keys)
 
-    @property
-    def key_types(self) -> dict[str, ValueType]:
-        """Join key -> its declared Feast value type (``UNKNOWN`` when no view declares it)."""
+    @cached_property
+    def _key_types(self) -> dict[str, ValueType]:
         return {k: next((v.types[k] for v in self.views if k in v.types), ValueType.UNKNOWN) for k in self.join_keys}
 
     @property
-    def request_types(self) -> dict[str, ValueType]:
-        """Request field -> its declared Feast value type."""
+    def key_types(self) -> dict[str, ValueType]:
+        """Join key -> its declared Feast value type (``UNKNOWN`` when no view declares it); a new dict."""
+        return dict(self._key_types)
+
+    @cached_property
+    def _request_types(self) -> dict[str, ValueType]:
         return {
             f: next((o.types[f] for o in self.on_demand if f in o.types), ValueType.UNKNOWN)
             for f in self.request_fields
         }
+
+    @property
+    def request_types(self) -> dict[str, ValueType]:
+        """Request field -> its declared Feast value type; a new dict."""
+        return dict(self._request_types)
 
     def feature_type(self, view: str, feature: str) -> ValueType:
         """The declared Feast value type of ``view:feature`` (``UNKNOWN`` if not planned)."""
@@ -114,7 +125,7 @@ class RetrievalPlan:
                 return spec.types.get(feature, ValueType.UNKNOWN)
         return ValueType.UNKNOWN
 
-    @property
+    @cached_property
     def request_fields(self) -> tuple[str, ...]:
         fields: dict[str, None] = {}
         for o in self.on_demand:
