@@ -1,9 +1,10 @@
 """``POST /push`` (Feast's body, behind a validation gate) and ``GET /quarantine/{source}``."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.clock import service_now
@@ -37,18 +38,46 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     return await run_in_threadpool(gate.push, req, service_now(settings), settings.retry_after_seconds)
 
 
-@router.get("/quarantine/{source}", responses=problem_responses(404))
-def quarantine(source: str, request: Request, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    """Rejected rows of a push source (newest first), or of a pipeline step's output table.
+@router.get("/quarantine/{source}", responses=problem_responses(404, 422))
+def quarantine(
+    source: str,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    limit: int = Query(1000, ge=1, le=10_000, description="rows per page"),
+    offset: int = Query(0, ge=0, description="rows to skip, for the next pages"),
+) -> dict[str, Any]:
+    """Rejected rows of a push source (newest first), or of a pipeline step's output table (file order), one page.
 
-    ``{"source", "kind": "push" | "pipeline", "rows": [...]}``; pipeline rows carry ``quarantine_reason``.
+    ``{"source", "kind": "push" | "pipeline", "total", "limit", "offset", "next_offset", "rows": [...]}``:
+    ``total`` counts every kept row, ``next_offset`` is the ``offset`` of the next page (null on the
+    last); when more rows follow, a ``Link`` header with ``rel="next"`` gives its URL. Push rows are
+    ``{"id", "received_at", "row", "values", "problems"}``; pipeline rows carry ``quarantine_reason``.
+    Errors: 404 neither a push source nor a pipeline table; 422 ``limit`` outside 1-10,000 or a negative ``offset``.
     """
     pipeline_file = settings.data_dir / "quarantine" / f"{source}.parquet"
     if pipeline_file.exists():
         frame = pd.read_parquet(pipeline_file)
-        return {"source": source, "kind": "pipeline", "rows": frame_to_records(frame)}
-    try:
-        request.app.state.push_gate._source(source)
-    except UnknownPushSource:
-        raise UnknownQuarantineSource(source) from None
-    return {"source": source, "kind": "push", "rows": request.app.state.quarantine.list(source)}
+        kind, total, rows = "pipeline", len(frame), frame_to_records(frame.iloc[offset : offset + limit])
+    else:
+        try:
+            request.app.state.push_gate._source(source)
+        except UnknownPushSource:
+            raise UnknownQuarantineSource(source) from None
+        kept = request.app.state.quarantine
+        kind, total, rows = "push", kept.count(source), kept.list(source, limit=limit, offset=offset)
+    next_offset = offset + limit if offset + limit < total else None
+    if next_offset is not None:
+        response.headers["Link"] = (
+            f'<{request.url.path}?{urlencode({"limit": limit, "offset": next_offset})}>; rel="next"'
+        )
+    return {
+        "source": source,
+        "kind": kind,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": next_offset,
+        "rows": rows,
+    }
