@@ -48,7 +48,9 @@ def view_url(node_id: str, as_of: str | None = None) -> str:
 def lineage_view(
     lineage: LineageDep,
     node: str = Query(..., description="node id, kind:name", examples=["feature_service:delay_model_v1"]),
-    depth: int = Query(2, ge=1, le=10, description="hops to draw upstream and downstream"),
+    depth: int = Query(
+        2, ge=1, le=100, description="hops to draw upstream and downstream, 1 to 100 (as on every lineage route)"
+    ),
     as_of: AsOf = None,
 ) -> HTMLResponse:
     """An HTML page drawing ``node``'s upstream and downstream up to ``depth`` hops, with its attributes,
