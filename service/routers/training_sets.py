@@ -21,9 +21,10 @@ from service.formats import (
     BINARY,
     JSON,
     PARQUET,
+    NotAcceptable,
     UnsupportedMediaType,
+    acceptable,
     frame_to_records,
-    negotiate,
     parse_json_body,
     read_table,
     write_table,
@@ -87,7 +88,7 @@ BODY_DOC: dict[str, Any] = {
     status_code=201,
     openapi_extra=BODY_DOC,
     response_model=None,
-    responses={201: {"model": TrainingSetOut}, **problem_responses(400, 404, 406, 409, 413, 415, 422)},
+    responses={201: {"model": TrainingSetOut}, **problem_responses(400, 404, 406, 409, 415, 422)},
 )
 async def post_training_set(
     request: Request,
@@ -108,17 +109,22 @@ async def post_training_set(
     Timestamps in answers are UTC. The JSON answer is ``{"id", "row_count", "columns", "fingerprint",
     "audit", "rows"}``; a binary answer carries the id in ``X-Training-Set-Id``.
 
+    ``Accept`` is followed in its order of preference (no ``Accept``: the request's own format first,
+    then any): JSON first on a set too large for JSON (more than ``FEASTLINE_MAX_JSON_ROWS`` rows) or
+    holding ±inf answers the next acceptable type, e.g. Parquet for ``application/json,
+    application/vnd.apache.parquet;q=0.5``.
+
     Errors (``application/problem+json``): 400 malformed body; 404 unknown feature service or feature;
-    406 ``Accept`` names none of JSON, Parquet, Arrow; 409 leakage audit failed (no data); 413 too many
-    rows for JSON; 415 unsupported content type; 422 invalid entity rows (every bad row and field
-    listed), or a query parameter this endpoint does not read (or options in the query next to a JSON
-    body).
+    406 ``Accept`` names none of JSON, Parquet, Arrow, or only JSON and JSON cannot carry the set (the
+    problem names the binary types); 409 leakage audit failed (no data); 415 unsupported content type;
+    422 invalid entity rows (every bad row and field listed), or a query parameter this endpoint does
+    not read (or options in the query next to a JSON body).
     """
     media = request.headers.get("content-type", JSON).split(";")[0].strip() or JSON
     if media not in (JSON, *BINARY):
         raise UnsupportedMediaType(media, (JSON, *BINARY))
     refuse_unknown_query(request, OPTION_PARAMETERS, json_body=media == JSON)
-    answer = negotiate(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
+    choices = acceptable(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
     body = await request.body()
     if media in BINARY:
         opts = TrainingSetOptions(
@@ -134,8 +140,7 @@ async def post_training_set(
         opts = parse_json_body(body, TrainingSetRequest)
         refs, plan = resolve(store, opts)
         entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
-    if answer == JSON and len(entity_df) > settings.max_json_rows:
-        raise TooLargeForJson(len(entity_df), settings.max_json_rows)
+    choices = fitting(choices, len(entity_df), settings.max_json_rows)
     base = TrainingSetOptions(**opts.model_dump(include=set(TrainingSetOptions.model_fields)))
     ts = await run_in_threadpool(
         create_training_set, store, catalog, lineage, base, entity_df, plan, refs, settings.training_sets_path
@@ -145,14 +150,15 @@ async def post_training_set(
         "X-Training-Set-Id": ts.record.id,
         "X-Training-Set-Fingerprint": ts.record.fingerprint,
     }
-    if answer == JSON:
+    answer, rows = as_records(choices, ts.frame)
+    if rows is not None:
         content = {
             "id": ts.record.id,
             "row_count": ts.record.row_count,
             "columns": ts.record.columns,
             "fingerprint": ts.record.fingerprint,
             "audit": ts.record.audit,
-            "rows": frame_to_records(ts.frame),
+            "rows": rows,
         }
         return JSONResponse(content, status_code=201, headers=headers)
     if answer == PARQUET:  # the stored file itself: the bytes answered are the bytes kept (and not encoded twice)
@@ -168,29 +174,56 @@ def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
     return catalog.get(ts_id).to_dict()
 
 
-@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404, 406, 413))
+@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404, 406))
 def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
     """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work.
 
-    Errors: 404 unknown training set; 406 ``Accept`` names none of those types, or JSON was asked for
-    and the rows hold ±inf; 413 JSON asked for and more than ``FEASTLINE_MAX_JSON_ROWS`` rows (ask for
-    Parquet or Arrow).
+    ``Accept`` is followed in its order of preference: JSON asked for first, on a set too large for
+    JSON (more than ``FEASTLINE_MAX_JSON_ROWS`` rows) or holding ±inf, answers the next acceptable
+    type (``application/json, application/vnd.apache.parquet;q=0.5``: Parquet). Errors: 404 unknown
+    training set; 406 ``Accept`` names none of those types, or only JSON and JSON cannot carry the set
+    (the problem names the binary types to ask for).
     """
     record = catalog.get(ts_id)
-    answer = negotiate(request.headers.get("accept"), default=PARQUET)
-    if answer == JSON and record.row_count > settings.max_json_rows:
-        raise TooLargeForJson(record.row_count, settings.max_json_rows, field="header.accept")
+    choices = fitting(
+        acceptable(request.headers.get("accept"), default=PARQUET), record.row_count, settings.max_json_rows
+    )
     frame = pd.read_parquet(record.data_path)
-    if answer == JSON:
-        return JSONResponse(
-            {
-                "id": ts_id,
-                "row_count": len(frame),
-                "columns": list(frame.columns),
-                "rows": frame_to_records(frame),
-            }
-        )
+    answer, rows = as_records(choices, frame)
+    if rows is not None:
+        return JSONResponse({"id": ts_id, "row_count": len(frame), "columns": list(frame.columns), "rows": rows})
     return Response(write_table(frame, answer), media_type=answer, headers={"X-Training-Set-Id": ts_id})
+
+
+def fitting(choices: list[str], rows: int, max_json_rows: int) -> list[str]:
+    """``choices`` without JSON when ``rows`` is more than a JSON answer may carry.
+
+    Raises:
+        TooLargeForJson: JSON was the only acceptable type (406, naming the binary types).
+    """
+    if rows <= max_json_rows or JSON not in choices:
+        return choices
+    rest = [c for c in choices if c != JSON]
+    if not rest:
+        raise TooLargeForJson(rows, max_json_rows, field="header.accept", supported=BINARY)
+    return rest
+
+
+def as_records(choices: list[str], frame: pd.DataFrame) -> tuple[str, list[dict[str, Any]] | None]:
+    """The answer's type and, for JSON, the rows; JSON first in ``choices`` but unable to carry the
+    rows (±inf) gives the next acceptable type.
+
+    Raises:
+        NotAcceptable: JSON was the only acceptable type and cannot carry the rows (406).
+    """
+    if choices[0] != JSON:
+        return choices[0], None
+    try:
+        return JSON, frame_to_records(frame)
+    except NotAcceptable:
+        if len(choices) == 1:
+            raise
+        return choices[1], None
 
 
 @router.post("/training-sets/{ts_id}/reproduce", responses=problem_responses(404))
