@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from feast import FeatureStore
 
 from lineage import LineageStore
@@ -56,7 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.catalog.dispose()
             app.state.quarantine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets served here (the pinned fastapi-offline package ships
+    # them), never from a CDN: the docs render on a machine without internet
+    app = FastAPIOffline(
         title="feastline",
         version="0.1.0",
         description="Feature store service with lineage: point-in-time training sets, online features "
