@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 from sqlalchemy import Connection, Table, and_, bindparam, create_engine, delete, event, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -161,8 +161,34 @@ class LineageStore:
             self._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
         return model
 
-    def record_version(self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = "feast apply") -> Version:
+    @overload
+    def record_version(
+        self,
+        nodes: Iterable[Node],
+        edges: Iterable[Edge],
+        source: str = ...,
+        *,
+        skip_if_unchanged: Literal[False] = ...,
+    ) -> Version: ...
+
+    @overload
+    def record_version(
+        self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = ..., *, skip_if_unchanged: bool
+    ) -> Version | None: ...
+
+    def record_version(
+        self,
+        nodes: Iterable[Node],
+        edges: Iterable[Edge],
+        source: str = "feast apply",
+        *,
+        skip_if_unchanged: bool = False,
+    ) -> Version | None:
         """Record the registry-derived graph as a new version, in one transaction.
+
+        With ``skip_if_unchanged``, a graph whose diff against the last version is empty (same
+        registry nodes, hashes and edges) records no version: None is returned, and only the
+        attributes that differ (e.g. a new pipeline run's row counts) are saved, in the history.
 
         ``nodes`` and ``edges`` are the whole registry-derived graph (what ``feastline apply`` builds).
         They are upserted and marked as registry-derived; registry nodes and edges of the previous
@@ -195,6 +221,10 @@ class LineageStore:
             gone = set(diff.removed_nodes)
             run_keys = self._run_keys(conn)
             by_ref, kept_keys = _keep_run_attributes(given, known, run_keys)
+            if skip_if_unchanged and diff.empty and registry_refs:
+                changed = [n for n in by_ref.values() if known.get(n.ref) != n]
+                self._put_nodes(w, changed, known, registry=True, run_keys=kept_keys)
+                return None
             ended_edges = {e for e in stored_edges if e.source in gone or e.target in gone} | set(diff.removed_edges)
             kept_nodes = [n for n in graph.nodes() if n.ref not in gone and n.ref not in by_ref]
             result = LineageGraph.of([*kept_nodes, *by_ref.values()], (stored_edges - ended_edges) | new_edges)
