@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 from lineage import Node, NodeKind, NodeRef, definition_hash
 from service.deps import CatalogDep, LineageDep
 from service.errors import at_field, problem_responses
-from service.training.catalog import TrainingSetNotFound
+from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 
 router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
 
@@ -54,17 +54,18 @@ def model_ref(name: str, version: str) -> NodeRef:
     return NodeRef(NodeKind.MODEL, f"{name}@{version}")
 
 
-@router.post("", status_code=201, responses=problem_responses(404, 409, 422))
+@router.post("", status_code=201, responses=problem_responses(404, 409, 410, 422))
 def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> dict[str, Any]:
     """Add ``model:<name>@<version>`` with a ``trained_on`` edge; a name@version is registered once.
 
-    Errors: 404 unknown training set; 409 this name@version is already registered (on any training set,
-    with any metrics: the answer names the existing registration's training set); 422 invalid body
-    (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
+    Errors: 404 unknown training set; 410 the training set was deleted; 409 this name@version is
+    already registered (on any training set, with any metrics: the answer names the existing
+    registration's training set); 422 invalid body (unknown keys, non-numeric or non-finite metrics,
+    names outside ``[A-Za-z0-9_.+-]``).
     """
     try:
-        catalog.get(model.training_set_id)
-    except TrainingSetNotFound as exc:  # 404, naming the body field
+        catalog.get(model.training_set_id).check_present()
+    except (TrainingSetNotFound, TrainingSetDeleted) as exc:  # 404 / 410, naming the body field
         raise at_field(exc, "training_set_id") from None
     attributes = {
         **model.model_dump(),

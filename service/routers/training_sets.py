@@ -6,15 +6,19 @@ with the options as query parameters, for any size. Output: the ``Accept`` heade
 Parquet or Arrow (default: the request's own format).
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
+from lineage import NodeKind
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.formats import (
@@ -36,6 +40,7 @@ from service.training.training_sets import (
     TrainingSetOut,
     TrainingSetRequest,
     create_training_set,
+    delete_training_set,
     reproduce,
     resolve,
 )
@@ -168,13 +173,83 @@ async def post_training_set(
     return Response(data, status_code=201, media_type=answer, headers=headers)
 
 
+LIST_PARAMETERS = ("feature_service", "model", "created_after", "created_before", "include_deleted", "limit", "offset")
+
+
+@router.get("/training-sets", responses=problem_responses(422))
+def list_training_sets(
+    request: Request,
+    response: Response,
+    catalog: CatalogDep,
+    lineage: LineageDep,
+    feature_service: str | None = Query(None, description="made from this feature service"),
+    model: str | None = Query(
+        None, description="trained on by this model: 'name@version', or 'name' for every version", examples=["m@1"]
+    ),
+    created_after: AwareDatetime | None = Query(None, description="created at or after (ISO 8601 with offset)"),
+    created_before: AwareDatetime | None = Query(None, description="created before (ISO 8601 with offset)"),
+    include_deleted: bool = Query(False, description="also deleted sets (their record is kept, their data is not)"),
+    limit: int = Query(100, ge=1, le=1000, description="sets per page"),
+    offset: int = Query(0, ge=0, description="sets to skip, for the next pages"),
+) -> dict[str, Any]:
+    """Stored training sets, newest first, one page: ``{"total", "limit", "offset", "next_offset",
+    "training_sets": [<metadata as GET /training-sets/{id}>]}``, with a ``Link: rel="next"`` header
+    while more follow. Filters combine (all must hold). Errors: 422 a malformed filter (a time without
+    offset), ``limit`` outside 1-1,000, a query parameter this endpoint does not read.
+    """
+    refuse_unknown_query(request, LIST_PARAMETERS, json_body=False)
+    ids = None
+    if model is not None:
+        graph = lineage.current_graph()
+        ids = {
+            str(node.attributes.get("training_set_id"))
+            for node in graph.nodes()
+            if node.ref.kind is NodeKind.MODEL and (node.ref.name == model or node.ref.name.split("@", 1)[0] == model)
+        }
+    total, page = catalog.list(
+        feature_service=feature_service,
+        created_after=created_after,
+        created_before=created_before,
+        ids=ids,
+        include_deleted=include_deleted,
+        limit=limit,
+        offset=offset,
+    )
+    next_offset = offset + limit if offset + limit < total else None
+    if next_offset is not None:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "offset")]
+        response.headers["Link"] = (
+            f'<{request.url.path}?{urlencode([*params, ("limit", limit), ("offset", next_offset)])}>; rel="next"'
+        )
+    return {
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": next_offset,
+        "training_sets": [r.to_dict() for r in page],
+    }
+
+
 @router.get("/training-sets/{ts_id}", responses=problem_responses(404))
 def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
-    """Metadata of a stored training set: fingerprint, inputs' hashes, options, leakage audit. 404 if unknown."""
+    """Metadata of a stored training set: fingerprint, inputs' hashes, options, leakage audit; a deleted
+    set's too (``deleted_at`` set). 404 if unknown."""
     return catalog.get(ts_id).to_dict()
 
 
-@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404, 406))
+@router.delete("/training-sets/{ts_id}", responses=problem_responses(404, 409, 410))
+def delete_training_set_route(ts_id: str, catalog: CatalogDep, lineage: LineageDep) -> dict[str, Any]:
+    """Delete a training set: its Parquet files (data and entity table) are removed; its catalog row
+    and lineage node are kept, marked ``deleted_at``, so its history stays readable (``as_of`` a time
+    before the deletion shows it as it was) and ``GET /training-sets/{id}`` still describes it.
+
+    Answers the record (``deleted_at`` set) and ``files_removed``. Errors: 404 unknown; 409 a
+    registered model was trained on it (``used_by`` names the models); 410 deleted already.
+    """
+    return delete_training_set(catalog, lineage, ts_id, datetime.now(UTC))
+
+
+@router.get("/training-sets/{ts_id}/data", responses=problem_responses(404, 406, 410))
 def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
     """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work.
 
@@ -182,9 +257,10 @@ def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, set
     JSON (more than ``FEASTLINE_MAX_JSON_ROWS`` rows) or holding ±inf, answers the next acceptable
     type (``application/json, application/vnd.apache.parquet;q=0.5``: Parquet). Errors: 404 unknown
     training set; 406 ``Accept`` names none of those types, or only JSON and JSON cannot carry the set
-    (the problem names the binary types to ask for).
+    (the problem names the binary types to ask for); 410 the set was deleted.
     """
     record = catalog.get(ts_id)
+    record.check_present()
     choices = fitting(
         acceptable(request.headers.get("accept"), default=PARQUET), record.row_count, settings.max_json_rows
     )
@@ -226,7 +302,7 @@ def as_records(choices: list[str], frame: pd.DataFrame) -> tuple[str, list[dict[
         return choices[1], None
 
 
-@router.post("/training-sets/{ts_id}/reproduce", responses=problem_responses(404))
+@router.post("/training-sets/{ts_id}/reproduce", responses=problem_responses(404, 410))
 async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
     """Recompute from the stored entity table with the repo as it is now.
 
@@ -236,5 +312,7 @@ async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDe
     source file or view definition changed); ``identical``: both. ``changed_sources`` and
     ``changed_views`` name what changed; ``differences`` names the differing columns and rows.
     """
+    record = catalog.get(ts_id)
+    record.check_present()
     store.refresh_registry()
-    return await run_in_threadpool(reproduce, store, catalog.get(ts_id))
+    return await run_in_threadpool(reproduce, store, record)
