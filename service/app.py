@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
         app.state.quarantine = QuarantineStore(settings.lineage_database_url)
-        app.state.push_gate = PushGate(app.state.feature_store, app.state.quarantine, settings.repo_path)
+        app.state.push_gate = PushGate(
+            app.state.feature_store, app.state.quarantine, settings.repo_path, app.state.lineage
+        )
         # Feast and its dependencies leave a few million long-lived objects; moving them out of the
         # collector's reach keeps full (gen 2) collections from pausing requests for 100+ ms.
         gc.collect()

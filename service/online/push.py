@@ -10,8 +10,12 @@ the repo's ``schemas.py`` maps the push source in ``PUSH_SCHEMAS``, that pandera
 ``GET /quarantine/{source}``, and listed in the answer).
 
 The body uses the view's names, as Feast's ``push``: join keys, every feature (one left out is a 422
-naming it), and the batch source's own ``timestamp_field`` and ``created_timestamp_column`` (a push
-without the created column is stamped with the service clock: when the service took it). Writes go
+naming it), and the batch source's own ``timestamp_field``. The created time (the batch source's
+``created_timestamp_column``) is stamped with the service clock, when the service took the push; a
+push carrying that column is refused (422 naming it) unless it sets ``allow_client_created``: then its
+times are kept, the rows appended offline recorded in the source's ledger
+(:mod:`service.training.offline.client_created`, counted by every training set's audit) and the push
+counted on the push source's lineage node. Writes go
 through Feast to the online store (an ordered-write store: an older row never overwrites a newer one)
 and, with ``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's batch Parquet
 file (a folder: a new file in it) in the file's own column names (``field_mapping`` reversed) and Arrow
@@ -22,6 +26,7 @@ committed before the answer is sent.
 import copy
 import heapq
 import importlib.util
+import logging
 import re
 import threading
 import time
@@ -42,12 +47,22 @@ from feast.value_type import ValueType
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
 
+from lineage import LineageStore, NodeKind, NodeNotFound, NodeRef
 from service.online.quarantine import QuarantineStore
 from service.online.reads import STORE_ERRORS, OnlineStoreUnavailable
 from service.training.entity_rows import parse_timestamps
+from service.training.offline.client_created import (
+    CREATED_NS,
+    EVENT_NS,
+    PUSH_ID,
+    RECEIVED_AT,
+    record_client_created,
+)
 from service.value_types import column_problems, from_json, type_name
 
+log = logging.getLogger(__name__)
 POLICY_TAG = "feastline.validation"
+CLIENT_CREATED_ATTRIBUTE = "client_created_timestamps"  # on the push source's lineage node
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)  # clock skew allowed between a producer and the service
 MAX_LISTED = 100  # rejected rows listed in an answer (all are counted, and all are quarantined)
 CLIENT_CREATED_REFUSED = (
@@ -120,8 +135,10 @@ def _repo_push_schemas(repo: Path) -> dict[str, pdv.DataFrameSchema]:
 class PushGate:
     """Validates and writes pushes for one feature store."""
 
-    def __init__(self, store: FeatureStore, quarantine: QuarantineStore, repo: Path):
-        self.store, self.quarantine = store, quarantine
+    def __init__(
+        self, store: FeatureStore, quarantine: QuarantineStore, repo: Path, lineage: LineageStore | None = None
+    ):
+        self.store, self.quarantine, self.lineage = store, quarantine, lineage
         self.schemas = _repo_push_schemas(repo)
         self.newest_pushed: dict[str, datetime] = {}  # view -> newest event time pushed (for freshness)
 
@@ -253,7 +270,14 @@ class PushGate:
             "rows_quarantined": len(bad),
             "quarantined": listed,
             "quarantined_listed": len(listed),
+            "created_from": "client" if req.allow_client_created and self._carries_created(source, req) else "service",
         }
+
+    @staticmethod
+    def _carries_created(source: PushSource, req: PushRequest) -> bool:
+        batch = source.batch_source
+        created = batch.created_timestamp_column
+        return bool(created) and any((batch.field_mapping or {}).get(c, c) == created for c in req.df)
 
     def _offline_rows(self, source: PushSource, views: list[FeatureView], frame: pd.DataFrame) -> tuple[Path, pa.Table]:
         """The rows to append to the push source's batch file: the file's own column names (the batch
@@ -320,7 +344,48 @@ class PushGate:
                     type(exc).__name__,
                 ) from exc
         if rows is not None:
+            if req.allow_client_created and source.batch_source.created_timestamp_column in frame:
+                # recorded before the rows land: a client-created row is never in the file unrecorded
+                record_client_created(rows[0], self._ledger_rows(source, views, frame))
             _append(*rows)
+        if req.allow_client_created:
+            self._record_on_lineage(req, len(frame))
+
+    def _ledger_rows(self, source: PushSource, views: list[FeatureView], frame: pd.DataFrame) -> pa.Table:
+        """The client-created rows as the ledger keeps them: join keys in the batch file's names, event
+        and created times in int64 ns, the push's id and when it was received."""
+        batch = source.batch_source
+        to_file = {mapped: column for column, mapped in (batch.field_mapping or {}).items()}
+        keys = sorted({c.name for fv in views for c in fv.entity_columns})
+        ts_col, created_col = batch.timestamp_field or "event_timestamp", batch.created_timestamp_column
+        columns: dict[str, Any] = {to_file.get(k, k): pa.array(frame[k], from_pandas=True) for k in keys}
+        columns[EVENT_NS] = pa.array(frame[ts_col].to_numpy(dtype="datetime64[ns]").view("int64"))
+        columns[CREATED_NS] = pa.array(frame[created_col].to_numpy(dtype="datetime64[ns]").view("int64"))
+        columns[PUSH_ID] = pa.array([uuid.uuid4().hex] * len(frame))
+        columns[RECEIVED_AT] = pa.array([datetime.now(UTC)] * len(frame), pa.timestamp("us", tz="UTC"))
+        return pa.table(columns)
+
+    def _record_on_lineage(self, req: PushRequest, rows: int) -> None:
+        """Count the push on the push source's lineage node: ``client_created_timestamps`` =
+        ``{"pushes", "rows", "last_push_at", "last_push_to"}`` (a run-written attribute, kept across applies)."""
+        if self.lineage is None:
+            return
+        ref = NodeRef(NodeKind.DATA_SOURCE, req.push_source_name)
+        try:
+            before = self.lineage.get_node(ref).attributes.get(CLIENT_CREATED_ATTRIBUTE) or {}
+            self.lineage.update_attributes(
+                ref,
+                **{
+                    CLIENT_CREATED_ATTRIBUTE: {
+                        "pushes": int(before.get("pushes", 0)) + 1,
+                        "rows": int(before.get("rows", 0)) + rows,
+                        "last_push_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                        "last_push_to": req.to,
+                    }
+                },
+            )
+        except NodeNotFound:
+            log.warning("push source %s has no lineage node (repo not applied?): push not recorded", ref)
 
 
 def _in_view_names(req: PushRequest, mapping: dict[str, str]) -> tuple[dict[str, list[Any]], dict[str, str]]:

@@ -23,13 +23,15 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     validated first.
 
     Answers 200 ``{"rows_received", "rows_accepted", "rows_quarantined", "quarantined": [{"row",
-    "problems"}], "policy", "to"}``. Accepted rows are written through the ordered online store: one
+    "problems"}] (the first 100), "quarantined_listed", "policy", "to", "created_from": "service" |
+    "client"}``. Accepted rows are written through the ordered online store: one
     older than what the store holds for its entity is accepted but does not replace the newer value.
     A row dated more than 5 minutes after the service clock is refused (a value from the future).
     Errors: 400 malformed JSON (line and column given) or an empty body; 404 unknown push source;
     415 a ``content-type`` other than ``application/json`` (or none); 422 strict policy and a bad row
     (every problem listed, in row order, nothing written), a problem not tied to a row (a missing or
-    unknown column) whatever the policy, or a body that is not Feast's; 503 with ``Retry-After`` when
+    unknown column, the created column without ``allow_client_created``) whatever the policy, or a
+    body that is not Feast's; 503 with ``Retry-After`` when
     ``to`` includes ``online`` and the online store cannot be reached (nothing acknowledged: the
     offline file is not appended to and no row quarantined; resending the same push is safe).
     """
