@@ -22,14 +22,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Each step skips itself when its inputs are unchanged since its last success (content hashes kept
+# in feature_repo/data/.feastline/, see service/stamps.py), so a warm `make serve` starts in seconds.
 data: install
-	$(BIN)/feastline build-data --repo $(REPO)
+	$(BIN)/feastline build-data --repo $(REPO) --if-changed
 
 apply: data
-	$(BIN)/feastline apply --repo $(REPO)
+	$(BIN)/feastline apply --repo $(REPO) --if-changed
 
 materialize: apply
-	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline materialize --repo $(REPO)
+	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline materialize --repo $(REPO) --if-changed
 
 serve: materialize
 	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline serve --repo $(REPO) --host $(HOST) --port $(PORT)

@@ -29,16 +29,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 from sqlalchemy import Connection, Table, and_, bindparam, create_engine, delete, event, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lineage import history, migrations, neighbourhood
-from lineage.errors import ModelVersionConflict, NodeNotFound
+from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse, NodeNotFound
 from lineage.graph import LineageGraph
 from lineage.graph_cache import GraphCache
-from lineage.model import Edge, Node, NodeRef, Relation
+from lineage.model import Edge, Node, NodeKind, NodeRef, Relation
 from lineage.tables import (
     LineageTables,
     edge_from_row,
@@ -51,6 +51,7 @@ from lineage.tables import (
 from lineage.versions import Version, VersionNotFound, diff_graphs
 
 _WRITE_OPTION = "lineage_write"
+DELETED_AT = "deleted_at"  # attribute of a node marked deleted (mark_deleted)
 _PAST_GRAPHS_KEPT = 8
 
 
@@ -144,6 +145,7 @@ class LineageStore:
         Raises:
             ModelVersionConflict: ``model.ref`` is already stored (``registered_on`` names the training
                 set it is trained on; the message says when it was registered); nothing is written.
+            NodeDeleted: ``training_set`` is marked deleted (:meth:`mark_deleted`); nothing is written.
             NodeNotFound: ``training_set`` is not stored.
         """
         e, n = self._t.edges, self._t.nodes
@@ -158,11 +160,74 @@ class LineageStore:
                 on = NodeRef.parse(source).name if source else str(existing.attributes.get("training_set_id", ""))
                 when = existing.attributes.get("registered_at")
                 raise ModelVersionConflict(model.ref, on, training_set.name, str(when) if when else None)
+            row = w.conn.execute(select(n).where(n.c.id == str(training_set))).one_or_none()
+            if row is not None and (deleted := node_from_row(row).attributes.get(DELETED_AT)):
+                raise NodeDeleted(training_set, str(deleted))
             self._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
         return model
 
-    def record_version(self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = "feast apply") -> Version:
+    def mark_deleted(self, ref: NodeRef, at: datetime, *, refuse_if_used_by: NodeKind | None = None) -> Node:
+        """Mark ``ref`` deleted: ``deleted: true`` and ``deleted_at`` (ISO UTC) among its attributes, in
+        one write under the writers' lock. The node and its edges stay in the graph (marked), and its
+        earlier states stay in the history, so ``as_of`` a time before shows it as it was. Marking a
+        node already marked keeps its first ``deleted_at``.
+
+        Args:
+            refuse_if_used_by: refuse while a node of this kind is directly downstream (a training
+                set's models): checked in the same transaction, so a concurrent registration either
+                lands first (refused here) or finds the node deleted (:meth:`register_model`).
+
+        Raises:
+            NodeNotFound: ``ref`` is not stored.
+            NodeInUse: a node of ``refuse_if_used_by`` depends on it (nothing written).
+        """
+        nodes, e = self._t.nodes, self._t.edges
+        with self._writing() as w:
+            row = w.conn.execute(select(nodes).where(nodes.c.id == str(ref))).one_or_none()
+            if row is None:
+                raise NodeNotFound(ref)
+            before = node_from_row(row)
+            if refuse_if_used_by is not None:
+                targets = w.conn.scalars(select(e.c.target).where(e.c.source == str(ref)).order_by(e.c.target))
+                users = [t for t in map(NodeRef.parse, targets) if t.kind is refuse_if_used_by]
+                if users:
+                    raise NodeInUse(ref, users)
+            if before.attributes.get(DELETED_AT):
+                return before
+            when = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            node = Node(ref, before.definition_hash, {**before.attributes, "deleted": True, DELETED_AT: when})
+            run_keys = {ref: [*run_keys_from_row(row), "deleted", DELETED_AT]}
+            self._put_nodes(w, [node], {ref: before}, registry=None, run_keys=run_keys)
+        return node
+
+    @overload
+    def record_version(
+        self,
+        nodes: Iterable[Node],
+        edges: Iterable[Edge],
+        source: str = ...,
+        *,
+        skip_if_unchanged: Literal[False] = ...,
+    ) -> Version: ...
+
+    @overload
+    def record_version(
+        self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = ..., *, skip_if_unchanged: bool
+    ) -> Version | None: ...
+
+    def record_version(
+        self,
+        nodes: Iterable[Node],
+        edges: Iterable[Edge],
+        source: str = "feast apply",
+        *,
+        skip_if_unchanged: bool = False,
+    ) -> Version | None:
         """Record the registry-derived graph as a new version, in one transaction.
+
+        With ``skip_if_unchanged``, a graph whose diff against the last version is empty (same
+        registry nodes, hashes and edges) records no version: None is returned, and only the
+        attributes that differ (e.g. a new pipeline run's row counts) are saved, in the history.
 
         ``nodes`` and ``edges`` are the whole registry-derived graph (what ``feastline apply`` builds).
         They are upserted and marked as registry-derived; registry nodes and edges of the previous
@@ -195,6 +260,10 @@ class LineageStore:
             gone = set(diff.removed_nodes)
             run_keys = self._run_keys(conn)
             by_ref, kept_keys = _keep_run_attributes(given, known, run_keys)
+            if skip_if_unchanged and diff.empty and registry_refs:
+                changed = [n for n in by_ref.values() if known.get(n.ref) != n]
+                self._put_nodes(w, changed, known, registry=True, run_keys=kept_keys)
+                return None
             ended_edges = {e for e in stored_edges if e.source in gone or e.target in gone} | set(diff.removed_edges)
             kept_nodes = [n for n in graph.nodes() if n.ref not in gone and n.ref not in by_ref]
             result = LineageGraph.of([*kept_nodes, *by_ref.values()], (stored_edges - ended_edges) | new_edges)

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from feast import FeatureStore
 
 from lineage import LineageStore
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
         app.state.quarantine = QuarantineStore(settings.lineage_database_url)
-        app.state.push_gate = PushGate(app.state.feature_store, app.state.quarantine, settings.repo_path)
+        app.state.push_gate = PushGate(
+            app.state.feature_store, app.state.quarantine, settings.repo_path, app.state.lineage
+        )
         # Feast and its dependencies leave a few million long-lived objects; moving them out of the
         # collector's reach keeps full (gen 2) collections from pausing requests for 100+ ms.
         gc.collect()
@@ -56,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.catalog.dispose()
             app.state.quarantine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets served here (the pinned fastapi-offline package ships
+    # them), never from a CDN: the docs render on a machine without internet
+    app = FastAPIOffline(
         title="feastline",
         version="0.1.0",
         description="Feature store service with lineage: point-in-time training sets, online features "

@@ -20,14 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
-from lineage.errors import ModelVersionConflict
+from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse
 from lineage.versions import VersionNotFound
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
-from service.training.catalog import TrainingSetNotFound
+from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 from service.training.offline.audit import LeakageDetected
 from service.training.offline.errors import (
     EntityRowsInvalid,
@@ -60,8 +60,9 @@ ERROR_DESCRIPTIONS = {
     400: "malformed body",
     404: "unknown feature service, feature, view, node, version, job, training set or quarantine source",
     406: "none of the accepted types can be produced (or JSON cannot carry the data)",
-    409: "leakage audit failed / cycle refused",
-    413: "too large for JSON",
+    409: "leakage audit failed / cycle refused / in use (a training set a model was trained on)",
+    410: "deleted: the training set's record and lineage are kept, its data is not",
+    413: "request body too large",
     415: "unsupported content type",
     422: "invalid request or entity rows (every problem listed)",
     503: "data not built / store unavailable",
@@ -97,8 +98,11 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     OnlineRequestInvalid: 422,
     InvalidNodeId: 422,
     TrainingSetNotFound: 404,
+    TrainingSetDeleted: 410,
+    NodeDeleted: 410,
+    NodeInUse: 409,
     BodyUnreadable: 400,
-    TooLargeForJson: 413,
+    TooLargeForJson: 406,
     UnsupportedMediaType: 415,
     NotAcceptable: 406,
     OnlineValueNotRepresentable: 406,

@@ -132,34 +132,47 @@ def _quality(params: list[str]) -> float:
     return 1.0
 
 
-def negotiate(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> str:
-    """The response media type: among the ``Accept`` entries we can produce, the one with the highest
-    ``q`` (1 when not given; ties go to the one listed first); ``q=0`` means "not this one". A wildcard
-    (``*/*``, ``application/*``) stands for ``default`` (or, if ``default`` was refused with ``q=0``,
-    the first other supported type); no ``Accept`` at all gives ``default``.
+def acceptable(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> list[str]:
+    """The types we can answer that ``Accept`` allows, most preferred first: by ``q`` (1 when not
+    given), ties in the order listed; ``q=0`` means "not this one". A wildcard (``*/*``,
+    ``application/*``) stands, at its place and ``q``, for every supported type the header does not
+    name itself, ``default`` first; no ``Accept`` at all allows every type, ``default`` first.
 
     Raises:
-        NotAcceptable: ``Accept`` names only types we cannot produce, or only with ``q=0``.
+        NotAcceptable: ``Accept`` allows none of the types we can produce.
     """
     named = (accept or "").strip()
     if not named:
-        return default
+        return [default, *(m for m in supported if m != default)]
     entries = []
     for part in named.split(","):
         media, *params = (p.strip().lower() for p in part.split(";"))
         entries.append((media, _quality(params)))
-    refused = {m for m, q in entries if q == 0 and m in supported}
-    candidates: list[tuple[float, str]] = []
+    explicit = {m for m, _ in entries if m in supported}
+    ranked: dict[str, tuple[float, int]] = {}  # type -> (q, position); the first mention of a type counts
+    position = 0
     for media, q in entries:
-        if q <= 0:
-            continue
         if media in ("*/*", "application/*"):
-            media = next((m for m in (default, *supported) if m not in refused), "")
-        if media in supported:
-            candidates.append((q, media))
-    if not candidates:
+            covered = [m for m in (default, *supported) if m not in explicit]
+        else:
+            covered = [media] if media in supported else []
+        for m in covered:
+            if m not in ranked:
+                ranked[m] = (q, position)
+                position += 1
+    order = sorted((m for m, (q, _) in ranked.items() if q > 0), key=lambda m: (-ranked[m][0], ranked[m][1]))
+    if not order:
         raise NotAcceptable(named, supported)
-    return max(candidates, key=lambda c: c[0])[1]  # max keeps the first of equal q
+    return order
+
+
+def negotiate(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> str:
+    """The response media type: the first of :func:`acceptable`.
+
+    Raises:
+        NotAcceptable: ``Accept`` names only types we cannot produce, or only with ``q=0``.
+    """
+    return acceptable(accept, default, supported)[0]
 
 
 M = TypeVar("M", bound=BaseModel)

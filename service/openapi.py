@@ -187,6 +187,10 @@ class PushOut(Answer):
 class QuarantineOut(Answer):
     source: str
     kind: Literal["push", "pipeline"]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
     rows: list[dict[str, Any]]
 
 

@@ -245,6 +245,7 @@ def check_push(client: NoServerErrorClient, repo: RepoDef) -> list[str]:
         for f in view.features:
             df[view.source_column(f.name)] = [wire_value(pushed[f.name])]
         body = {"push_source_name": f"{view.name}_push", "df": df, "to": "online_and_offline"}
+        body["allow_client_created"] = view.has_created  # the generated pushes carry their own created times
         response = client.post("/push", json=body)
         assert response.status_code == 200, f"push {body}: {response.status_code} {response.text[:1500]}"
     last: dict[tuple, dict] = {}  # per key the newest event time wins; a tie: the later push

@@ -1,11 +1,13 @@
 """Bad input gets a 4xx ``application/problem+json`` naming the field and the row; never a 5xx."""
 
+from datetime import UTC, datetime
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, NodeRef, Relation
-from lineage.errors import ModelVersionConflict
+from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse
 from lineage.versions import VersionNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
@@ -13,7 +15,7 @@ from service.materialization.materializer import JobNotFound, MaterializationReq
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
-from service.training.catalog import TrainingSetNotFound
+from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 from service.training.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.training.offline.errors import (
     EntityRowsInvalid,
@@ -290,6 +292,9 @@ EXAMPLES = {
     ModelVersionConflict: ModelVersionConflict(NodeRef(NodeKind.MODEL, "m@1"), "ts-a", "ts-b"),
     MaterializationRequestInvalid: MaterializationRequestInvalid("end", "end must be after start"),
     TrainingSetNotFound: TrainingSetNotFound("ts-0"),
+    TrainingSetDeleted: TrainingSetDeleted("ts-0", datetime(2024, 5, 1, tzinfo=UTC)),
+    NodeDeleted: NodeDeleted(NodeRef(NodeKind.TRAINING_SET, "ts-0"), "2024-05-01T00:00:00Z"),
+    NodeInUse: NodeInUse(NodeRef(NodeKind.TRAINING_SET, "ts-0"), [NodeRef(NodeKind.MODEL, "m@1")]),
     BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),
     TooLargeForJson: TooLargeForJson(10**6, 50_000),
     UnsupportedMediaType: UnsupportedMediaType("text/csv", ("application/json",)),

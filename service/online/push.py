@@ -10,18 +10,24 @@ the repo's ``schemas.py`` maps the push source in ``PUSH_SCHEMAS``, that pandera
 ``GET /quarantine/{source}``, and listed in the answer).
 
 The body uses the view's names, as Feast's ``push``: join keys, every feature (one left out is a 422
-naming it), and the batch source's own ``timestamp_field`` and ``created_timestamp_column`` (a push
-without the created column is stamped with the service clock: when the service took it). Online
-writes go through the materializer's write path (:func:`service.online.writes.write_online`, values
-converted as Feast's ``push`` converts them, event times kept to the nanosecond: an ordered store
-never lets an older row overwrite a newer one) and, with ``to`` = ``offline`` /
-``online_and_offline``, are appended to the push source's batch Parquet file (a folder: a new file in
-it) in the file's own column names (``field_mapping`` reversed) and Arrow types, a file column the push
-does not carry null; temp file + rename. An acknowledged push is committed before the answer is sent.
+naming it), and the batch source's own ``timestamp_field``. The created time (the batch source's
+``created_timestamp_column``) is stamped with the service clock, when the service took the push; a
+push carrying that column is refused (422 naming it) unless it sets ``allow_client_created``: then its
+times are kept, the rows appended offline recorded in the source's ledger
+(:mod:`service.training.offline.client_created`, counted by every training set's audit) and the push
+counted on the push source's lineage node. Online writes go through the materializer's write path
+(:func:`service.online.writes.write_online`, values converted as Feast's ``push`` converts them, event
+times kept to the nanosecond: an ordered store never lets an older row overwrite a newer one) and, with
+``to`` = ``offline`` / ``online_and_offline``, are appended to the push source's batch Parquet file (a
+folder: a new file in it) in the file's own column names (``field_mapping`` reversed) and Arrow types, a
+file column the push does not carry null; temp file + rename. An acknowledged push is committed before
+the answer is sent.
 """
 
+import copy
+import heapq
 import importlib.util
-import math
+import logging
 import re
 import threading
 import time
@@ -30,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pdv
 import pyarrow as pa
@@ -42,14 +49,29 @@ from feast.value_type import ValueType
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
 
+from lineage import LineageStore, NodeKind, NodeNotFound, NodeRef
 from service.online.quarantine import QuarantineStore
 from service.online.reads import STORE_ERRORS, OnlineStoreUnavailable
 from service.online.writes import WriteRow, write_online
-from service.training.entity_rows import timestamp_problem
-from service.value_types import from_json, json_problem, type_name
+from service.training.entity_rows import parse_timestamps
+from service.training.offline.client_created import (
+    CREATED_NS,
+    EVENT_NS,
+    PUSH_ID,
+    RECEIVED_AT,
+    record_client_created,
+)
+from service.value_types import column_problems, from_json, type_name
 
+log = logging.getLogger(__name__)
 POLICY_TAG = "feastline.validation"
+CLIENT_CREATED_ATTRIBUTE = "client_created_timestamps"  # on the push source's lineage node
 FUTURE_TOLERANCE = pd.Timedelta(minutes=5)  # clock skew allowed between a producer and the service
+MAX_LISTED = 100  # rejected rows listed in an answer (all are counted, and all are quarantined)
+CLIENT_CREATED_REFUSED = (
+    "is stamped by the service (its clock, when it takes the push); send your own created times only with "
+    '"allow_client_created": true, which records the push and every training set using its rows as such'
+)
 _OFFLINE_LOCK = threading.Lock()
 # Training sets may name a timezone to assume for naive timestamps; pushes cannot, so that advice is cut.
 _TIMEZONE_OPTION = re.compile(r',?\s*or set "timezone" in the request to say which to assume')
@@ -63,6 +85,11 @@ class PushRequest(BaseModel):
     df: dict[str, list[Any]] = Field(description="column -> values: join keys, the source's timestamp column, features")
     allow_registry_cache: bool = True
     to: Literal["online", "offline", "online_and_offline"] = "online"
+    allow_client_created: bool = Field(
+        False,
+        description="take the batch source's created column from the body instead of stamping the service "
+        "clock; recorded on the push source's lineage node and in the audit of every training set using these rows",
+    )
 
 
 class UnknownPushSource(Exception):
@@ -111,8 +138,10 @@ def _repo_push_schemas(repo: Path) -> dict[str, pdv.DataFrameSchema]:
 class PushGate:
     """Validates and writes pushes for one feature store."""
 
-    def __init__(self, store: FeatureStore, quarantine: QuarantineStore, repo: Path):
-        self.store, self.quarantine = store, quarantine
+    def __init__(
+        self, store: FeatureStore, quarantine: QuarantineStore, repo: Path, lineage: LineageStore | None = None
+    ):
+        self.store, self.quarantine, self.lineage = store, quarantine, lineage
         self.schemas = _repo_push_schemas(repo)
         self.newest_pushed: dict[str, datetime] = {}  # view -> newest event time pushed (for freshness)
 
@@ -132,23 +161,16 @@ class PushGate:
 
     def _problems(
         self, req: PushRequest, source: PushSource, views: list[FeatureView], now: datetime
-    ) -> tuple[pd.DataFrame, list[dict]]:
+    ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        """The push as a frame in the views' names (a refused cell null) and every problem found:
+        ``{"row", "field", "problem"}``, those not tied to a row first, then by row (column by column
+        within a row). Linear in the number of cells: each column is checked as a whole
+        (:func:`service.value_types.column_problems`, one vectorised timestamp parse), and only the
+        refused values are visited one by one."""
         batch = source.batch_source
         assert batch is not None  # Feast requires one
-        # Columns may come in the batch file's own names, as Feast's push takes them (its field_mapping
-        # renames them), or in the views' names; both mean the same column, so both at once is a 422.
-        mapping = batch.field_mapping or {}
-        df: dict[str, list[Any]] = {}
-        for column, values in req.df.items():
-            name = mapping.get(column, column)
-            if name in df:
-                raise PushRejected(
-                    req.push_source_name,
-                    [{"row": None, "field": column, "problem": f"is the batch file's name of {name!r}, also sent"}],
-                )
-            df[name] = values
+        df, sent_as = _in_view_names(req, batch.field_mapping or {})
         ts_col, created_col = batch.timestamp_field or "event_timestamp", batch.created_timestamp_column or None
-        problems: list[dict[str, Any]] = []
         lengths = {k: len(v) for k, v in df.items()}
         if len(set(lengths.values())) > 1:
             raise PushRejected(
@@ -162,7 +184,7 @@ class PushGate:
         fields = {f.name: f.dtype.to_value_type() for fv in views for f in fv.features}
         stamp_cols = [ts_col, *([created_col] if created_col else [])]
         allowed = keys | set(fields) | set(stamp_cols)
-        problems += [
+        problems: list[dict[str, Any]] = [
             {"row": None, "field": c, "problem": "is not a join key or feature of the views this source feeds"}
             for c in df
             if c not in allowed
@@ -172,81 +194,47 @@ class PushGate:
             for c in sorted(keys | set(fields) | {ts_col})
             if c not in df
         ]
+        if created_col and created_col in df and not req.allow_client_created:
+            problems.append({"row": None, "field": sent_as[created_col], "problem": CLIENT_CREATED_REFUSED})
+        cells: list[tuple[int, str, str]] = []  # (row, field, problem), column by column
         for key in sorted(keys & set(df)):
             vtype = key_types[key]
-            problems += [
-                {"row": i, "field": key, "problem": p}
-                for i, v in enumerate(df[key])
-                if (p := f"must be {type_name(vtype)}, got null" if v is None else json_problem(v, vtype))
-            ]
+            null = f"must be {type_name(vtype)}, got null"
+            nulls = [(i, null) for i, v in enumerate(df[key]) if v is None]
+            cells += [(i, key, p) for i, p in heapq.merge(column_problems(df[key], vtype), nulls)]
         for name, vtype in fields.items():
-            problems += [
-                {"row": i, "field": name, "problem": p}
-                for i, v in enumerate(df.get(name, []))
-                if (p := json_problem(v, vtype))
-            ]
-        stamps: dict[str, list[Any]] = {}
+            if name in df:
+                cells += [(i, name, p) for i, p in column_problems(df[name], vtype)]
+        stamps: dict[str, pd.Series] = {}
+        latest = pd.Timestamp(now) + FUTURE_TOLERANCE
         for col in stamp_cols:
             if col not in df:
                 continue
-            parsed = []
-            for i, v in enumerate(df[col]):
-                ts, p = timestamp_problem(v, None)
-                if p is None and ts is not None and ts > pd.Timestamp(now) + FUTURE_TOLERANCE:
-                    ts, p = None, f"{v!r} is after the service clock ({now.isoformat()}): a value from the future"
-                if p:
-                    problems.append({"row": i, "field": col, "problem": _TIMEZONE_OPTION.sub("", p)})
-                parsed.append(ts)
+            parsed, refused = parse_timestamps(df[col], None)
+            future = [
+                (int(i), f"{df[col][i]!r} is after the service clock ({now.isoformat()}): a value from the future")
+                for i in np.flatnonzero((parsed > latest).to_numpy())
+            ]
+            parsed[parsed > latest] = pd.NaT
+            cells += [(i, col, _TIMEZONE_OPTION.sub("", p)) for i, p in heapq.merge(refused, future)]
             stamps[col] = parsed
-        declared = key_types | fields
-        bad_cells = {(p["field"], p["row"]) for p in problems}
-        frame = pd.DataFrame(
-            {
-                c: pd.Series(
-                    [
-                        None if (c, i) in bad_cells else from_json(x, declared[c]) if c in declared else x
-                        for i, x in enumerate(v)
-                    ],
-                    dtype="object",
-                )
-                for c, v in df.items()
-                if c not in stamps
-            }
-        )
-        for col, parsed in stamps.items():
-            frame[col] = pd.to_datetime(pd.Series(parsed, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
+        frame = _frame(df, stamps, key_types | fields, cells, n)
         if created_col and created_col not in frame:  # knowledge time of a push: when the service took it
             frame[created_col] = pd.Timestamp(now).tz_convert("UTC").as_unit("ns")
-        for name, dtype in fields.items():
-            if name in frame and dtype in (
-                ValueType.DOUBLE,
-                ValueType.FLOAT,
-            ):  # a bad cell's row is dropped before pandera
-                frame[name] = pd.Series(
-                    [math.nan if v is None or (name, i) in bad_cells else float(v) for i, v in enumerate(df[name])],
-                    dtype="float64",
-                )
         schema = self.schemas.get(req.push_source_name)
-        bad_rows = {p["row"] for p in problems if p["row"] is not None}
         if schema is not None and not any(p["row"] is None for p in problems):
-            candidates = frame.drop(index=sorted(bad_rows))
-            try:
-                schema.validate(candidates, lazy=True)
-            except SchemaErrors as err:
-                for case in err.failure_cases.itertuples():
-                    if case.check == "column_in_dataframe":  # pandera names the schema; the column is the case
-                        problems.append({"row": None, "field": str(case.failure_case), "problem": "is missing"})
-                        continue
-                    row = None if pd.isna(case.index) else int(case.index)
-                    problems.append(
-                        {"row": row, "field": case.column, "problem": f"fails {case.check} (value {case.failure_case})"}
-                    )
-        # problems not tied to a row first, then by row; found order (column by column) within a row
-        return frame, sorted(problems, key=lambda p: (p["row"] is not None, p["row"] or 0))
+            candidates = frame.drop(index=sorted({i for i, _, _ in cells}))
+            found = _schema_problems(schema, candidates)
+            problems += [{"row": None, "field": f, "problem": p} for i, f, p in found if i is None]
+            cells += [(i, f, p) for i, f, p in found if i is not None]
+        cells.sort(key=lambda c: c[0])  # stable: found order (column by column) within a row
+        return frame, problems + [{"row": i, "field": f, "problem": p} for i, f, p in cells]
 
     def push(self, req: PushRequest, now: datetime, retry_after: int = 5) -> dict[str, Any]:
         """Validate and write; returns ``{"push_source_name", "rows_received", "rows_accepted",
-        "rows_quarantined", "quarantined": [{"row", "problems"}], "to", "policy"}``.
+        "rows_quarantined", "quarantined": [{"row", "problems"}], "quarantined_listed", "to", "policy"}``:
+        ``quarantined`` lists the first ``MAX_LISTED`` rejected rows (``quarantined_listed`` of the
+        ``rows_quarantined``), every one of them is kept in the quarantine.
 
         Raises:
             UnknownPushSource: no such push source (404).
@@ -261,19 +249,21 @@ class PushGate:
         frame, problems = self._problems(req, source, views, now)
         if any(p["row"] is None for p in problems) or (problems and policy != "quarantine"):
             raise PushRejected(req.push_source_name, problems)
-        bad = sorted({p["row"] for p in problems})
+        by_row: dict[int, list[dict[str, Any]]] = {}
+        for p in problems:  # already in row order
+            by_row.setdefault(p["row"], []).append(p)
+        bad = list(by_row)
         good = frame.drop(index=bad)  # indexed by the request's row numbers (problems name them)
         if len(good):
             self._write(req, source, views, good, retry_after)
             newest = good[source.batch_source.timestamp_field or "event_timestamp"].max().to_pydatetime(warn=False)
             for fv in views:
                 self.newest_pushed[fv.name] = max(newest, self.newest_pushed.get(fv.name, newest))
-        quarantined = []
         if bad:
-            by_row = {r: [p for p in problems if p["row"] == r] for r in bad}
-            records = [{"row": r, "values": {c: req.df[c][r] for c in req.df}, "problems": by_row[r]} for r in bad]
+            columns = list(req.df.items())
+            records = [{"row": r, "values": {c: v[r] for c, v in columns}, "problems": by_row[r]} for r in bad]
             self.quarantine.add(req.push_source_name, datetime.now(UTC), records)  # wall time: when it came
-            quarantined = [{"row": r["row"], "problems": r["problems"]} for r in records]
+        listed = [{"row": r, "problems": by_row[r]} for r in bad[:MAX_LISTED]]
         return {
             "push_source_name": req.push_source_name,
             "policy": policy,
@@ -281,8 +271,16 @@ class PushGate:
             "rows_received": len(frame),
             "rows_accepted": len(good),
             "rows_quarantined": len(bad),
-            "quarantined": quarantined,
+            "quarantined": listed,
+            "quarantined_listed": len(listed),
+            "created_from": "client" if req.allow_client_created and self._carries_created(source, req) else "service",
         }
+
+    @staticmethod
+    def _carries_created(source: PushSource, req: PushRequest) -> bool:
+        batch = source.batch_source
+        created = batch.created_timestamp_column
+        return bool(created) and any((batch.field_mapping or {}).get(c, c) == created for c in req.df)
 
     def _offline_rows(self, source: PushSource, views: list[FeatureView], frame: pd.DataFrame) -> tuple[Path, pa.Table]:
         """The rows to append to the push source's batch file: the file's own column names (the batch
@@ -352,7 +350,134 @@ class PushGate:
                     type(exc).__name__,
                 ) from exc
         if rows is not None:
+            if req.allow_client_created and source.batch_source.created_timestamp_column in frame:
+                # recorded before the rows land: a client-created row is never in the file unrecorded
+                record_client_created(rows[0], self._ledger_rows(source, views, frame))
             _append(*rows)
+        if req.allow_client_created:
+            self._record_on_lineage(req, len(frame))
+
+    def _ledger_rows(self, source: PushSource, views: list[FeatureView], frame: pd.DataFrame) -> pa.Table:
+        """The client-created rows as the ledger keeps them: join keys in the batch file's names, event
+        and created times in int64 ns, the push's id and when it was received."""
+        batch = source.batch_source
+        to_file = {mapped: column for column, mapped in (batch.field_mapping or {}).items()}
+        keys = sorted({c.name for fv in views for c in fv.entity_columns})
+        ts_col, created_col = batch.timestamp_field or "event_timestamp", batch.created_timestamp_column
+        columns: dict[str, Any] = {to_file.get(k, k): pa.array(frame[k], from_pandas=True) for k in keys}
+        columns[EVENT_NS] = pa.array(frame[ts_col].to_numpy(dtype="datetime64[ns]").view("int64"))
+        columns[CREATED_NS] = pa.array(frame[created_col].to_numpy(dtype="datetime64[ns]").view("int64"))
+        columns[PUSH_ID] = pa.array([uuid.uuid4().hex] * len(frame))
+        columns[RECEIVED_AT] = pa.array([datetime.now(UTC)] * len(frame), pa.timestamp("us", tz="UTC"))
+        return pa.table(columns)
+
+    def _record_on_lineage(self, req: PushRequest, rows: int) -> None:
+        """Count the push on the push source's lineage node: ``client_created_timestamps`` =
+        ``{"pushes", "rows", "last_push_at", "last_push_to"}`` (a run-written attribute, kept across applies)."""
+        if self.lineage is None:
+            return
+        ref = NodeRef(NodeKind.DATA_SOURCE, req.push_source_name)
+        try:
+            before = self.lineage.get_node(ref).attributes.get(CLIENT_CREATED_ATTRIBUTE) or {}
+            self.lineage.update_attributes(
+                ref,
+                **{
+                    CLIENT_CREATED_ATTRIBUTE: {
+                        "pushes": int(before.get("pushes", 0)) + 1,
+                        "rows": int(before.get("rows", 0)) + rows,
+                        "last_push_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                        "last_push_to": req.to,
+                    }
+                },
+            )
+        except NodeNotFound:
+            log.warning("push source %s has no lineage node (repo not applied?): push not recorded", ref)
+
+
+def _in_view_names(req: PushRequest, mapping: dict[str, str]) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """The pushed columns in the views' names, and for each the name it was sent as. Columns may come
+    in the batch file's own names, as Feast's push takes them (its ``field_mapping`` renames them), or
+    in the views' names; both mean the same column, so both at once is a 422.
+
+    Raises:
+        PushRejected: a column sent under both names.
+    """
+    df: dict[str, list[Any]] = {}
+    sent_as: dict[str, str] = {}
+    for column, values in req.df.items():
+        name = mapping.get(column, column)
+        if name in df:
+            raise PushRejected(
+                req.push_source_name,
+                [{"row": None, "field": column, "problem": f"is the batch file's name of {name!r}, also sent"}],
+            )
+        df[name], sent_as[name] = values, column
+    return df, sent_as
+
+
+_AS_SENT = frozenset({ValueType.INT32, ValueType.INT64, ValueType.STRING, ValueType.BOOL})  # from_json: unchanged
+
+
+def _frame(
+    df: dict[str, list[Any]],
+    stamps: dict[str, pd.Series],
+    declared: dict[str, ValueType],
+    cells: list[tuple[int, str, str]],
+    n: int,
+) -> pd.DataFrame:
+    """The pushed columns as a frame of ``n`` rows: a refused cell null; ``Float32``/``Float64``
+    columns float64 (null: NaN), timestamps ``datetime64[ns, UTC]``, other declared columns the Python
+    values Feast takes (:func:`service.value_types.from_json`), in object columns."""
+    refused: dict[str, list[int]] = {}
+    for i, field, _ in cells:
+        refused.setdefault(field, []).append(i)
+    columns: dict[str, pd.Series] = {}
+    for c, sent in df.items():
+        if c in stamps:
+            columns[c] = stamps[c]
+            continue
+        values = sent
+        if c in refused:
+            values = list(sent)
+            for i in refused[c]:
+                values[i] = None
+        vtype = declared.get(c)
+        if vtype in (ValueType.DOUBLE, ValueType.FLOAT):  # NaN for null: pandera's checks skip it
+            columns[c] = pd.Series(values, dtype="float64")
+        elif vtype is None or vtype in _AS_SENT:
+            columns[c] = pd.Series(values, dtype="object")
+        else:
+            columns[c] = pd.Series([from_json(x, vtype) for x in values], dtype="object")
+    return pd.DataFrame(columns, index=pd.RangeIndex(n))
+
+
+def _schema_problems(schema: pdv.DataFrameSchema, frame: pd.DataFrame) -> list[tuple[int | None, str, str]]:
+    """The repo's pandera checks on ``frame``: ``(row or None, field, problem)`` per failure case.
+
+    The schema's ``unique`` columns are checked here with ``DataFrame.duplicated`` (pandera's own
+    report of duplicates reshapes its failure cases row by row, quadratic in the duplicates), with
+    pandera's ``report_duplicates`` and its wording; every other check runs in pandera, lazily.
+    """
+    found: list[tuple[int | None, str, str]] = []
+    unique = [schema.unique] if isinstance(schema.unique, str) else list(schema.unique or [])
+    if unique and set(unique) <= set(frame.columns):
+        keep = {"exclude_first": "first", "exclude_last": "last"}.get(schema.report_duplicates, False)
+        twice = frame.index[frame.duplicated(subset=unique, keep=keep)]
+        for row in twice:  # one case per row and column, as pandera reports them
+            for c in unique:
+                found.append((int(row), c, f"fails multiple_fields_uniqueness (value {frame.at[row, c]})"))
+        schema = copy.copy(schema)
+        schema.unique = None
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as err:
+        for case in err.failure_cases.itertuples():
+            if case.check == "column_in_dataframe":  # pandera names the schema; the column is the case
+                found.append((None, str(case.failure_case), "is missing"))
+                continue
+            row = None if pd.isna(case.index) else int(case.index)
+            found.append((row, str(case.column), f"fails {case.check} (value {case.failure_case})"))
+    return found
 
 
 def _online_rows(fv: FeatureView, frame: pd.DataFrame) -> list[WriteRow]:

@@ -53,7 +53,9 @@ def lineage_view(
         examples=["feature_service:delay_model_v1"],
         json_schema_extra={"pattern": NODE_ID_PATTERN},
     ),
-    depth: int = Query(2, ge=1, le=10, description="hops to draw upstream and downstream"),
+    depth: int = Query(
+        2, ge=1, le=100, description="hops to draw upstream and downstream, 1 to 100 (as on every lineage route)"
+    ),
     as_of: AsOf = None,
 ) -> HTMLResponse:
     """An HTML page drawing ``node``'s upstream and downstream up to ``depth`` hops, with its attributes,

@@ -19,7 +19,7 @@ from service.deps import CatalogDep, LineageDep
 from service.errors import at_field, problem_responses
 from service.formats import json_content_type
 from service.openapi import NodeOut
-from service.training.catalog import TrainingSetNotFound
+from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 
 router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
 
@@ -62,19 +62,19 @@ def model_ref(name: str, version: str) -> NodeRef:
     status_code=201,
     dependencies=[Depends(json_content_type)],
     response_model=None,
-    responses={201: {"model": NodeOut}, **problem_responses(400, 404, 409, 415, 422)},
+    responses={201: {"model": NodeOut}, **problem_responses(400, 404, 409, 410, 415, 422)},
 )
 def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> dict[str, Any]:
     """Add ``model:<name>@<version>`` with a ``trained_on`` edge; a name@version is registered once.
 
-    Errors: 400 malformed JSON; 404 unknown training set; 409 this name@version is already registered
-    (on any training set, with any metrics: the answer names the existing registration's training set);
+    Errors: 400 malformed JSON; 404 unknown training set; 410 the training set was deleted; 409 this
+    name@version is already registered (on any training set, with any metrics: the answer names the existing registration's training set);
     415 a body not sent as ``application/json``; 422 invalid body (unknown keys, non-numeric or
     non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
     """
     try:
-        catalog.get(model.training_set_id)
-    except TrainingSetNotFound as exc:  # 404, naming the body field
+        catalog.get(model.training_set_id).check_present()
+    except (TrainingSetNotFound, TrainingSetDeleted) as exc:  # 404 / 410, naming the body field
         raise at_field(exc, "training_set_id") from None
     attributes = {
         **model.model_dump(),

@@ -1,9 +1,10 @@
 """``POST /push`` (Feast's body, behind a validation gate) and ``GET /quarantine/{source}``."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.clock import service_now
@@ -28,13 +29,15 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     validated first.
 
     Answers 200 ``{"rows_received", "rows_accepted", "rows_quarantined", "quarantined": [{"row",
-    "problems"}], "policy", "to"}``. Accepted rows are written through the ordered online store: one
+    "problems"}] (the first 100), "quarantined_listed", "policy", "to", "created_from": "service" |
+    "client"}``. Accepted rows are written through the ordered online store: one
     older than what the store holds for its entity is accepted but does not replace the newer value.
     A row dated more than 5 minutes after the service clock is refused (a value from the future).
     Errors: 400 malformed JSON (line and column given) or an empty body; 404 unknown push source;
     415 a ``content-type`` other than ``application/json`` (or none); 422 strict policy and a bad row
     (every problem listed, in row order, nothing written), a problem not tied to a row (a missing or
-    unknown column) whatever the policy, or a body that is not Feast's; 503 with ``Retry-After`` when
+    unknown column, the created column without ``allow_client_created``) whatever the policy, or a
+    body that is not Feast's; 503 with ``Retry-After`` when
     ``to`` includes ``online`` and the online store cannot be reached (nothing acknowledged: the
     offline file is not appended to and no row quarantined; resending the same push is safe).
     """
@@ -44,19 +47,49 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/quarantine/{source}", response_model=None, responses={200: {"model": QuarantineOut}, **problem_responses(404)}
+    "/quarantine/{source}",
+    response_model=None,
+    responses={200: {"model": QuarantineOut}, **problem_responses(404, 422)},
 )
-def quarantine(source: str, request: Request, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    """Rejected rows of a push source (newest first), or of a pipeline step's output table.
+def quarantine(
+    source: str,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    limit: int = Query(1000, ge=1, le=10_000, description="rows per page"),
+    offset: int = Query(0, ge=0, description="rows to skip, for the next pages"),
+) -> dict[str, Any]:
+    """Rejected rows of a push source (newest first), or of a pipeline step's output table (file order), one page.
 
-    ``{"source", "kind": "push" | "pipeline", "rows": [...]}``; pipeline rows carry ``quarantine_reason``.
+    ``{"source", "kind": "push" | "pipeline", "total", "limit", "offset", "next_offset", "rows": [...]}``:
+    ``total`` counts every kept row, ``next_offset`` is the ``offset`` of the next page (null on the
+    last); when more rows follow, a ``Link`` header with ``rel="next"`` gives its URL. Push rows are
+    ``{"id", "received_at", "row", "values", "problems"}``; pipeline rows carry ``quarantine_reason``.
+    Errors: 404 neither a push source nor a pipeline table; 422 ``limit`` outside 1-10,000 or a negative ``offset``.
     """
     pipeline_file = settings.data_dir / "quarantine" / f"{source}.parquet"
     if pipeline_file.exists():
         frame = pd.read_parquet(pipeline_file)
-        return {"source": source, "kind": "pipeline", "rows": frame_to_records(frame)}
-    try:
-        request.app.state.push_gate._source(source)
-    except UnknownPushSource:
-        raise UnknownQuarantineSource(source) from None
-    return {"source": source, "kind": "push", "rows": request.app.state.quarantine.list(source)}
+        kind, total, rows = "pipeline", len(frame), frame_to_records(frame.iloc[offset : offset + limit])
+    else:
+        try:
+            request.app.state.push_gate._source(source)
+        except UnknownPushSource:
+            raise UnknownQuarantineSource(source) from None
+        kept = request.app.state.quarantine
+        kind, total, rows = "push", kept.count(source), kept.list(source, limit=limit, offset=offset)
+    next_offset = offset + limit if offset + limit < total else None
+    if next_offset is not None:
+        response.headers["Link"] = (
+            f'<{request.url.path}?{urlencode({"limit": limit, "offset": next_offset})}>; rel="next"'
+        )
+    return {
+        "source": source,
+        "kind": kind,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": next_offset,
+        "rows": rows,
+    }

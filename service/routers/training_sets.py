@@ -6,15 +6,19 @@ with the options as query parameters, for any size. Output: the ``Accept`` heade
 Parquet or Arrow (default: the request's own format).
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
+from lineage import NodeKind
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
 from service.errors import problem_responses
 from service.formats import (
@@ -22,9 +26,10 @@ from service.formats import (
     BINARY,
     JSON,
     PARQUET,
+    NotAcceptable,
     UnsupportedMediaType,
+    acceptable,
     frame_to_records,
-    negotiate,
     parse_json_body,
     read_table,
     write_table,
@@ -45,6 +50,7 @@ from service.training.training_sets import (
     TrainingSetOptions,
     TrainingSetRequest,
     create_training_set,
+    delete_training_set,
     reproduce,
     resolve,
 )
@@ -134,17 +140,22 @@ async def post_training_set(
     Timestamps in answers are UTC. The JSON answer is ``{"id", "row_count", "columns", "fingerprint",
     "audit", "rows"}``; a binary answer carries the id in ``X-Training-Set-Id``.
 
+    ``Accept`` is followed in its order of preference (no ``Accept``: the request's own format first,
+    then any): JSON first on a set too large for JSON (more than ``FEASTLINE_MAX_JSON_ROWS`` rows) or
+    holding ±inf answers the next acceptable type, e.g. Parquet for ``application/json,
+    application/vnd.apache.parquet;q=0.5``.
+
     Errors (``application/problem+json``): 400 malformed body; 404 unknown feature service or feature;
-    406 ``Accept`` names none of JSON, Parquet, Arrow; 409 leakage audit failed (no data); 413 too many
-    rows for JSON; 415 unsupported content type; 422 invalid entity rows (every bad row and field
-    listed), or a query parameter this endpoint does not read (or options in the query next to a JSON
-    body).
+    406 ``Accept`` names none of JSON, Parquet, Arrow, or only JSON and JSON cannot carry the set (the
+    problem names the binary types); 409 leakage audit failed (no data); 415 unsupported content type;
+    422 invalid entity rows (every bad row and field listed), or a query parameter this endpoint does
+    not read (or options in the query next to a JSON body).
     """
     media = request.headers.get("content-type", JSON).split(";")[0].strip() or JSON
     if media not in (JSON, *BINARY):
         raise UnsupportedMediaType(media, (JSON, *BINARY))
     refuse_unknown_query(request, OPTION_PARAMETERS, json_body=media == JSON)
-    answer = negotiate(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
+    choices = acceptable(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
     body = await request.body()
     if media in BINARY:
         opts = TrainingSetOptions(
@@ -160,8 +171,7 @@ async def post_training_set(
         opts = parse_json_body(body, TrainingSetRequest)
         refs, plan = resolve(store, opts)
         entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
-    if answer == JSON and len(entity_df) > settings.max_json_rows:
-        raise TooLargeForJson(len(entity_df), settings.max_json_rows)
+    choices = fitting(choices, len(entity_df), settings.max_json_rows)
     base = TrainingSetOptions(**opts.model_dump(include=set(TrainingSetOptions.model_fields)))
     ts = await run_in_threadpool(
         create_training_set, store, catalog, lineage, base, entity_df, plan, refs, settings.training_sets_path
@@ -171,14 +181,15 @@ async def post_training_set(
         "X-Training-Set-Id": ts.record.id,
         "X-Training-Set-Fingerprint": ts.record.fingerprint,
     }
-    if answer == JSON:
+    answer, rows = as_records(choices, ts.frame)
+    if rows is not None:
         content = {
             "id": ts.record.id,
             "row_count": ts.record.row_count,
             "columns": ts.record.columns,
             "fingerprint": ts.record.fingerprint,
             "audit": ts.record.audit,
-            "rows": frame_to_records(ts.frame),
+            "rows": rows,
         }
         return JSONResponse(content, status_code=201, headers=headers)
     if answer == PARQUET:  # the stored file itself: the bytes answered are the bytes kept (and not encoded twice)
@@ -188,6 +199,63 @@ async def post_training_set(
     return Response(data, status_code=201, media_type=answer, headers=headers)
 
 
+LIST_PARAMETERS = ("feature_service", "model", "created_after", "created_before", "include_deleted", "limit", "offset")
+
+
+@router.get("/training-sets", responses=problem_responses(422))
+def list_training_sets(
+    request: Request,
+    response: Response,
+    catalog: CatalogDep,
+    lineage: LineageDep,
+    feature_service: str | None = Query(None, description="made from this feature service"),
+    model: str | None = Query(
+        None, description="trained on by this model: 'name@version', or 'name' for every version", examples=["m@1"]
+    ),
+    created_after: AwareDatetime | None = Query(None, description="created at or after (ISO 8601 with offset)"),
+    created_before: AwareDatetime | None = Query(None, description="created before (ISO 8601 with offset)"),
+    include_deleted: bool = Query(False, description="also deleted sets (their record is kept, their data is not)"),
+    limit: int = Query(100, ge=1, le=1000, description="sets per page"),
+    offset: int = Query(0, ge=0, description="sets to skip, for the next pages"),
+) -> dict[str, Any]:
+    """Stored training sets, newest first, one page: ``{"total", "limit", "offset", "next_offset",
+    "training_sets": [<metadata as GET /training-sets/{id}>]}``, with a ``Link: rel="next"`` header
+    while more follow. Filters combine (all must hold). Errors: 422 a malformed filter (a time without
+    offset), ``limit`` outside 1-1,000, a query parameter this endpoint does not read.
+    """
+    refuse_unknown_query(request, LIST_PARAMETERS, json_body=False)
+    ids = None
+    if model is not None:
+        graph = lineage.current_graph()
+        ids = {
+            str(node.attributes.get("training_set_id"))
+            for node in graph.nodes()
+            if node.ref.kind is NodeKind.MODEL and (node.ref.name == model or node.ref.name.split("@", 1)[0] == model)
+        }
+    total, page = catalog.list(
+        feature_service=feature_service,
+        created_after=created_after,
+        created_before=created_before,
+        ids=ids,
+        include_deleted=include_deleted,
+        limit=limit,
+        offset=offset,
+    )
+    next_offset = offset + limit if offset + limit < total else None
+    if next_offset is not None:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "offset")]
+        response.headers["Link"] = (
+            f'<{request.url.path}?{urlencode([*params, ("limit", limit), ("offset", next_offset)])}>; rel="next"'
+        )
+    return {
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": next_offset,
+        "training_sets": [r.to_dict() for r in page],
+    }
+
+
 @router.get(
     "/training-sets/{ts_id}",
     operation_id="get_training_set",
@@ -195,8 +263,21 @@ async def post_training_set(
     responses={200: {"model": TrainingSetRecordOut}, **problem_responses(404)},
 )
 def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
-    """Metadata of a stored training set: fingerprint, inputs' hashes, options, leakage audit. 404 if unknown."""
+    """Metadata of a stored training set: fingerprint, inputs' hashes, options, leakage audit; a deleted
+    set's too (``deleted_at`` set). 404 if unknown."""
     return catalog.get(ts_id).to_dict()
+
+
+@router.delete("/training-sets/{ts_id}", responses=problem_responses(404, 409, 410))
+def delete_training_set_route(ts_id: str, catalog: CatalogDep, lineage: LineageDep) -> dict[str, Any]:
+    """Delete a training set: its Parquet files (data and entity table) are removed; its catalog row
+    and lineage node are kept, marked ``deleted_at``, so its history stays readable (``as_of`` a time
+    before the deletion shows it as it was) and ``GET /training-sets/{id}`` still describes it.
+
+    Answers the record (``deleted_at`` set) and ``files_removed``. Errors: 404 unknown; 409 a
+    registered model was trained on it (``used_by`` names the models); 410 deleted already.
+    """
+    return delete_training_set(catalog, lineage, ts_id, datetime.now(UTC))
 
 
 @router.get(
@@ -210,38 +291,66 @@ def get_training_set(ts_id: str, catalog: CatalogDep) -> dict[str, Any]:
             "content": binary_content(PARQUET, ARROW_STREAM),
             "headers": {"X-Training-Set-Id": ID_HEADERS["X-Training-Set-Id"]},
         },
-        **problem_responses(404, 406, 413),
+        **problem_responses(404, 406, 410, 413),
     },
 )
 def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
     """The stored rows: Parquet by default; ``Accept: application/json`` or the Arrow stream type also work.
 
-    Errors: 404 unknown training set; 406 ``Accept`` names none of those types, or JSON was asked for
-    and the rows hold ±inf; 413 JSON asked for and more than ``FEASTLINE_MAX_JSON_ROWS`` rows (ask for
-    Parquet or Arrow).
+    ``Accept`` is followed in its order of preference: JSON asked for first, on a set too large for
+    JSON (more than ``FEASTLINE_MAX_JSON_ROWS`` rows) or holding ±inf, answers the next acceptable
+    type (``application/json, application/vnd.apache.parquet;q=0.5``: Parquet). Errors: 404 unknown
+    training set; 406 ``Accept`` names none of those types, or only JSON and JSON cannot carry the set
+    (the problem names the binary types to ask for); 410 the set was deleted.
     """
     record = catalog.get(ts_id)
-    answer = negotiate(request.headers.get("accept"), default=PARQUET)
-    if answer == JSON and record.row_count > settings.max_json_rows:
-        raise TooLargeForJson(record.row_count, settings.max_json_rows, field="header.accept")
+    record.check_present()
+    choices = fitting(
+        acceptable(request.headers.get("accept"), default=PARQUET), record.row_count, settings.max_json_rows
+    )
     frame = pd.read_parquet(record.data_path)
-    if answer == JSON:
-        return JSONResponse(
-            {
-                "id": ts_id,
-                "row_count": len(frame),
-                "columns": list(frame.columns),
-                "rows": frame_to_records(frame),
-            }
-        )
+    answer, rows = as_records(choices, frame)
+    if rows is not None:
+        return JSONResponse({"id": ts_id, "row_count": len(frame), "columns": list(frame.columns), "rows": rows})
     return Response(write_table(frame, answer), media_type=answer, headers={"X-Training-Set-Id": ts_id})
+
+
+def fitting(choices: list[str], rows: int, max_json_rows: int) -> list[str]:
+    """``choices`` without JSON when ``rows`` is more than a JSON answer may carry.
+
+    Raises:
+        TooLargeForJson: JSON was the only acceptable type (406, naming the binary types).
+    """
+    if rows <= max_json_rows or JSON not in choices:
+        return choices
+    rest = [c for c in choices if c != JSON]
+    if not rest:
+        raise TooLargeForJson(rows, max_json_rows, field="header.accept", supported=BINARY)
+    return rest
+
+
+def as_records(choices: list[str], frame: pd.DataFrame) -> tuple[str, list[dict[str, Any]] | None]:
+    """The answer's type and, for JSON, the rows; JSON first in ``choices`` but unable to carry the
+    rows (±inf) gives the next acceptable type.
+
+    Raises:
+        NotAcceptable: JSON was the only acceptable type and cannot carry the rows (406).
+    """
+    if choices[0] != JSON:
+        return choices[0], None
+    try:
+        return JSON, frame_to_records(frame)
+    except NotAcceptable:
+        if len(choices) == 1:
+            raise
+        return choices[1], None
 
 
 @router.post(
     "/training-sets/{ts_id}/reproduce",
     operation_id="reproduce_training_set",
     response_model=None,
-    responses={200: {"model": ReproduceOut}, **problem_responses(404, 503)},
+    responses={200: {"model": ReproduceOut}, **problem_responses(404, 410, 503)},
 )
 async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
     """Recompute from the stored entity table with the repo as it is now.
@@ -252,5 +361,7 @@ async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDe
     source file or view definition changed); ``identical``: both. ``changed_sources`` and
     ``changed_views`` name what changed; ``differences`` names the differing columns and rows.
     """
+    record = catalog.get(ts_id)
+    record.check_present()
     store.refresh_registry()
-    return await run_in_threadpool(reproduce, store, catalog.get(ts_id))
+    return await run_in_threadpool(reproduce, store, record)

@@ -37,7 +37,10 @@ PUBLIC: dict[str, frozenset[str]] = {
         {"RetrievalPlan", "ViewSpec", "plan_retrieval", "service_references", "batch_spec"}
     ),
     "service.training.offline.engine": frozenset({"apply_on_demand"}),
-    "service.training.entity_rows": frozenset({"timestamp_problem"}),
+    "service.training.entity_rows": frozenset({"timestamp_problem", "parse_timestamps"}),
     "service.training.offline.order": frozenset({"order_key", "to_ns", "latest_first", "NO_CREATED_NS"}),
     "service.training.offline.keys": frozenset({"source_column_types", "source_key_sql"}),
+    "service.training.offline.client_created": frozenset(
+        {"record_client_created", "EVENT_NS", "CREATED_NS", "PUSH_ID", "RECEIVED_AT"}
+    ),
 }

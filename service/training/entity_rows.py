@@ -14,14 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 from feast.value_type import ValueType
-from pandera.errors import SchemaErrors
 
 from service.training.offline.errors import EntityRowsInvalid
 from service.training.offline.views import RetrievalPlan
 from service.value_types import (
     INTEGER_RANGE,
+    column_problems,
     from_json_column,
     is_missing,
     json_problem,
@@ -40,6 +39,7 @@ ISO_EXAMPLE = "2013-05-01T13:00:00Z"
 # ISO 8601 extended date and time: "T" or a space between them, seconds and up to 9 decimals optional,
 # then "Z", an offset (+hh:mm, +hhmm, +hh) or nothing (naive: refused unless a timezone is named).
 ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
+ISO_8601_AWARE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)")
 
 
 def timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timestamp | None, str | None]:
@@ -81,6 +81,44 @@ def timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timest
         return ts.tz_convert("UTC").as_unit("ns"), None
     except (ValueError, OverflowError):
         return None, f"{value!r} is outside the supported range 1677-09-22 to 2262-04-11"
+
+
+def parse_timestamps(values: list[Any], assume_tz: ZoneInfo | None) -> tuple[pd.Series, list[tuple[int, str]]]:
+    """Parse a column of JSON timestamps as :func:`timestamp_problem` parses each one, in linear time.
+
+    Returns:
+        ``(stamps, problems)``: ``stamps`` a ``datetime64[ns, UTC]`` Series of ``len(values)`` (NaT
+        where refused), ``problems`` ``(position, why)`` for each refused value (a null included),
+        in position order.
+
+    The strings of the accepted shape are parsed by one vectorised ``pd.to_datetime``; a value it
+    cannot parse, and any value that is not such a string, goes through :func:`timestamp_problem`,
+    so the answers and messages are the same as value by value.
+    """
+    n = len(values)
+    column = pd.Series(values, dtype="object")
+    stamps = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
+    is_text = np.fromiter((type(v) is str for v in values), bool, n)
+    text = column[is_text].astype(str)
+    aware = text[text.str.fullmatch(ISO_8601_AWARE.pattern)]
+    if len(aware):
+        stamps.loc[aware.index] = pd.to_datetime(aware, format="ISO8601", utc=True, errors="coerce")
+    if assume_tz is not None:
+        naive = text[~text.index.isin(aware.index) & text.str.fullmatch(ISO_8601.pattern).to_numpy()]
+        if len(naive):
+            parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
+            if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # cannot be: no offsets; keep the slow path
+                parsed = pd.Series(pd.NaT, index=naive.index, dtype="datetime64[ns]")
+            local = parsed.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="NaT")
+            stamps.loc[naive.index] = local.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    problems: list[tuple[int, str]] = []
+    for i in np.flatnonzero(stamps.isna().to_numpy()):  # refused, or left to the value-by-value parser
+        ts, problem = timestamp_problem(values[i], assume_tz)
+        if problem is not None:
+            problems.append((int(i), problem))
+        else:
+            stamps.iloc[i] = ts
+    return stamps, problems
 
 
 def _scalar_problem(value: Any) -> str | None:
@@ -186,53 +224,22 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
     for f in required:
         if f not in frame.columns:
             frame[f] = pd.Series([None] * len(rows), dtype="object")
-    stamps = []
-    parsed: dict[str, tuple[pd.Timestamp | None, str | None]] = {}  # entity rows repeat their timestamps
-    for i, value in enumerate(frame[TS].tolist()):
-        if type(value) is str:
-            if value not in parsed:
-                parsed[value] = timestamp_problem(value, assume)
-            ts, problem = parsed[value]
-        else:
-            ts, problem = timestamp_problem(value, assume)
-        if problem and TS in rows[i]:
-            problems.append({"row": i, "field": TS, "problem": problem})
-        stamps.append(ts)
+    stamps, ts_problems = parse_timestamps(frame[TS].tolist(), assume)
+    problems.extend({"row": i, "field": TS, "problem": p} for i, p in ts_problems if TS in rows[i])
     declared = plan.key_types | plan.request_types
-    schema = pa.DataFrameSchema(
-        {
-            name: pa.Column(
-                object,
-                # ignore_na=False: a JSON NaN is not a null (pandera would skip it, and it would pass as one)
-                pa.Check(_of_type(vtype), name=str(vtype), ignore_na=False),
-                nullable=True,
-            )
-            for name, vtype in declared.items()
-        },
-        name="entity_rows",
-    )
     # the values as sent: null is None, a JSON NaN stays NaN (a problem for every declared type)
     present = pd.DataFrame({name: pd.Series([row.get(name) for row in rows], dtype="object") for name in declared})
-    try:
-        schema.validate(present, lazy=True)
-    except SchemaErrors as err:
-        for case in err.failure_cases.itertuples():
-            if pd.notna(case.index) and case.column in rows[int(case.index)]:
-                value = rows[int(case.index)][case.column]
-                problems.append(
-                    {
-                        "row": int(case.index),
-                        "field": case.column,
-                        "problem": json_problem(value, declared[case.column]) or f"got {value!r}",
-                    }
-                )
+    for name, vtype in declared.items():
+        problems.extend(
+            {"row": i, "field": name, "problem": p} for i, p in column_problems(present[name].tolist(), vtype)
+        )
     for f in plan.request_fields:
         problems.extend(
             {"row": i, "field": f, "problem": "is null"} for i, r in enumerate(rows) if f in r and r[f] is None
         )
     if problems:
         raise EntityRowsInvalid(sorted(problems, key=lambda p: (p["row"] is None, p["row"] or 0, p["field"])))
-    frame[TS] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
+    frame[TS] = stamps.set_axis(frame.index)
     for name, vtype in declared.items():
         frame[name] = _declared_column(from_json_column(present[name].tolist(), vtype), vtype)
     return frame

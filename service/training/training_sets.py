@@ -8,6 +8,7 @@ that change the answer (``full_feature_names``, ``allow_created_after_entity``):
 mean the same inputs, so the same answer.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import pandas as pd
 from feast import FeatureStore
 from pydantic import BaseModel, ConfigDict, Field
 
-from lineage import LineageStore
+from lineage import LineageStore, NodeKind, NodeNotFound, NodeRef
 from lineage.builders import spec_hash, training_set_graph
 from service.run_events import emits_training_set_events
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
@@ -202,7 +203,7 @@ def create_training_set(
         entity_path=str(entity_path),
     )
     catalog.add(record)
-    attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns")}
+    attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns", "deleted_at")}
     attributes["audit_passed"] = result.audit.passed
     view_names = {v.name: v.definition.name for v in plan.views} | {o.name: o.definition.name for o in plan.on_demand}
     lineage.save(*training_set_graph(ts_id, refs, opts.feature_service, attributes, view_names))
@@ -293,3 +294,35 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord) -> dict[str, Any]:
         "changed_views": changed_views,
         "differences": diff,
     }
+
+
+def delete_training_set(catalog: TrainingSetCatalog, lineage: LineageStore, ts_id: str, at: datetime) -> dict[str, Any]:
+    """Delete a stored training set: its data and entity files are removed, its catalog row and lineage
+    node ``training_set:<id>`` are kept and marked deleted (``deleted_at``), so its history stays
+    readable (``as_of`` a time before shows it as it was) and nothing new can be trained on it.
+
+    The lineage mark comes first, under the lineage writers' lock, where the models trained on the
+    set are checked: a model registered concurrently either lands first (this is refused) or finds
+    the set deleted. Then the catalog row, then the files; a delete interrupted midway is finished by
+    running it again.
+
+    Returns:
+        the record as now stored (``deleted_at`` set) plus ``files_removed``.
+
+    Raises:
+        TrainingSetNotFound: no such set (404).
+        TrainingSetDeleted: it was deleted already (410).
+        NodeInUse: a registered model was trained on it (409, ``used_by`` names the models).
+    """
+    record = catalog.get(ts_id)
+    record.check_present()
+    ref = NodeRef(NodeKind.TRAINING_SET, ts_id)
+    with contextlib.suppress(NodeNotFound):  # a row without its node (an older crash): nothing depends on it
+        lineage.mark_deleted(ref, at, refuse_if_used_by=NodeKind.MODEL)
+    record = catalog.mark_deleted(ts_id, at)
+    removed = []
+    for path in (Path(record.data_path), Path(record.entity_path)):
+        if path.exists():
+            path.unlink()
+            removed.append(path.name)
+    return {**record.to_dict(), "files_removed": removed}

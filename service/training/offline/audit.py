@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
+from service.training.offline.client_created import client_created_matches
 from service.training.offline.errors import RetrievalError
 from service.training.offline.prepared import per_file_state
 from service.training.offline.views import ViewSpec
@@ -33,6 +34,7 @@ class ViewAudit:
     created_filter: bool  # created_ts <= entity_ts enforced (False: turned off, or no created column)
     violations: dict[str, int]  # check name -> rows failing it (all zero in an answered request)
     feature_rows_created_unknown: int = 0  # source rows with a null created, excluded by the filter (0 when off)
+    feature_rows_client_created: int = 0  # matched rows whose created time the pusher gave (allow_client_created)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class LeakageAudit:
             "rows": self.rows,
             "passed": self.passed,
             "created_filter_requested": self.created_filter_requested,
+            # rows joined to a feature row whose created time came from the pusher, not the service
+            "client_created_rows": sum(v.feature_rows_client_created for v in self.views),
             "views": [asdict(v) for v in self.views],
         }
 
@@ -69,9 +73,16 @@ class LeakageDetected(RetrievalError):
 
 
 def audit_join(
-    entity_ts: pd.Series, joined: pd.DataFrame, views: tuple[ViewSpec, ...], created_filter: bool
+    entity_ts: pd.Series,
+    joined: pd.DataFrame,
+    views: tuple[ViewSpec, ...],
+    created_filter: bool,
+    entity_keys: pd.DataFrame | None = None,
 ) -> LeakageAudit:
-    """Audit ``joined`` (``join_views`` output, aligned with ``entity_ts``, UTC) for each view."""
+    """Audit ``joined`` (``join_views`` output, aligned with ``entity_ts``, UTC) for each view.
+
+    ``entity_keys`` (the entity rows' join-key columns, aligned too) lets the audit count the joined
+    rows whose created time a pusher gave (:mod:`service.training.offline.client_created`)."""
     audits = []
     for v in views:
         feature_ts = joined[f"{v.name}____feature_ts"]
@@ -98,10 +109,18 @@ def audit_join(
                 ttl_seconds=v.ttl.total_seconds() if v.ttl else None,
                 created_filter=enforce_created,
                 feature_rows_created_unknown=_created_unknown(v) if enforce_created else 0,
+                feature_rows_client_created=_client_created(v, entity_keys, feature_ts, created_ts),
                 violations=violations,
             )
         )
     return LeakageAudit(len(entity_ts), created_filter, tuple(audits))
+
+
+def _client_created(v: ViewSpec, entity_keys: pd.DataFrame | None, feature_ts: pd.Series, created_ts: pd.Series) -> int:
+    if entity_keys is None or v.created_field is None:
+        return 0
+    keys = entity_keys[list(v.join_keys)]
+    return client_created_matches(v.path, {k: v.columns[k] for k in v.join_keys}, keys, feature_ts, created_ts)
 
 
 def _created_unknown(v: ViewSpec) -> int:

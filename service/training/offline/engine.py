@@ -328,7 +328,8 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
         )
         raise FeatureNameCollision(clashes, "are also columns of the entity rows", hint)
     joined = join_views(entity_df, plan.views, options.created_filter)
-    audit = audit_join(entity_df[TS], joined, plan.views, options.created_filter)
+    keys = entity_df[sorted({k for v in plan.views for k in v.join_keys})]
+    audit = audit_join(entity_df[TS], joined, plan.views, options.created_filter, keys)
     if not audit.passed:
         raise LeakageDetected(audit)
     for spec in plan.on_demand:

@@ -105,19 +105,22 @@ class SourceDataMissing(RetrievalError):
 
 
 class TooLargeForJson(RetrievalError):
-    """More rows than a JSON answer may carry: ask for Parquet or Arrow instead."""
+    """More rows than a JSON answer may carry, and the request accepts nothing else (406): ask for
+    Parquet or Arrow instead. (413 is for request bodies.)"""
 
-    field = "entity_rows"
+    field = "header.accept"
+    BINARY = ("application/vnd.apache.parquet", "application/vnd.apache.arrow.stream")
 
-    def __init__(self, rows: int, limit: int, field: str = "entity_rows"):
-        self.rows, self.limit, self.field = rows, limit, field
+    def __init__(self, rows: int, limit: int, field: str = "header.accept", supported: tuple[str, ...] = BINARY):
+        self.rows, self.limit, self.field, self.supported = rows, limit, field, supported
         super().__init__(
-            f"{rows:,} rows is more than {limit:,} for a JSON answer; ask for Parquet or Arrow with "
-            "Accept: application/vnd.apache.parquet (or application/vnd.apache.arrow.stream)"
+            f"{rows:,} rows is more than {limit:,} for a JSON answer, and Accept allows no other type; ask for "
+            f"Parquet or Arrow with Accept: {' or '.join(supported)} (or list one after JSON, e.g. "
+            f"'application/json, {supported[0]};q=0.5')"
         )
 
     def details(self) -> dict[str, Any]:
-        return {"rows": self.rows, "limit": self.limit}
+        return {"rows": self.rows, "limit": self.limit, "supported": list(self.supported)}
 
 
 class SourceKeyTypeMismatch(RetrievalError):
