@@ -69,8 +69,8 @@ def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> 
 
     Errors: 400 malformed JSON; 404 unknown training set; 410 the training set was deleted; 409 this
     name@version is already registered (on any training set, with any metrics: the answer names the
-    existing registration's training set); 415 a body not sent as ``application/json``; 422 invalid body (unknown keys, non-numeric or
-    non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
+    existing registration's training set); 415 a body not sent as ``application/json``; 422 invalid
+    body (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
     """
     try:
         catalog.get(model.training_set_id).check_present()
