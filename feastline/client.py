@@ -278,6 +278,20 @@ class FeastlineClient:
         """``GET /training-sets/{id}``: metadata (fingerprint, inputs' hashes, options, audit), no rows."""
         return self._object("GET", f"/training-sets/{_segment(ts_id)}")
 
+    def training_sets(self, **params: Any) -> dict[str, Any]:
+        """``GET /training-sets``: stored sets, newest first, one page (``params`` go in the query:
+        ``feature_service``, ``model``, ``created_after``/``created_before``, ``include_deleted``,
+        ``limit``, ``offset``); ``{"total", "limit", "offset", "next_offset", "training_sets"}``."""
+        return self._object("GET", "/training-sets", params=params or None)
+
+    def delete_training_set(self, ts_id: str) -> dict[str, Any]:
+        """``DELETE /training-sets/{id}``: remove its data, keep its record and lineage (marked deleted).
+
+        Raises:
+            Conflict: a registered model was trained on it (409, ``used_by`` in the problem).
+        """
+        return self._object("DELETE", f"/training-sets/{_segment(ts_id)}")
+
     def training_set_data(
         self, ts_id: str, *, wire: Wire = "parquet", timeout: float | httpx.Timeout | None = None
     ) -> pd.DataFrame:

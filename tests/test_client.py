@@ -127,6 +127,15 @@ def test_training_set_from_rows_and_in_arrow(
     assert list(arrow.frame.columns) == [*entity_df.columns, "temp"]
 
 
+def test_training_sets_listed_and_deleted_as_the_raw_answers(fl: FeastlineClient, raw: NoServerErrorClient) -> None:
+    made = fl.create_training_set(ROWS, feature_service="delay_model_v1", wire="json")
+    listed = fl.training_sets(feature_service="delay_model_v1", limit=5)
+    assert listed == raw.get("/training-sets", params={"feature_service": "delay_model_v1", "limit": 5}).json()
+    assert made.id in [t["id"] for t in listed["training_sets"]]
+    deleted = fl.delete_training_set(made.id)
+    assert deleted["deleted_at"] and raw.get(f"/training-sets/{made.id}").json()["deleted_at"] == deleted["deleted_at"]
+
+
 def test_online_features_are_the_raw_answer(fl: FeastlineClient, raw: NoServerErrorClient) -> None:
     entities = {"origin": ["EWR", "JFK"], "carrier": ["UA", "B6"]}
     online = fl.get_online_features(entities, feature_service="delay_model_v1")
@@ -363,6 +372,8 @@ def test_the_client_covers_every_route(raw: NoServerErrorClient) -> None:
         ("get", "/health/ready"): "ready",
         ("get", "/metrics"): "metrics",
         ("post", "/training-sets"): "create_training_set",
+        ("get", "/training-sets"): "training_sets",
+        ("delete", "/training-sets/{ts_id}"): "delete_training_set",
         ("get", "/training-sets/{ts_id}"): "training_set",
         ("get", "/training-sets/{ts_id}/data"): "training_set_data",
         ("post", "/training-sets/{ts_id}/reproduce"): "reproduce_training_set",
