@@ -128,8 +128,8 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO, if_changed: IfChanged = False) -> No
     see ``service/repo_apply.py``) is refused before the registry changes (exit 1, each problem named);
     a failure after ``feast apply`` (the registry as Feast wrote it, the lineage graph or its store)
     restores the previous registry file: either the registry and the lineage version both change or
-    neither does. An apply whose diff is empty records no new lineage version. Each run emits
-    OpenLineage events (job ``apply``: START, then COMPLETE or FAIL).
+    neither does. An apply whose diff is empty records no new lineage version. Each apply that gets
+    past the checks emits OpenLineage events (job ``apply``: START, then COMPLETE or FAIL).
     """
     from lineage import openlineage as ol
     from service.run_events import OpenLineageEmitter
@@ -151,20 +151,23 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO, if_changed: IfChanged = False) -> No
         registry_file,
     )
 
-    emitter = OpenLineageEmitter.from_settings(Settings(repo=repo))
+    try:
+        problems = check_contents(parse(repo))
+        if problems:
+            raise RepoRefused(problems)
+        backup = RegistryBackup(registry_file(repo))
+    except RepoRefused as exc:  # refused before anything ran: no run, no event, nothing written
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        console.print("nothing applied: Feast's registry and the lineage are unchanged")
+        raise typer.Exit(1) from exc
+    try:
+        emitter = OpenLineageEmitter.from_settings(Settings(repo=repo))
+    except Exception as exc:  # events never fail the apply: the lineage store's own failure is reported below
+        console.print(f"[yellow]OpenLineage events not stored ({type(exc).__name__}: {exc})[/]", soft_wrap=True)
+        emitter = OpenLineageEmitter(None)
     run_id, project = str(uuid.uuid4()), _project(repo)
     emitter.emit(ol.apply_event(ol.START, run_id, project, datetime.now(UTC)))
     try:
-        try:
-            problems = check_contents(parse(repo))
-            if problems:
-                raise RepoRefused(problems)
-            backup = RegistryBackup(registry_file(repo))
-        except RepoRefused as exc:
-            console.print(f"[red]{exc}[/]", soft_wrap=True)
-            console.print("nothing applied: Feast's registry and the lineage are unchanged")
-            emitter.emit(ol.apply_event(ol.FAIL, run_id, project, datetime.now(UTC), error=exc))
-            raise typer.Exit(1) from exc
         try:
             code = feast_apply(repo)
             if code:

@@ -40,7 +40,7 @@ COLUMNS = st.one_of(
 TYPES = [V.INT32, V.INT64, V.FLOAT, V.DOUBLE, V.STRING, V.BOOL, V.BYTES, V.INT64_LIST, V.UNIX_TIMESTAMP]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(values=COLUMNS, vtype=st.sampled_from(TYPES))
 def test_column_problems_are_json_problem_value_by_value(values: list, vtype: ValueType) -> None:
     expected = [(i, p) for i, v in enumerate(values) if (p := json_problem(v, vtype))]
@@ -86,7 +86,7 @@ STAMP = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(values=st.lists(STAMP, max_size=25), zone=st.sampled_from([None, "America/New_York", "UTC"]))
 def test_parse_timestamps_is_timestamp_problem_value_by_value(values: list, zone: str | None) -> None:
     assume = ZoneInfo(zone) if zone else None
