@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from feast import FeatureStore
 
 from lineage import LineageStore
 from service.errors import install_error_handlers, problem_responses, use_problem_media_type
 from service.metrics import install_metrics
 from service.online.push import PushGate
 from service.online.quarantine import QuarantineStore
+from service.registry import open_feature_store
 from service.routers import (
     health,
     lineage,
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.feature_store = FeatureStore(repo_path=str(settings.repo_path))
+        app.state.feature_store = open_feature_store(settings.repo_path)  # registry read from snapshots
         app.state.lineage = LineageStore(settings.lineage_database_url)
         app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)

@@ -130,8 +130,13 @@ def parse_reference(ref: str) -> tuple[str, str]:
 
 
 def registry_version(store: FeatureStore) -> str | None:
-    """An id of the registry contents the store currently holds (changes on apply/refresh), or None."""
-    proto = getattr(store.registry, "cached_registry_proto", None)
+    """An id of the registry contents the store currently holds (changes on apply/refresh), or None.
+
+    A snapshot registry (``service.registry.SnapshotRegistry``) is asked for its current snapshot first
+    (one ``stat`` of the file), so a cached plan never outlives the registry version it was built from.
+    """
+    snapshot = getattr(store.registry, "snapshot", None)
+    proto = snapshot().proto if callable(snapshot) else getattr(store.registry, "cached_registry_proto", None)
     if proto is None or not proto.HasField("last_updated"):
         return None
     return str(proto.last_updated.ToNanoseconds())
