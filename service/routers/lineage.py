@@ -15,8 +15,9 @@ from lineage.versions import VersionNotFound
 from service.as_of import AsOf, graph_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 Depth = Query(None, ge=1, le=100, description="hops to follow, 1 to 100 (as on every lineage route); omit for all")
 
 

@@ -46,6 +46,7 @@ from service.materialization.materializer import (
     iso,
     online_views,
 )
+from service.workers import WorkerRoute
 
 
 @asynccontextmanager
@@ -62,10 +63,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs.dispose()
 
 
-router = APIRouter(tags=["materialization"], lifespan=_lifespan)
+router = APIRouter(tags=["materialization"], lifespan=_lifespan, route_class=WorkerRoute)
 
 
-def get_jobs(request: Request) -> JobStore:
+async def get_jobs(request: Request) -> JobStore:
     return request.app.state.materialization_jobs
 
 

@@ -17,8 +17,9 @@ from lineage import Node, NodeKind, NodeRef, definition_hash
 from service.deps import CatalogDep, LineageDep
 from service.errors import at_field, problem_responses
 from service.training.catalog import TrainingSetNotFound
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 

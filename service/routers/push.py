@@ -3,21 +3,26 @@
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response
 
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
-from service.formats import frame_to_records, json_body, json_body_doc
+from service.formats import frame_to_records, json_body_doc, json_bytes, parse_json_body
 from service.online.push import PushRequest, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
+from service.workers import WorkerRoute, json_answer, workers_of
 
-router = APIRouter(tags=["push"])
+router = APIRouter(tags=["push"], route_class=WorkerRoute)
 
 
-@router.post("/push", openapi_extra=json_body_doc(PushRequest), responses=problem_responses(400, 404, 415, 422, 503))
-async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
+@router.post(
+    "/push",
+    openapi_extra=json_body_doc(PushRequest),
+    response_model=dict[str, Any],
+    responses=problem_responses(400, 404, 408, 413, 415, 422, 503),
+)
+async def push(request: Request, settings: SettingsDep) -> Response:
     """Push rows to a push source (the body of ``feast serve``'s ``/push``, as ``application/json``),
     validated first.
 
@@ -30,11 +35,18 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     (every problem listed, in row order, nothing written), a problem not tied to a row (a missing or
     unknown column) whatever the policy, or a body that is not Feast's; 503 with ``Retry-After`` when
     ``to`` includes ``online`` and the online store cannot be reached (nothing acknowledged: the
-    offline file is not appended to and no row quarantined; resending the same push is safe).
+    offline file is not appended to and no row quarantined; resending the same push is safe), or the
+    workers are all busy (nothing done); 408 the body stopped arriving; 413 a body over
+    ``FEASTLINE_MAX_PUSH_BODY_BYTES``.
     """
-    req = await json_body(request, PushRequest)
+    body = await json_bytes(request)
     gate = request.app.state.push_gate
-    return await run_in_threadpool(gate.push, req, service_now(settings), settings.retry_after_seconds)
+    now = service_now(settings)
+
+    def push() -> Response:  # on a worker: parsing, validation, the writes, encoding the answer
+        return json_answer(gate.push(parse_json_body(body, PushRequest), now, settings.retry_after_seconds))
+
+    return await workers_of(request).work.run(push)
 
 
 @router.get("/quarantine/{source}", responses=problem_responses(404))
