@@ -21,7 +21,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.conftest import REPLAY_NOW
 
-RACE_SECONDS = 6.0
+RACE_SECONDS = 4.0
 WEATHER = dict(
     temp=50.0, dewp=40.0, humid=60.0, wind_dir=180.0, wind_speed=10.0, precip=0.0, pressure=1010.0, visib=10.0
 )

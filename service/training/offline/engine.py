@@ -22,6 +22,7 @@ it, and the TTL test on the winner decides (it has the greatest ``feature_ts`` o
 if it is too old, every candidate is). O(n log n), exact, no range join.
 """
 
+import contextlib
 from dataclasses import dataclass
 
 import duckdb
@@ -117,6 +118,19 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
     entity[TS_NS] = entity_df[TS].astype("datetime64[ns, UTC]").astype("int64")
     entity.insert(0, ROW_ID, range(len(entity)))
     con = duckdb.connect()
+    with contextlib.ExitStack() as held:
+        pinned = [held.enter_context(v.pinned()) for v in views]  # each source file read as one version
+        return _join(con, entity_df, entity, views, pinned, created_filter)
+
+
+def _join(
+    con: duckdb.DuckDBPyConnection,
+    entity_df: pd.DataFrame,
+    entity: pd.DataFrame,
+    views: tuple[ViewSpec, ...],
+    pinned: list[ViewSpec],
+    created_filter: bool,
+) -> pd.DataFrame:
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("entity", entity)
@@ -131,7 +145,7 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
             ]
             selects.extend(cols)
             on = " AND ".join(f"{alias}.{_q(k)} IS NOT DISTINCT FROM entity.{_q(k)}" for k in (*v.join_keys, TS_NS))
-            joins.append(f"LEFT JOIN ({_view_sql(v, created_filter)}) {alias} ON {on}")
+            joins.append(f"LEFT JOIN ({_view_sql(pinned[i], created_filter)}) {alias} ON {on}")
         sql = (
             f"SELECT entity.{ROW_ID}, {', '.join(selects) or 'NULL AS __none'} "
             f"FROM entity {' '.join(joins)} ORDER BY entity.{ROW_ID}"
