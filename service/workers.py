@@ -97,7 +97,7 @@ class WorkerPool:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def _release(self, _: Future[Any]) -> None:
+    def _release(self, _: Future[Any] | None) -> None:
         with self._lock:
             self._in -= 1
 
@@ -122,43 +122,49 @@ class WorkerPool:
                 (the call never started).
             whatever ``fn`` raises, and ``timed_out()`` on ``timeout``.
         """
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if self._executor is None:
+            executor = self._executor
+            if executor is None:
                 raise RuntimeError(f"the {self.name} worker pool is not running (app lifespan not started)")
             if self._in >= self.capacity:
                 raise Overloaded(self.name, self.capacity, self.retry_after)
             self._in += 1
-            started = threading.Event()
-
-            def call() -> T:
-                started.set()
-                return fn(*args, **kwargs)
-
-            try:
-                future = self._executor.submit(contextvars.copy_context().run, call)
-            except BaseException:
-                self._in -= 1
-                raise
+        try:
+            future = executor.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        except BaseException:
+            self._release(None)
+            raise
         future.add_done_callback(self._release)
-        waiter = asyncio.wrap_future(future)
-        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if we stop waiting
-        loop = asyncio.get_running_loop()
-        begun = loop.time()
-        queue_deadline = begun + self.queue_timeout if self.queue_timeout is not None else None
-        deadline = begun + timeout if timeout is not None else None
-        while (ends := [t for t in (queue_deadline, deadline) if t is not None]) and not waiter.done():
-            await asyncio.wait({waiter}, timeout=max(min(ends) - loop.time(), 0))
-            if waiter.done():
-                break
-            now = loop.time()
-            if deadline is not None and now >= deadline:
-                future.cancel()  # if it has not started, it never will
-                raise (timed_out or TimeoutError)()
-            if queue_deadline is not None and now >= queue_deadline:
-                if not started.is_set() and future.cancel():  # still waiting for a thread: dropped, undone
-                    raise Overloaded(self.name, self.capacity, self.retry_after, waited=self.queue_timeout)
-                queue_deadline = None  # it has started: only its own deadline is left
-        return await waiter
+        waiter = asyncio.wrap_future(future, loop=loop)
+        expired = ""
+
+        def queue_expired() -> None:  # cancel() succeeds only while the call waits for a thread
+            nonlocal expired
+            if future.cancel():
+                expired = "queue"
+
+        def deadline_expired() -> None:  # stop waiting; a call that has started finishes on its thread
+            nonlocal expired
+            expired = "deadline"
+            waiter.cancel()
+
+        timers = []
+        if self.queue_timeout is not None:
+            timers.append(loop.call_later(self.queue_timeout, queue_expired))
+        if timeout is not None:
+            timers.append(loop.call_later(timeout, deadline_expired))
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if expired == "queue":
+                raise Overloaded(self.name, self.capacity, self.retry_after, waited=self.queue_timeout) from None
+            if expired == "deadline":
+                raise (timed_out or TimeoutError)() from None
+            raise  # the request itself was cancelled (client gone): the call is dropped if it has not started
+        finally:
+            for timer in timers:
+                timer.cancel()
 
 
 class Workers:
