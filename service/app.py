@@ -1,5 +1,9 @@
 """The app factory. Nothing heavy happens at import: ``create_app(settings)`` wires the routers and a
-lifespan that opens the Feast store and the lineage database on ``app.state``."""
+lifespan that opens the Feast store and the lineage database on ``app.state``.
+
+The event loop only accepts, routes and answers: every blocking step of a request runs on the app's
+worker pools (``app.state.workers``, service/workers.py), and every request body is bounded in size
+and in time (service/limits.py)."""
 
 import gc
 from collections.abc import AsyncIterator
@@ -9,13 +13,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
-from feast import FeatureStore
 
 from lineage import LineageStore
 from service.errors import install_error_handlers, problem_responses, use_problem_media_type
+from service.limits import RequestLimits
 from service.metrics import install_metrics
 from service.online.push import PushGate
 from service.online.quarantine import QuarantineStore
+from service.registry import open_feature_store
 from service.routers import (
     health,
     lineage,
@@ -31,15 +36,19 @@ from service.routers import (
 from service.run_events import OpenLineageEmitter, attach
 from service.settings import Settings
 from service.training.catalog import TrainingSetCatalog
+from service.workers import Workers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    workers = Workers(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.feature_store = FeatureStore(repo_path=str(settings.repo_path))
+        app.state.workers = workers
+        workers.start()
+        app.state.feature_store = open_feature_store(settings.repo_path)  # registry read from snapshots
         app.state.lineage = LineageStore(settings.lineage_database_url)
         app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
@@ -54,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            workers.shutdown()
             app.state.lineage.dispose()
             app.state.openlineage.dispose()
             app.state.catalog.dispose()
@@ -69,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, settings=settings)  # inside the metrics middleware: 408/413 are counted
     install_metrics(app)
     for module in (
         health,

@@ -141,6 +141,7 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO, if_changed: IfChanged = False) -> No
     if if_changed and (kept := _apply_unchanged(repo, url)) is not None:
         console.print(f"apply: definitions and pipeline run unchanged since lineage version {kept}: skipped")
         return
+    from service.registry import registry_lock
     from service.repo_apply import (
         RegistryBackup,
         RepoRefused,
@@ -155,7 +156,7 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO, if_changed: IfChanged = False) -> No
         problems = check_contents(parse(repo))
         if problems:
             raise RepoRefused(problems)
-        backup = RegistryBackup(registry_file(repo))
+        registry = registry_file(repo)
     except RepoRefused as exc:  # refused before anything ran: no run, no event, nothing written
         console.print(f"[red]{exc}[/]", soft_wrap=True)
         console.print("nothing applied: Feast's registry and the lineage are unchanged")
@@ -168,24 +169,28 @@ def apply_cmd(repo: RepoOpt = DEFAULT_REPO, if_changed: IfChanged = False) -> No
     run_id, project = str(uuid.uuid4()), _project(repo)
     emitter.emit(ol.apply_event(ol.START, run_id, project, datetime.now(UTC)))
     try:
-        try:
-            code = feast_apply(repo)
-            if code:
-                raise typer.Exit(code)
-            version, recorded = _record_lineage(repo, check_store)
-        except BaseException as exc:
-            backup.restore()
-            message = f"{exc}" if isinstance(exc, RepoRefused) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, typer.Exit):
-                console.print(f"[red]{message}[/]", soft_wrap=True)
-            console.print("apply undone: Feast's registry restored, no lineage version recorded")
-            failure = RuntimeError(f"feast apply exited with {exc.exit_code}") if isinstance(exc, typer.Exit) else exc
-            emitter.emit(ol.apply_event(ol.FAIL, run_id, project, datetime.now(UTC), error=failure))
-            if isinstance(exc, typer.Exit):
-                raise
-            raise typer.Exit(1) from exc
-        finally:
-            backup.discard()
+        with registry_lock(registry):  # no materialization commits intervals in between (service/registry.py)
+            backup = RegistryBackup(registry)
+            try:
+                code = feast_apply(repo)
+                if code:
+                    raise typer.Exit(code)
+                version, recorded = _record_lineage(repo, check_store)
+            except BaseException as exc:
+                backup.restore()
+                message = f"{exc}" if isinstance(exc, RepoRefused) else f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, typer.Exit):
+                    console.print(f"[red]{message}[/]", soft_wrap=True)
+                console.print("apply undone: Feast's registry restored, no lineage version recorded")
+                failure = (
+                    RuntimeError(f"feast apply exited with {exc.exit_code}") if isinstance(exc, typer.Exit) else exc
+                )
+                emitter.emit(ol.apply_event(ol.FAIL, run_id, project, datetime.now(UTC), error=failure))
+                if isinstance(exc, typer.Exit):
+                    raise
+                raise typer.Exit(1) from exc
+            finally:
+                backup.discard()
         done = datetime.now(UTC)
         emitter.emit(ol.apply_event(ol.COMPLETE, run_id, project, done, version=version.number if recorded else None))
     finally:
@@ -266,6 +271,26 @@ def materialize_cmd(
     from datetime import timedelta
 
     from service.clock import service_now
+    from service.feast_runtime import skip_definition_typechecks
+
+    skip_definition_typechecks()  # definitions come from the registry here; see service/feast_runtime.py
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lineage import LineageStore
+    from service.materialization.materializer import (
+        DEFAULT_LOOKBACK,
+        MaterializationError,
+        Observer,
+        ViewResult,
+        Window,
+        check_end,
+        full_windows,
+        incremental_windows,
+        materialize,
+        online_views,
+        record_lineage,
+    )
+    from service.registry import open_feature_store
     from service.settings import Settings
     from service.stamps import Stamp, materialize_fingerprint
 
@@ -295,23 +320,7 @@ def materialize_cmd(
     from service.feast_runtime import skip_definition_typechecks
 
     skip_definition_typechecks()  # definitions come from the registry here; see service/feast_runtime.py
-    from feast import FeatureStore
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lineage import LineageStore
-    from service.materialization.materializer import (
-        DEFAULT_LOOKBACK,
-        MaterializationError,
-        Observer,
-        ViewResult,
-        Window,
-        check_end,
-        full_windows,
-        incremental_windows,
-        materialize,
-        online_views,
-        record_lineage,
-    )
     from service.online.writes import is_ordered
     from service.run_events import OpenLineageEmitter
     from service.training.offline.views import batch_spec
@@ -339,7 +348,7 @@ def materialize_cmd(
 
     job_id = f"cli-{uuid.uuid4().hex}"
     try:
-        store = FeatureStore(repo_path=str(repo))
+        store = open_feature_store(repo)  # interval commits replace the registry file atomically
         # Feast leaves millions of long-lived objects: out of the collector's reach, the write loop's
         # young-generation collections stop rescanning them (0.66 s -> 0.37 s on the real data)
         gc.collect()

@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -23,10 +24,16 @@ from lineage import CycleRefused, InvalidNodeId, NodeNotFound
 from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse
 from lineage.versions import VersionNotFound
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
+from service.limits import RequestBodyTimeout, RequestBodyTooLarge
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
-from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
+from service.online.reads import (
+    OnlineBatchTooLarge,
+    OnlineRequestInvalid,
+    OnlineStoreUnavailable,
+    OnlineValueNotRepresentable,
+)
 from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 from service.training.offline.audit import LeakageDetected
 from service.training.offline.errors import (
@@ -40,6 +47,7 @@ from service.training.offline.errors import (
     UnknownFeature,
     UnknownFeatureService,
 )
+from service.workers import Overloaded
 
 log = logging.getLogger("feastline")
 
@@ -60,12 +68,13 @@ ERROR_DESCRIPTIONS = {
     400: "malformed body",
     404: "unknown feature service, feature, view, node, version, job, training set or quarantine source",
     406: "none of the accepted types can be produced (or JSON cannot carry the data)",
+    408: "the request body stopped arriving (FEASTLINE_BODY_TIMEOUT_SECONDS)",
     409: "leakage audit failed / cycle refused / in use (a training set a model was trained on)",
     410: "deleted: the training set's record and lineage are kept, its data is not",
-    413: "request body too large",
+    413: "a request body or online batch over its limit",
     415: "unsupported content type",
     422: "invalid request or entity rows (every problem listed)",
-    503: "data not built / store unavailable",
+    503: "data not built / store unavailable / overloaded (with Retry-After)",
 }
 
 
@@ -119,6 +128,10 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     ModelVersionConflict: 409,
     MaterializationRequestInvalid: 422,
     PushRejected: 422,
+    RequestBodyTooLarge: 413,
+    RequestBodyTimeout: 408,
+    OnlineBatchTooLarge: 413,
+    Overloaded: 503,
 }
 
 
@@ -146,9 +159,10 @@ def status_for(exc: Exception) -> int:
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    headers = None
+    headers = dict(getattr(exc, "headers", None) or {})  # e.g. Connection: close of a 408
+    if isinstance(exc, OnlineStoreUnavailable | Overloaded):
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, OnlineStoreUnavailable):
-        headers = {"Retry-After": str(exc.retry_after)}
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.store_errors.labels(exc.reason_type).inc()
@@ -157,7 +171,14 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         field = "node_id"
     extra = {"field": field, **(exc.details() if hasattr(exc, "details") else {})}
     detail = getattr(exc, "problem_detail", None) or str(exc)
-    return problem(status_for(exc), _slug(type(exc)), detail, headers=headers, **extra)
+    args = (status_for(exc), _slug(type(exc)), detail, headers or None)
+    if len(extra.get("problems") or ()) > BIG_PROBLEM:  # every bad row listed: encoded off the event loop
+        return await run_in_threadpool(lambda: problem(*args, **extra))
+    return problem(*args, **extra)
+
+
+BIG_PROBLEM = 200
+"""Problems in one answer beyond which it is encoded on a thread, not on the event loop."""
 
 
 E = TypeVar("E", bound=Exception)
@@ -200,6 +221,12 @@ def _json_position(body: Any, loc: tuple[Any, ...]) -> str:
 
 
 async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if len(exc.errors()) > BIG_PROBLEM:  # e.g. one error per bad entity row: built off the event loop
+        return await run_in_threadpool(_request_invalid_answer, exc)
+    return _request_invalid_answer(exc)
+
+
+def _request_invalid_answer(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     if invalid := [e for e in errors if e.get("type") == "json_invalid"]:
         e = invalid[0]

@@ -212,17 +212,36 @@ async def json_content_type(request: Request) -> None:
     require_json(request)
 
 
-async def json_body(request: Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``, as a FastAPI body parameter would give it, but refusing a
-    body that is not declared JSON and locating malformed JSON.
+async def json_bytes(request: Request) -> bytes:
+    """The bytes of a request body declared JSON, unparsed: parse them off the event loop with
+    :func:`parse_json_body` (a large body takes its parser ~30 ms per MiB, holding the GIL).
 
     Raises:
         UnsupportedMediaType: ``Content-Type`` missing or other than ``application/json`` (415, field
             ``header.content-type``); nothing is guessed from the bytes.
+        RequestBodyTooLarge, RequestBodyTimeout: over the route's limit, or too slow (service.limits).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != JSON:
+        raise UnsupportedMediaType(media or "(none)", (JSON,))
+    return await request.body()
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``, as a FastAPI body parameter would give it, but refusing a
+    body that is not declared JSON and locating malformed JSON. Parses on the caller's thread: routes
+    take :func:`json_bytes` and parse in a worker.
+
+    Raises:
+        UnsupportedMediaType: see :func:`json_bytes`.
         BodyUnreadable, RequestValidationError: see :func:`parse_json_body`.
     """
-    require_json(request)
-    return parse_json_body(await request.body(), model)
+    return parse_json_body(await json_bytes(request), model)
+
+
+def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that reads its body with :func:`json_bytes`."""
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": model.model_json_schema()}}}}
 
 
 def _iso(ts: pd.Timestamp) -> str:

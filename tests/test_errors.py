@@ -11,10 +11,16 @@ from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse
 from lineage.versions import VersionNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
+from service.limits import BodyLimit, RequestBodyTimeout, RequestBodyTooLarge
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
-from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
+from service.online.reads import (
+    OnlineBatchTooLarge,
+    OnlineRequestInvalid,
+    OnlineStoreUnavailable,
+    OnlineValueNotRepresentable,
+)
 from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 from service.training.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.training.offline.errors import (
@@ -28,6 +34,7 @@ from service.training.offline.errors import (
     UnknownFeature,
     UnknownFeatureService,
 )
+from service.workers import Overloaded
 
 GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
 
@@ -299,6 +306,10 @@ EXAMPLES = {
     TooLargeForJson: TooLargeForJson(10**6, 50_000),
     UnsupportedMediaType: UnsupportedMediaType("text/csv", ("application/json",)),
     UnknownQuarantineSource: UnknownQuarantineSource("nothing"),
+    RequestBodyTooLarge: RequestBodyTooLarge("POST /push", BodyLimit(100, "MAX_PUSH_BODY_BYTES"), 101),
+    RequestBodyTimeout: RequestBodyTimeout(15.0, 1024),
+    OnlineBatchTooLarge: OnlineBatchTooLarge(20_000, 10_000),
+    Overloaded: Overloaded("online", 72, 5),
     LeakageDetected: LeakageDetected(
         LeakageAudit(1, True, (ViewAudit("v", 1, 0, 60.0, None, True, {"created_ts_after_entity_ts": 1}),))
     ),

@@ -15,7 +15,7 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 CAPABILITIES = ("service.training", "service.online", "service.materialization")
-SHARED_SHELL = {"service.settings", "service.clock", "service.run_events", "service.value_types"}
+SHARED_SHELL = {"service.settings", "service.clock", "service.run_events", "service.value_types", "service.registry"}
 
 
 def module_name(path: Path) -> str:

@@ -11,11 +11,11 @@ What it owns:
 - ``via_feast.py``: Feast's own ``FeatureStore.materialize`` run from inside the repo (tests, benchmarks).
 
 The CLI (``feastline materialize``) and the routers share the materializer. May import: Feast,
-``lineage``, the shared shell modules ``service.settings``, ``service.clock``, ``service.run_events`` and
-``service.value_types``, and from :mod:`service.training` only its public names (a view's batch source spec,
-the row order of ``offline/order.py``), and from :mod:`service.online` its public write path
-(``writes.write_online``: the ordered stores, or Feast's contract for any other store). Never the
-routers or the app.
+``lineage``, the shared shell modules ``service.settings``, ``service.clock``, ``service.run_events``,
+``service.registry`` and ``service.value_types``, and from :mod:`service.training` only its public names
+(a view's batch source spec, the row order of ``offline/order.py``), and from :mod:`service.online` its
+public write path (``writes.write_online``: the ordered stores, or Feast's contract for any other store).
+Never the routers or the app.
 """
 
 # module -> the names other capability packages may import from it

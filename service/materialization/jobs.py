@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from feast import FeatureStore
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert, select, update
 
 from lineage import LineageStore
@@ -31,6 +30,7 @@ from service.materialization.materializer import (
     online_views,
     record_lineage,
 )
+from service.registry import open_feature_store
 from service.run_events import openlineage_for
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def run_job(job_id: str, repo: Path, jobs: JobStore, lineage: LineageStore) -> N
     try:
         job = jobs.get(job_id)
         req = job.request
-        store = FeatureStore(repo_path=str(repo))
+        store = open_feature_store(repo)  # its interval commits replace the registry file atomically
         views = online_views(store, req["feature_views"])
         end = datetime.fromisoformat(req["end"])
         if job.kind == "materialize":

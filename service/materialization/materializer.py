@@ -55,7 +55,7 @@ from lineage.model import NodeKind, NodeRef
 from service.online.writes import write_online
 from service.training.offline.keys import source_column_types, source_key_sql
 from service.training.offline.order import latest_first
-from service.training.offline.views import batch_spec
+from service.training.offline.views import ViewSpec, batch_spec
 
 log = logging.getLogger("feastline.materialization")
 
@@ -319,7 +319,13 @@ def _ns(ts: datetime) -> int:
 def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, window: Window) -> tuple[pa.Table, int]:
     """Per entity key, the latest source row in the window (join keys and features by view name, and the
     ``__event_ns`` / ``__created_ns`` timestamps); and the number of source rows in the window."""
-    spec = batch_spec(repo, fv)
+    with batch_spec(repo, fv).pinned() as spec:  # the file as it is now, even if a push replaces it meanwhile
+        return _latest_rows_of(con, spec, fv, window)
+
+
+def _latest_rows_of(
+    con: duckdb.DuckDBPyConnection, spec: ViewSpec, fv: FeatureView, window: Window
+) -> tuple[pa.Table, int]:
     mapping = {dst: src for src, dst in (fv.batch_source.field_mapping or {}).items()}
     ts = _quote(mapping.get(spec.timestamp_field, spec.timestamp_field))
     created = _quote(mapping.get(spec.created_field, spec.created_field)) if spec.created_field else None

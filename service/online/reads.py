@@ -67,6 +67,22 @@ class OnlineRequestInvalid(Exception):
         return {"problems": self.problems[:100], "problem_count": len(self.problems)}
 
 
+class OnlineBatchTooLarge(Exception):
+    """More entities in one online read than ``FEASTLINE_MAX_ONLINE_ENTITIES``: 413, nothing read."""
+
+    field = "entities"
+
+    def __init__(self, entities: int, limit: int):
+        self.entities, self.limit = entities, limit
+        super().__init__(
+            f"{entities:,} entities in one read, more than the {limit:,} allowed (FEASTLINE_MAX_ONLINE_ENTITIES); "
+            "split the batch"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"entities": self.entities, "limit": self.limit}
+
+
 def _references(store: FeatureStore, req: OnlineFeaturesRequest) -> list[str]:
     if req.feature_service and req.features:
         raise OnlineRequestInvalid(
@@ -335,7 +351,13 @@ def _read_view(
     return columns, raw
 
 
-def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, retry_after: int = 5) -> dict[str, Any]:
+def read_online(
+    store: FeatureStore,
+    req: OnlineFeaturesRequest,
+    now: datetime,
+    retry_after: int = 5,
+    max_entities: int | None = None,
+) -> dict[str, Any]:
     """Validate and read; the response dict shaped as ``feast serve`` shapes it.
 
     Per value a status: ``PRESENT``; ``NULL_VALUE`` (the stored value is null); ``NOT_FOUND`` (no row
@@ -345,11 +367,15 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
     request order (a feature service: its declared order).
 
     Raises:
+        OnlineBatchTooLarge: a list in ``entities`` is longer than ``max_entities`` (checked first).
         OnlineRequestInvalid, UnknownFeatureService, UnknownFeature: see ``validate_online_request``.
         OnlineStoreUnavailable: the online store cannot be reached (answered as 503 + Retry-After).
         OnlineValueNotRepresentable: an on-demand view computed ±inf, which JSON cannot carry (406,
             naming the feature and rows); NaN is answered as null with status ``NULL_VALUE``.
     """
+    longest = max((len(v) for v in req.entities.values()), default=0)
+    if max_entities is not None and longest > max_entities:
+        raise OnlineBatchTooLarge(longest, max_entities)
     refs, plan = validate_online_request(store, req)
     n = len(next(iter(req.entities.values())))
     names = {r: (r.replace(":", "__", 1) if req.full_feature_names else r.partition(":")[2]) for r in refs}

@@ -1,17 +1,21 @@
-"""``GET /health`` (liveness) and ``GET /health/ready`` (readiness: can the online store be reached)."""
+"""``GET /health`` (liveness) and ``GET /health/ready`` (readiness: can the online store be reached).
+
+Both run on the ``health`` worker pool (service/workers.py), threads of their own: they answer while
+online reads wait on a frozen store or every other worker is busy.
+"""
 
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from service.deps import LineageDep, SettingsDep, StoreDep
 from service.errors import at_field, problem_responses
 from service.online.reads import OnlineStoreUnavailable
 from service.online.stores.probe import probe_online_store
 from service.openapi import HealthOut, ReadyOut
+from service.workers import HealthRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=HealthRoute)
 
 PROBE_TIMEOUT_SECONDS = 0.5  # connect + ping stay within a Kubernetes probe's default timeoutSeconds (1)
 
@@ -36,7 +40,7 @@ def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[
 
 
 @router.get("/health/ready", response_model=None, responses={200: {"model": ReadyOut}, **problem_responses(503)})
-async def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """Readiness: can this instance answer online reads and pushes now?
 
     One cheap check of the online store (Redis ``PING`` on a fresh connection, no retries; SQLite: the
@@ -47,7 +51,7 @@ async def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     rotation (Kubernetes ``readinessProbe``, load balancer health check), do not restart it; it is
     ready again by itself when the store is back.
     """
-    state = await run_in_threadpool(probe_online_store, store.config, PROBE_TIMEOUT_SECONDS)
+    state = probe_online_store(store.config, PROBE_TIMEOUT_SECONDS)
     if state["reachable"] is False:
         down = OnlineStoreUnavailable(state["error"], settings.retry_after_seconds, state["error_type"], state)
         raise at_field(down, "online_store")

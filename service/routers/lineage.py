@@ -16,8 +16,9 @@ from service.as_of import AsOf, graph_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
 from service.openapi import ImpactOut, NodeOut, PathOut, SubgraphOut, VersionOut, VersionsOut
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 Depth = Query(None, ge=1, le=100, description="hops to follow, 1 to 100 (as on every lineage route); omit for all")
 NodeId = Annotated[str, Path(description="kind:name", json_schema_extra={"pattern": NODE_ID_PATTERN})]
 QueryNodeId = Query(description="node id, kind:name", json_schema_extra={"pattern": NODE_ID_PATTERN})

@@ -21,8 +21,9 @@ from service.as_of import AsOf, graph_as_of, keep_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
 from service.openapi import NodeLinkOut, RunEventOut
+from service.workers import WorkerRoute, offload
 
-router = APIRouter(tags=["lineage"], responses=problem_responses(404, 422))
+router = APIRouter(tags=["lineage"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 
 
 class Direction(StrEnum):
@@ -77,7 +78,7 @@ def select(
     return Selection(both, node, as_of)
 
 
-SelectionDep = Annotated[Selection, Depends(select)]
+SelectionDep = Annotated[Selection, Depends(offload(select))]  # graph queries: on a worker, not the loop
 
 
 @router.get("/lineage/export/node-link", response_model=None, responses={200: {"model": NodeLinkOut}})

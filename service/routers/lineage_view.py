@@ -20,8 +20,9 @@ from lineage import NODE_ID_PATTERN, Edge, InvalidNodeId, LineageGraph, Node, No
 from service.as_of import AsOf, graph_as_of, keep_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 
 BOX_W, BOX_H, COL_GAP, ROW_GAP, MARGIN = 250, 34, 90, 12, 20
 MAX_VALUE_CHARS = 4000

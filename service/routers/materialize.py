@@ -48,6 +48,7 @@ from service.materialization.materializer import (
     online_views,
 )
 from service.openapi import JobOut
+from service.workers import WorkerRoute
 
 
 @asynccontextmanager
@@ -64,7 +65,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs.dispose()
 
 
-router = APIRouter(tags=["materialization"], lifespan=_lifespan)
+router = APIRouter(tags=["materialization"], lifespan=_lifespan, route_class=WorkerRoute)
 QUEUED_DOC = {
     "model": JobOut,
     "description": "queued: the job, also at Location",
@@ -74,7 +75,7 @@ QUEUED_DOC = {
 JOB_ERRORS = problem_responses(400, 404, 415, 422)
 
 
-def get_jobs(request: Request) -> JobStore:
+async def get_jobs(request: Request) -> JobStore:
     return request.app.state.materialization_jobs
 
 

@@ -11,8 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.training.offline.views import batch_spec
+from service.workers import WorkerRoute
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=WorkerRoute)
 
 
 def _newest_materialized(repo: Path, fv: FeatureView) -> datetime | None:

@@ -20,8 +20,9 @@ from service.errors import at_field, problem_responses
 from service.formats import json_content_type
 from service.openapi import NodeOut
 from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 

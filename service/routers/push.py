@@ -5,26 +5,26 @@ from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.errors import problem_responses
-from service.formats import frame_to_records, json_body
+from service.formats import frame_to_records, json_bytes, parse_json_body
 from service.online.push import PushRequest, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 from service.openapi import PushOut, QuarantineOut, request_body_doc
+from service.workers import WorkerRoute, json_answer, workers_of
 
-router = APIRouter(tags=["push"])
+router = APIRouter(tags=["push"], route_class=WorkerRoute)
 
 
 @router.post(
     "/push",
     openapi_extra=request_body_doc(PushRequest),
     response_model=None,
-    responses={200: {"model": PushOut}, **problem_responses(400, 404, 415, 422, 503)},
+    responses={200: {"model": PushOut}, **problem_responses(400, 404, 408, 413, 415, 422, 503)},
 )
-async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def push(request: Request, settings: SettingsDep) -> Response:
     """Push rows to a push source (the body of ``feast serve``'s ``/push``, as ``application/json``),
     validated first.
 
@@ -39,11 +39,18 @@ async def push(request: Request, settings: SettingsDep) -> dict[str, Any]:
     unknown column, the created column without ``allow_client_created``) whatever the policy, or a
     body that is not Feast's; 503 with ``Retry-After`` when
     ``to`` includes ``online`` and the online store cannot be reached (nothing acknowledged: the
-    offline file is not appended to and no row quarantined; resending the same push is safe).
+    offline file is not appended to and no row quarantined; resending the same push is safe), or the
+    workers are all busy (nothing done); 408 the body stopped arriving; 413 a body over
+    ``FEASTLINE_MAX_PUSH_BODY_BYTES``.
     """
-    req = await json_body(request, PushRequest)
+    body = await json_bytes(request)
     gate = request.app.state.push_gate
-    return await run_in_threadpool(gate.push, req, service_now(settings), settings.retry_after_seconds)
+    now = service_now(settings)
+
+    def push() -> Response:  # on a worker: parsing, validation, the writes, encoding the answer
+        return json_answer(gate.push(parse_json_body(body, PushRequest), now, settings.retry_after_seconds))
+
+    return await workers_of(request).work.run(push)
 
 
 @router.get(

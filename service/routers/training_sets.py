@@ -16,7 +16,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime
-from starlette.concurrency import run_in_threadpool
 
 from lineage import NodeKind
 from service.deps import CatalogDep, LineageDep, SettingsDep, StoreDep
@@ -54,8 +53,9 @@ from service.training.training_sets import (
     reproduce,
     resolve,
 )
+from service.workers import WorkerRoute, workers_of
 
-router = APIRouter(tags=["training sets"])
+router = APIRouter(tags=["training sets"], route_class=WorkerRoute)
 
 OPTION_PARAMETERS = ("feature_service", "features", "full_feature_names", "timezone", "allow_created_after_entity")
 REPEATABLE = ("features",)  # every other option takes one value: given twice, it is a 422, not "the last wins"
@@ -115,7 +115,7 @@ CREATED_DOC = {
     status_code=201,
     openapi_extra=BODY_DOC,
     response_model=None,
-    responses={201: CREATED_DOC, **problem_responses(400, 404, 406, 409, 413, 415, 422, 503)},
+    responses={201: CREATED_DOC, **problem_responses(400, 404, 406, 408, 409, 413, 415, 422, 503)},
 )
 async def post_training_set(
     request: Request,
@@ -147,9 +147,11 @@ async def post_training_set(
 
     Errors (``application/problem+json``): 400 malformed body; 404 unknown feature service or feature;
     406 ``Accept`` names none of JSON, Parquet, Arrow, or only JSON and JSON cannot carry the set (the
-    problem names the binary types); 409 leakage audit failed (no data); 415 unsupported content type;
-    422 invalid entity rows (every bad row and field listed), or a query parameter this endpoint does
-    not read (or options in the query next to a JSON body).
+    problem names the binary types); 408 the body stopped arriving; 409 leakage audit failed (no data);
+    413 a body over ``FEASTLINE_MAX_TRAINING_SET_JSON_BYTES`` (JSON) / ``FEASTLINE_MAX_TRAINING_SET_TABLE_BYTES``
+    (Parquet, Arrow); 415 unsupported content type; 422 invalid entity rows (every bad row and field
+    listed), or a query parameter this endpoint does not read (or options in the query next to a JSON
+    body); 503 with ``Retry-After``: the workers are all busy (nothing done).
     """
     media = request.headers.get("content-type", JSON).split(";")[0].strip() or JSON
     if media not in (JSON, *BINARY):
@@ -157,25 +159,43 @@ async def post_training_set(
     refuse_unknown_query(request, OPTION_PARAMETERS, json_body=media == JSON)
     choices = acceptable(request.headers.get("accept"), default=JSON if media == JSON else PARQUET)
     body = await request.body()
+    query_options = {
+        "feature_service": feature_service,
+        "features": features,
+        "full_feature_names": full_feature_names,
+        "timezone": timezone,
+        "allow_created_after_entity": allow_created_after_entity,
+    }
+
+    def build() -> Response:  # on a worker: decoding, validation, the join, storing, encoding the answer
+        return _build_training_set(body, media, choices, query_options, store, catalog, lineage, settings)
+
+    return await workers_of(request).work.run(build)
+
+
+def _build_training_set(
+    body: bytes,
+    media: str,
+    choices: list[str],
+    query_options: dict[str, Any],
+    store: Any,
+    catalog: Any,
+    lineage: Any,
+    settings: Any,
+) -> Response:
+    """The body of ``POST /training-sets`` after its bytes arrived: the 201 answer in the first of the
+    acceptable ``choices`` that can carry it."""
     if media in BINARY:
-        opts = TrainingSetOptions(
-            feature_service=feature_service,
-            features=features,
-            full_feature_names=full_feature_names,
-            timezone=timezone,
-            allow_created_after_entity=allow_created_after_entity,
-        )
+        opts = TrainingSetOptions(**query_options)
         refs, plan = resolve(store, opts)
-        entity_df = entity_frame_from_table(await run_in_threadpool(read_table, body, media), plan, opts.timezone)
+        entity_df = entity_frame_from_table(read_table(body, media), plan, opts.timezone)
     else:
         opts = parse_json_body(body, TrainingSetRequest)
         refs, plan = resolve(store, opts)
         entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
     choices = fitting(choices, len(entity_df), settings.max_json_rows)
     base = TrainingSetOptions(**opts.model_dump(include=set(TrainingSetOptions.model_fields)))
-    ts = await run_in_threadpool(
-        create_training_set, store, catalog, lineage, base, entity_df, plan, refs, settings.training_sets_path
-    )
+    ts = create_training_set(store, catalog, lineage, base, entity_df, plan, refs, settings.training_sets_path)
     headers = {
         "Location": f"/training-sets/{ts.record.id}",
         "X-Training-Set-Id": ts.record.id,
@@ -192,10 +212,8 @@ async def post_training_set(
             "rows": rows,
         }
         return JSONResponse(content, status_code=201, headers=headers)
-    if answer == PARQUET:  # the stored file itself: the bytes answered are the bytes kept (and not encoded twice)
-        data = await run_in_threadpool(Path(ts.record.data_path).read_bytes)
-    else:
-        data = await run_in_threadpool(write_table, ts.frame, answer)
+    # Parquet: the stored file itself, so the bytes answered are the bytes kept (and not encoded twice)
+    data = Path(ts.record.data_path).read_bytes() if answer == PARQUET else write_table(ts.frame, answer)
     return Response(data, status_code=201, media_type=answer, headers=headers)
 
 
@@ -352,7 +370,7 @@ def as_records(choices: list[str], frame: pd.DataFrame) -> tuple[str, list[dict[
     response_model=None,
     responses={200: {"model": ReproduceOut}, **problem_responses(404, 410, 503)},
 )
-async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
+def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep) -> dict[str, Any]:
     """Recompute from the stored entity table with the repo as it is now.
 
     Answers ``{"id", "identical", "data_identical", "inputs_identical", "fingerprint_then",
@@ -363,5 +381,4 @@ async def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDe
     """
     record = catalog.get(ts_id)
     record.check_present()
-    store.refresh_registry()
-    return await run_in_threadpool(reproduce, store, record)
+    return reproduce(store, record)
