@@ -67,7 +67,9 @@ def test_every_route_keeps_its_blocking_work_off_the_event_loop(client):
                 yield from api_routes(r.original_router.routes)
 
     offenders = []
-    routes = list(api_routes(client.app.routes))
+    app = client.app
+    docs = {"/docs", "/redoc", "/docs/oauth2-redirect"}  # fastapi-offline's static pages (its own routes)
+    routes = [r for r in api_routes(app.routes) if r.path not in docs]  # static HTML, nothing that blocks
     assert len(routes) > 20
     for route in routes:
         name = route.endpoint.__name__
