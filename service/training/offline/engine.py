@@ -154,11 +154,19 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
     entity.insert(0, ROW_ID, range(len(entity)))
     key_sql = [_key_sql(v, domains) for v in views]
     with ExitStack() as stack:
+        # each source file read as one version (a push may rename a new file over it meanwhile)
+        pinned = [stack.enter_context(v.pinned()) for v in views]
         prepared = [
             stack.enter_context(
-                PREPARED.tables(_ranked_sql(v, created_filter, ks), partial(_frontier_sql, v), v.parquet_files())
+                PREPARED.tables(
+                    _ranked_sql(v, created_filter, ks),
+                    partial(_frontier_sql, v),
+                    v.parquet_files(),
+                    read_sql=_ranked_sql(p, created_filter, ks),
+                    read_files=p.parquet_files(),
+                )
             )
-            for v, ks in zip(views, key_sql, strict=True)
+            for v, p, ks in zip(views, pinned, key_sql, strict=True)
         ]
         small = [
             lk
@@ -169,7 +177,7 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
         rest = [i for i, lk in enumerate(small) if lk is None]
         table = _join(
             entity,
-            tuple(views[i] for i in rest),
+            tuple(pinned[i] for i in rest),
             created_filter,
             [prepared[i] for i in rest],
             [key_sql[i] for i in rest],

@@ -68,18 +68,26 @@ class PreparedSources:
 
     @contextmanager
     def tables(
-        self, ranked_sql: str, frontier_sql: Callable[[str], str], files: list[Path]
+        self,
+        ranked_sql: str,
+        frontier_sql: Callable[[str], str],
+        files: list[Path],
+        read_sql: str | None = None,
+        read_files: list[Path] | None = None,
     ) -> Iterator[tuple[str, str] | None]:
         """The names of the prepared (ranked, frontier) tables: ``ranked_sql`` (a query) over ``files``
         and ``frontier_sql(ranked table)``, prepared if needed; None when the source is too large to
-        keep. The tables stay valid until the ``with`` block ends."""
-        states = file_state(files)
+        keep. The tables stay valid until the ``with`` block ends. ``read_sql``/``read_files``: the same
+        query over pinned descriptors of ``files`` (``ViewSpec.pinned``): what is read, while the key
+        stays the files' names with the pinned versions' inode, size and mtime."""
+        pinned_states = file_state(read_files if read_files is not None else files)
+        states = tuple((str(f), *st[1:]) for f, st in zip(files, pinned_states, strict=True))
         if sum(s[3] for s in states) > _limit_bytes():
             yield None
             return
         base = hashlib.sha256(ranked_sql.encode()).hexdigest()[:24]
         key = hashlib.sha256(repr((base, states)).encode()).hexdigest()[:24]
-        entry = self._acquire(base, key, ranked_sql, frontier_sql)
+        entry = self._acquire(base, key, read_sql or ranked_sql, frontier_sql)
         try:
             yield f"{entry.name}_ranked", f"{entry.name}_frontier"
         finally:
