@@ -24,11 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.training.offline.engine import apply_on_demand
 from service.training.offline.views import RetrievalPlan, ViewSpec, plan_retrieval, service_references
 from service.value_types import (
+    column_problems,
     from_json_column,
     is_infinite,
     is_missing,
     json_problem,
-    json_problems,
     pandas_dtype,
     to_json_column,
     type_name,
@@ -144,7 +144,9 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     for key, vtype in (plan.key_types | plan.request_types).items():
         values = req.entities.get(key, [])
         if None not in values:  # the usual case, checked as a column
-            problems += [{"field": f"entities.{key}", "row": i, "problem": p} for i, p in json_problems(values, vtype)]
+            problems += [
+                {"field": f"entities.{key}", "row": i, "problem": p} for i, p in column_problems(values, vtype)
+            ]
             continue
         for i, v in enumerate(values):
             # a null cannot be looked up (training sets allow it for keys: null features)

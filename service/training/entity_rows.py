@@ -8,7 +8,6 @@ a naive timestamp is refused unless the request names the timezone to assume.
 
 import math
 import re
-from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,7 +23,6 @@ from service.value_types import (
     from_json_column,
     is_missing,
     json_problem,
-    json_problems,
     pandas_dtype,
     type_name,
 )
@@ -169,17 +167,6 @@ def _passthrough_column(name: str, values: list[Any], problems: list[dict[str, A
     if "boolean" in kinds:
         return pd.Series(values, dtype="boolean")
     return pd.Series(values, dtype="object")
-
-
-def _of_type(vtype: ValueType) -> Callable[[pd.Series], pd.Series]:
-    """A pandera column check: True where :func:`service.value_types.json_problem` accepts the value
-    for ``vtype`` (checked as a column by ``json_problems``, value by value only where it must)."""
-
-    def check(column: pd.Series) -> pd.Series:
-        bad = {i for i, _ in json_problems(column.tolist(), vtype)}
-        return pd.Series([i not in bad for i in range(len(column))], index=column.index, dtype=bool)
-
-    return check
 
 
 def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str | None = None) -> pd.DataFrame:
