@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The 2013 demo runs as a replay: the service clock is pinned to the end of the data, so online
 # TTLs (3 h for weather) behave as they would have on 2013-12-31. Override with FEASTLINE_NOW=...
 REPLAY_NOW ?= 2013-12-31T00:00:00Z
-LINT_DIRS := service lineage feature_repo tests $(wildcard bench)
+LINT_DIRS := service lineage feature_repo feastline tests $(wildcard bench)
 
 .PHONY: install data apply materialize serve test lint bench clean
 
@@ -22,14 +22,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Each step skips itself when its inputs are unchanged since its last success (content hashes kept
+# in feature_repo/data/.feastline/, see service/stamps.py), so a warm `make serve` starts in seconds.
 data: install
-	$(BIN)/feastline build-data --repo $(REPO)
+	$(BIN)/feastline build-data --repo $(REPO) --if-changed
 
 apply: data
-	$(BIN)/feastline apply --repo $(REPO)
+	$(BIN)/feastline apply --repo $(REPO) --if-changed
 
 materialize: apply
-	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline materialize --repo $(REPO)
+	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline materialize --repo $(REPO) --if-changed
 
 serve: materialize
 	FEASTLINE_NOW=$${FEASTLINE_NOW:-$(REPLAY_NOW)} $(BIN)/feastline serve --repo $(REPO) --host $(HOST) --port $(PORT)
@@ -37,7 +39,7 @@ serve: materialize
 lint: install
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
-	$(BIN)/mypy --strict lineage
+	$(BIN)/mypy --strict lineage feastline
 
 test: install lint
 	$(BIN)/python -m pytest tests

@@ -169,7 +169,12 @@ def main() -> None:
     warm, measured = uvloop.run(
         _load(args.url, body, args.concurrency, args.warmup, args.max_requests, args.max_seconds)
     )
-    print(json.dumps({"warm": asdict(warm), "measured": asdict(measured)}))
+    # asdict() would rebuild the errors Counter from (key, value) pairs, counting the pairs: pass them as a dict
+    print(
+        json.dumps(
+            {name: {**asdict(r), "errors": dict(r.errors)} for name, r in (("warm", warm), ("measured", measured))}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -75,3 +75,30 @@ class ModelVersionConflict(LineageError):
 
     def details(self) -> dict[str, str]:
         return {"model": str(self.ref), "registered_on": self.registered_on}
+
+
+class NodeInUse(LineageError):
+    """A node cannot be deleted while ``dependents`` (e.g. models trained on a training set) depend on it."""
+
+    field = "id"
+
+    def __init__(self, ref: NodeRef, dependents: Sequence[NodeRef]) -> None:
+        self.ref, self.dependents = ref, tuple(dependents)
+        names = ", ".join(str(d) for d in self.dependents)
+        super().__init__(f"{ref} is in use by {names}; it cannot be deleted while they depend on it")
+
+    def details(self) -> dict[str, list[str] | str]:
+        return {"node": str(self.ref), "used_by": [str(d) for d in self.dependents]}
+
+
+class NodeDeleted(LineageError):
+    """The node is marked deleted (``attributes["deleted_at"]``): nothing new may depend on it."""
+
+    field = "training_set_id"
+
+    def __init__(self, ref: NodeRef, deleted_at: str) -> None:
+        self.ref, self.deleted_at = ref, deleted_at
+        super().__init__(f"{ref} was deleted at {deleted_at}")
+
+    def details(self) -> dict[str, str]:
+        return {"node": str(self.ref), "deleted_at": self.deleted_at}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -70,16 +71,25 @@ class Relation(StrEnum):
     TRAINED_ON = "trained_on"
 
 
+_CONTROL_CHARACTERS = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc
+_CONTROL = re.compile(f"[{_CONTROL_CHARACTERS}]")
+NODE_ID_PATTERN = f"^({'|'.join(NodeKind)}):[^{_CONTROL_CHARACTERS}]+$"
+"""A node id ``kind:name`` as a JSON Schema (ECMA 262) regular expression: exactly the ids
+:meth:`NodeRef.parse` accepts (in Python, ``re.fullmatch`` it without the anchors: Python's ``$`` also
+matches before a final newline)."""
+
+
 @dataclass(frozen=True, order=True)
 class NodeRef:
     """The identity of a node: its kind and a name unique within that kind.
 
     ``str(ref)`` is the id users type in URLs, ``"kind:name"``, e.g. ``"raw_table:nycflights13.weather"``
-    or ``"feature:origin_weather.wind_speed"``. The name is non-empty printable text (no control
-    characters) and may itself contain colons. Refs sort by kind value, then name.
+    or ``"feature:origin_weather.wind_speed"``. The name is non-empty text without control characters
+    (U+0000-U+001F, U+007F-U+009F) and may itself contain colons; :data:`NODE_ID_PATTERN` is the same
+    rule as a regular expression (the OpenAPI document uses it). Refs sort by kind value, then name.
 
     Raises:
-        InvalidNodeId: on construction, for an unknown kind or an empty / unprintable name.
+        InvalidNodeId: on construction, for an unknown kind or an empty name or one with control characters.
     """
 
     kind: NodeKind
@@ -91,7 +101,7 @@ class NodeRef:
         object.__setattr__(self, "kind", NodeKind(self.kind))
         if not isinstance(self.name, str) or not self.name:
             raise InvalidNodeId(f"{self.kind}:{self.name}", "empty name")
-        if not self.name.isprintable():
+        if _CONTROL.search(self.name):
             raise InvalidNodeId(f"{self.kind}:{self.name}", "name contains control characters")
 
     def __str__(self) -> str:
@@ -102,7 +112,7 @@ class NodeRef:
         """Parse ``"kind:name"``, splitting on the first colon (``"feature:v:x"`` has name ``v:x``).
 
         Raises:
-            InvalidNodeId: no colon, an unknown kind, or an empty / unprintable name.
+            InvalidNodeId: no colon, an unknown kind, or an empty name or one with control characters.
         """
         kind, colon, name = text.partition(":")
         if not colon:

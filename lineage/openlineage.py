@@ -337,3 +337,38 @@ def training_set_output(
 
 
 TRAINING_SET_JOB = "training_set"
+
+
+# -- applies of the repo --------------------------------------------------------------------------
+
+APPLY_JOB = "apply"
+
+
+def apply_event(
+    event_type: str,
+    run_id: str,
+    project: str,
+    when: datetime,
+    *,
+    version: int | None = None,
+    error: BaseException | None = None,
+    namespace: str = NAMESPACE,
+    producer: str = PRODUCER,
+) -> dict[str, Any]:
+    """One event of a ``feastline apply`` run (job ``apply``): START, COMPLETE or FAIL (``errorMessage``
+    from ``error``).
+
+    Input ``feature_repo:<project>`` (the definitions); a COMPLETE event's outputs are
+    ``registry:<project>`` and, when the apply recorded one, ``lineage_version:<version>`` (an apply
+    whose diff is empty records none).
+    """
+    inputs = [dataset(f"feature_repo:{project}", namespace)]
+    outputs: list[dict[str, Any]] = []
+    if event_type == COMPLETE:
+        outputs.append(dataset(f"registry:{project}", namespace))
+        if version is not None:
+            outputs.append(dataset(f"lineage_version:{version}", namespace))
+    facets = {"errorMessage": error_facet(error, None, producer)} if error is not None else None
+    return run_event(
+        event_type, run_id, APPLY_JOB, when, inputs, outputs, run_facets=facets, namespace=namespace, producer=producer
+    )

@@ -31,17 +31,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lineage import history, migrations
+from lineage import history, migrations, neighbourhood
 from lineage.database import WRITE_OPTION, create_db_engine, retrying, write_connection
-from lineage.errors import ModelVersionConflict, NodeNotFound
+from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse, NodeNotFound
 from lineage.graph import LineageGraph
 from lineage.graph_cache import GraphCache
-from lineage.model import Edge, Node, NodeRef, Relation
+from lineage.model import Edge, Node, NodeKind, NodeRef, Relation
 from lineage.tables import (
     LineageTables,
     edge_from_row,
@@ -53,6 +53,7 @@ from lineage.tables import (
 )
 from lineage.versions import Version, VersionNotFound, diff_graphs
 
+DELETED_AT = "deleted_at"  # attribute of a node marked deleted (mark_deleted)
 _PAST_GRAPHS_KEPT = 8
 T = TypeVar("T")
 
@@ -143,8 +144,71 @@ class LineageStore:
         """Register ``model`` trained on ``training_set``, once: see :meth:`LineageWrite.register_model`."""
         return self.write(lambda w: w.register_model(model, training_set))
 
-    def record_version(self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = "feast apply") -> Version:
+    def mark_deleted(self, ref: NodeRef, at: datetime, *, refuse_if_used_by: NodeKind | None = None) -> Node:
+        """Mark ``ref`` deleted: ``deleted: true`` and ``deleted_at`` (ISO UTC) among its attributes, in
+        one write under the writers' lock. The node and its edges stay in the graph (marked), and its
+        earlier states stay in the history, so ``as_of`` a time before shows it as it was. Marking a
+        node already marked keeps its first ``deleted_at``.
+
+        Args:
+            refuse_if_used_by: refuse while a node of this kind is directly downstream (a training
+                set's models): checked in the same transaction, so a concurrent registration either
+                lands first (refused here) or finds the node deleted (:meth:`register_model`).
+
+        Raises:
+            NodeNotFound: ``ref`` is not stored.
+            NodeInUse: a node of ``refuse_if_used_by`` depends on it (nothing written).
+        """
+        return retrying(lambda: self._mark_deleted(ref, at, refuse_if_used_by))
+
+    def _mark_deleted(self, ref: NodeRef, at: datetime, refuse_if_used_by: NodeKind | None) -> Node:
+        nodes, e = self._t.nodes, self._t.edges
+        with self._writing() as w:
+            row = w.conn.execute(select(nodes).where(nodes.c.id == str(ref))).one_or_none()
+            if row is None:
+                raise NodeNotFound(ref)
+            before = node_from_row(row)
+            if refuse_if_used_by is not None:
+                targets = w.conn.scalars(select(e.c.target).where(e.c.source == str(ref)).order_by(e.c.target))
+                users = [t for t in map(NodeRef.parse, targets) if t.kind is refuse_if_used_by]
+                if users:
+                    raise NodeInUse(ref, users)
+            if before.attributes.get(DELETED_AT):
+                return before
+            when = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            node = Node(ref, before.definition_hash, {**before.attributes, "deleted": True, DELETED_AT: when})
+            run_keys = {ref: [*run_keys_from_row(row), "deleted", DELETED_AT]}
+            self._put_nodes(w, [node], {ref: before}, registry=None, run_keys=run_keys)
+        return node
+
+    @overload
+    def record_version(
+        self,
+        nodes: Iterable[Node],
+        edges: Iterable[Edge],
+        source: str = ...,
+        *,
+        skip_if_unchanged: Literal[False] = ...,
+    ) -> Version: ...
+
+    @overload
+    def record_version(
+        self, nodes: Iterable[Node], edges: Iterable[Edge], source: str = ..., *, skip_if_unchanged: bool
+    ) -> Version | None: ...
+
+    def record_version(
+        self,
+        nodes: Iterable[Node],
+        edges: Iterable[Edge],
+        source: str = "feast apply",
+        *,
+        skip_if_unchanged: bool = False,
+    ) -> Version | None:
         """Record the registry-derived graph as a new version, in one transaction.
+
+        With ``skip_if_unchanged``, a graph whose diff against the last version is empty (same
+        registry nodes, hashes and edges) records no version: None is returned, and only the
+        attributes that differ (e.g. a new pipeline run's row counts) are saved, in the history.
 
         ``nodes`` and ``edges`` are the whole registry-derived graph (what ``feastline apply`` builds).
         They are upserted and marked as registry-derived; registry nodes and edges of the previous
@@ -163,9 +227,11 @@ class LineageStore:
         """
         given = {node.ref: node for node in nodes}
         new_edges = set(edges)
-        return retrying(lambda: self._record_version(given, new_edges, source))
+        return retrying(lambda: self._record_version(given, new_edges, source, skip_if_unchanged))
 
-    def _record_version(self, given: dict[NodeRef, Node], new_edges: set[Edge], source: str) -> Version:
+    def _record_version(
+        self, given: dict[NodeRef, Node], new_edges: set[Edge], source: str, skip_if_unchanged: bool
+    ) -> Version | None:
         t = self._t
         with self._writing() as w:
             conn = w.conn
@@ -180,6 +246,10 @@ class LineageStore:
             gone = set(diff.removed_nodes)
             run_keys = self._run_keys(conn)
             by_ref, kept_keys = _keep_run_attributes(given, known, run_keys)
+            if skip_if_unchanged and diff.empty and registry_refs:
+                changed = [n for n in by_ref.values() if known.get(n.ref) != n]
+                self._put_nodes(w, changed, known, registry=True, run_keys=kept_keys)
+                return None
             ended_edges = {e for e in stored_edges if e.source in gone or e.target in gone} | set(diff.removed_edges)
             kept_nodes = [n for n in graph.nodes() if n.ref not in gone and n.ref not in by_ref]
             result = LineageGraph.of([*kept_nodes, *by_ref.values()], (stored_edges - ended_edges) | new_edges)
@@ -332,18 +402,17 @@ class LineageStore:
         return {NodeRef.parse(row.id): run_keys_from_row(row) for row in rows}
 
     def _save(self, w: _Write, nodes: Iterable[Node], edges: Iterable[Edge]) -> None:
-        """:meth:`save` inside the open write ``w``."""
+        """:meth:`save` inside the open write ``w``: reads only the neighbourhood the save touches
+        (:mod:`lineage.neighbourhood`), not the whole stored graph."""
         by_ref = {node.ref: node for node in nodes}  # the last of duplicate refs wins
         new_edges = sorted(set(edges))
-        graph = self._read_graph(w.conn)
-        known = {node.ref: node for node in graph.nodes()}
-        stored_edges = set(graph.edges())
-        for node in by_ref.values():
-            graph.add_node(node)
-        for edge in new_edges:
-            graph.add_edge(edge)
+        endpoints = {ref for edge in new_edges for ref in (edge.source, edge.target)}
+        known = neighbourhood.stored_nodes(w.conn, self._t, by_ref.keys() | endpoints)
+        stored_edges = neighbourhood.stored_among(w.conn, self._t, new_edges)
+        neighbourhood.check_edges(w.conn, self._t, new_edges, by_ref.keys() | known.keys(), stored_edges)
+        added = [e for e in new_edges if e not in stored_edges]
         self._put_nodes(w, [n for n in by_ref.values() if known.get(n.ref) != n], known, registry=None)
-        self._put_edges(w, [e for e in new_edges if e not in stored_edges], stored_edges, registry=False)
+        self._put_edges(w, added, stored_edges, registry=False)
 
     def _put_nodes(
         self,
@@ -473,6 +542,8 @@ class LineageWrite:
         Raises:
             ModelVersionConflict: ``model.ref`` is already stored (``registered_on`` names the training
                 set it is trained on; the message says when it was registered); nothing is written.
+            NodeDeleted: ``training_set`` is marked deleted (:meth:`LineageStore.mark_deleted`); nothing
+                is written.
             NodeNotFound: ``training_set`` is not stored.
         """
         t, w = self._store._t, self._w
@@ -487,6 +558,9 @@ class LineageWrite:
             on = NodeRef.parse(source).name if source else str(existing.attributes.get("training_set_id", ""))
             when = existing.attributes.get("registered_at")
             raise ModelVersionConflict(model.ref, on, training_set.name, str(when) if when else None)
+        row = w.conn.execute(select(n).where(n.c.id == str(training_set))).one_or_none()
+        if row is not None and (deleted := node_from_row(row).attributes.get(DELETED_AT)):
+            raise NodeDeleted(training_set, str(deleted))
         self._store._save(w, [model], [Edge(training_set, model.ref, Relation.TRAINED_ON)])
         return model
 

@@ -73,6 +73,11 @@ class GraphDiff:
     added_edges: tuple[Edge, ...] = ()
     removed_edges: tuple[Edge, ...] = ()
 
+    @property
+    def empty(self) -> bool:
+        """Nothing added, removed or changed."""
+        return not any(self.counts().values())
+
     def counts(self) -> dict[str, int]:
         """``{"added_nodes": n, "removed_nodes": n, "changed_nodes": n, "added_edges": n, "removed_edges": n}``."""
         return {

@@ -2,7 +2,8 @@
 
 - the shell: ``app.py`` (app factory), ``cli.py`` (``feastline ...``), ``deps.py``, ``errors.py`` (one
   table from domain errors to HTTP problems), ``formats.py`` (wire formats: JSON, Parquet, Arrow),
-  ``settings.py``, ``clock.py``, ``metrics.py``, ``as_of.py``, ``feast_runtime.py``, ``routers/``, and
+  ``settings.py``, ``clock.py``, ``metrics.py``, ``as_of.py``, ``feast_runtime.py``, ``routers/``,
+  ``registry.py`` (the Feast registry read from immutable snapshots, written atomically), and
   ``value_types.py`` (each Feast value type on the wire: JSON check, dtype, answer), shared by the capabilities;
 - ``run_events.py``: the emitter of OpenLineage run events for service runs (the event *model* is
   :mod:`lineage.openlineage`);

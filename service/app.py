@@ -1,6 +1,10 @@
 """The app factory. Nothing heavy happens at import: ``create_app(settings)`` wires the routers and a
 lifespan that opens the Feast store and the lineage database on ``app.state`` and runs the recovery
-pass (:mod:`service.recovery`) before the first request."""
+pass (:mod:`service.recovery`) before the first request.
+
+The event loop only accepts, routes and answers: every blocking step of a request runs on the app's
+worker pools (``app.state.workers``, service/workers.py), and every request body is bounded in size
+and in time (service/limits.py)."""
 
 import gc
 import logging
@@ -10,17 +14,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from feast import FeatureStore
+from fastapi_offline import FastAPIOffline
 
 from lineage import LineageStore
 from service.errors import install_error_handlers, problem_responses, use_problem_media_type
 from service.intents import Intents
+from service.limits import RequestLimits
 from service.materialization.jobs import JobStore
 from service.metrics import install_metrics
 from service.online.push import PushGate
 from service.online.quarantine import QuarantineStore
 from service.online.receipts import Receipts
 from service.recovery import Stores, recover
+from service.registry import open_feature_store
 from service.routers import (
     health,
     lineage,
@@ -36,17 +42,21 @@ from service.routers import (
 from service.run_events import OpenLineageEmitter, attach
 from service.settings import Settings
 from service.training.catalog import TrainingSetCatalog
+from service.workers import Workers
 
 log = logging.getLogger("feastline")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    workers = Workers(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.feature_store = FeatureStore(repo_path=str(settings.repo_path))
+        app.state.workers = workers
+        workers.start()
+        app.state.feature_store = open_feature_store(settings.repo_path)  # registry read from snapshots
         app.state.lineage = LineageStore(settings.lineage_database_url)
         app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
@@ -55,9 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.intents.start()
         app.state.receipts = Receipts(settings.lineage_database_url)
         app.state.push_gate = PushGate(
-            app.state.feature_store, app.state.quarantine, settings.repo_path, app.state.intents, app.state.receipts
+            app.state.feature_store,
+            app.state.quarantine,
+            settings.repo_path,
+            app.state.intents,
+            app.state.receipts,
+            app.state.lineage,
         )
-        _recover(app, settings)
+        _recover(app, settings)  # before the first request (uvicorn listens once the lifespan has started)
         # Feast and its dependencies leave a few million long-lived objects; moving them out of the
         # collector's reach keeps full (gen 2) collections from pausing requests for 100+ ms.
         gc.collect()
@@ -65,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            workers.shutdown()
             app.state.lineage.dispose()
             app.state.openlineage.dispose()
             app.state.catalog.dispose()
@@ -72,7 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.receipts.dispose()
             app.state.intents.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets served here (the pinned fastapi-offline package ships
+    # them), never from a CDN: the docs render on a machine without internet
+    app = FastAPIOffline(
         title="feastline",
         version="0.1.0",
         description="Feature store service with lineage: point-in-time training sets, online features "
@@ -80,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, settings=settings)  # inside the metrics middleware: 408/413 are counted
     install_metrics(app)
     for module in (
         health,
@@ -93,7 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         materialize,
         metrics,
     ):
-        app.include_router(module.router, responses=problem_responses(422))
+        # every route may answer 422 (a parameter) and 503 (overloaded, a store or storage fault)
+        app.include_router(module.router, responses=problem_responses(422, 503))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

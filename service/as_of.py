@@ -3,8 +3,9 @@
 ``as_of`` is a version number (``3``: the graph right after ``feastline apply`` recorded version 3) or
 an ISO 8601 time with an offset (``2024-05-01T12:00:00Z``; encode ``+`` as ``%2B``: the graph as it was
 then); omitted, the current graph. Anything else is a 422 naming ``query.as_of``; a version never
-recorded, or a time before the first recorded version, is a 404 naming it (no graph is invented for a
-time the store knows nothing of).
+recorded (however large its number), or a time before the first recorded version (years 1 to 9999 are
+all times), is a 404 naming it (no graph is invented for a time the store knows nothing of).
+``AS_OF_SCHEMA`` says the same in the OpenAPI document.
 """
 
 from datetime import UTC, datetime
@@ -18,9 +19,20 @@ from lineage import LineageGraph, LineageStore
 from lineage.versions import NoVersionAtTime, VersionNotFound
 from service.errors import at_field
 
+VERSION_PATTERN = "^[0-9]*[1-9][0-9]*$"
+AS_OF_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": VERSION_PATTERN, "description": "a version number, 1 or more"},
+        {"type": "string", "format": "date-time", "description": "an RFC 3339 / ISO 8601 time with Z or an offset"},
+    ]
+}
 AsOf = Annotated[
     str | None,
-    Query(description="version number (1, 2, ...) or ISO 8601 time with offset; omit for now", examples=["1"]),
+    Query(
+        description="version number (1, 2, ...) or ISO 8601 time with offset; omit for now",
+        examples=["1"],
+        json_schema_extra=AS_OF_SCHEMA,
+    ),
 ]
 
 
@@ -28,14 +40,17 @@ def parse_as_of(text: str | None) -> int | datetime | None:
     """``"3"`` -> 3, ``"2024-05-01T12:00:00Z"`` -> aware datetime; anything else is a 422 naming ``as_of``."""
     if text is None:
         return None
-    if text.isascii() and text.isdigit() and 1 <= int(text) < 2**63:
+    if text.isascii() and text.isdigit() and int(text) >= 1:
         return int(text)
     try:
         moment = datetime.fromisoformat(text)
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC)  # out of range near year 1 / 9999 -> OverflowError
-    except (ValueError, OverflowError):
+    except ValueError:
         moment = None
+    if moment is not None and moment.tzinfo is not None:
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # within a day of year 1 or 9999: before or after every version
+            moment = (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
     if moment is None or moment.tzinfo is None:
         problem = "expected a version number >= 1 or an ISO 8601 time with an offset (e.g. 2024-05-01T12:00:00Z)"
         error = {"type": "value_error", "loc": ("query", "as_of"), "msg": f"{problem}, got {text!r}", "input": text}
@@ -52,6 +67,8 @@ def graph_as_of(lineage: LineageStore, as_of: str | None) -> LineageGraph:
     """
     moment = parse_as_of(as_of)
     try:
+        if isinstance(moment, int) and moment >= 2**63:  # no database integer holds it: never recorded
+            raise VersionNotFound(moment)
         if isinstance(moment, datetime):
             first = lineage.first_version()
             if first is None:

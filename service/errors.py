@@ -20,20 +20,28 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lineage import CycleRefused, InvalidNodeId, NodeNotFound
-from lineage.errors import ModelVersionConflict
+from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse
 from lineage.versions import VersionNotFound
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
+from service.limits import RequestBodyTimeout, RequestBodyTooLarge
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
-from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
+from service.online.reads import (
+    OnlineBatchTooLarge,
+    OnlineRequestInvalid,
+    OnlineStoreUnavailable,
+    OnlineValueNotRepresentable,
+)
 from service.online.receipts import IdempotencyKeyInvalid, IdempotencyKeyReused, PushInFlight
 from service.storage import StorageUnavailable, storage_fault
-from service.training.catalog import TrainingSetNotFound
+from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 from service.training.offline.audit import LeakageDetected
 from service.training.offline.errors import (
     EntityRowsInvalid,
@@ -41,10 +49,12 @@ from service.training.offline.errors import (
     FeatureReferenceInvalid,
     FeatureSelectionInvalid,
     SourceDataMissing,
+    SourceKeyTypeMismatch,
     TooLargeForJson,
     UnknownFeature,
     UnknownFeatureService,
 )
+from service.workers import Overloaded
 
 log = logging.getLogger("feastline")
 
@@ -65,12 +75,16 @@ ERROR_DESCRIPTIONS = {
     400: "malformed body",
     404: "unknown feature service, feature, view, node, version, job, training set or quarantine source",
     406: "none of the accepted types can be produced (or JSON cannot carry the data)",
-    409: "leakage audit failed / cycle refused / a push with this Idempotency-Key in flight",
-    413: "too large for JSON",
+    408: "the request body stopped arriving (FEASTLINE_BODY_TIMEOUT_SECONDS)",
+    409: "leakage audit failed / cycle refused / in use (a training set a model was trained on) / "
+    "a push with this Idempotency-Key in flight",
+    410: "deleted: the training set's record and lineage are kept, its data is not",
+    413: "a request body or online batch over its limit",
     415: "unsupported content type",
     422: "invalid request or entity rows (every problem listed)",
     500: "a bug of feastline (the body names an error id to find in the server log)",
-    503: "data not built / store unavailable / storage fault (disk full, read-only, missing file)",
+    503: "data not built / store unavailable / overloaded (with Retry-After) / "
+    "storage fault (disk full, read-only, missing file)",
 }
 
 
@@ -80,14 +94,13 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def use_problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite error responses in an OpenAPI document to ``application/problem+json``."""
+    """Rewrite error responses in an OpenAPI document to ``application/problem+json`` only: every error is
+    a problem, whatever the route answers on success (HTML, GraphML, Parquet)."""
     for path in schema.get("paths", {}).values():
         for op in path.values():
             for status, response in op.get("responses", {}).items():
-                content = response.get("content", {})
-                if status[0] in "45" and "application/json" in content:
-                    content[PROBLEM_JSON] = {"schema": {"$ref": "#/components/schemas/Problem"}}
-                    del content["application/json"]
+                if status[0] in "45":
+                    response["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return schema
 
 
@@ -104,14 +117,18 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     OnlineRequestInvalid: 422,
     InvalidNodeId: 422,
     TrainingSetNotFound: 404,
+    TrainingSetDeleted: 410,
+    NodeDeleted: 410,
+    NodeInUse: 409,
     BodyUnreadable: 400,
-    TooLargeForJson: 413,
+    TooLargeForJson: 406,
     UnsupportedMediaType: 415,
     NotAcceptable: 406,
     OnlineValueNotRepresentable: 406,
     CycleRefused: 409,
     LeakageDetected: 409,
     SourceDataMissing: 503,
+    SourceKeyTypeMismatch: 409,
     OnlineStoreUnavailable: 503,
     UnknownPushSource: 404,
     UnknownQuarantineSource: 404,
@@ -125,6 +142,10 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     IdempotencyKeyInvalid: 422,
     IdempotencyKeyReused: 422,
     PushInFlight: 409,
+    RequestBodyTooLarge: 413,
+    RequestBodyTimeout: 408,
+    OnlineBatchTooLarge: 413,
+    Overloaded: 503,
 }
 
 
@@ -175,21 +196,34 @@ def _scrub(value: Any, roots: list[tuple[str, str]]) -> Any:
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    headers = None
+    headers = dict(getattr(exc, "headers", None) or {})  # e.g. Connection: close of a 408
+    if isinstance(exc, OnlineStoreUnavailable | Overloaded):
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, OnlineStoreUnavailable):
-        headers = {"Retry-After": str(exc.retry_after)}
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.store_errors.labels(exc.reason_type).inc()
     elif getattr(exc, "retry_after", None):  # a fault that may clear by itself (disk full, a push in flight)
-        headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
+        headers["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
     field = getattr(exc, "field", None)  # every domain error carries its field (or a route named it: at_field)
     if field is None and isinstance(exc, NodeNotFound | InvalidNodeId):
         field = "node_id"
     roots = _roots(request)
-    extra = {"field": field, **_scrub(exc.details() if hasattr(exc, "details") else {}, roots)}
-    detail = _scrub(getattr(exc, "problem_detail", None) or str(exc), roots)
-    return problem(status_for(exc), _slug(type(exc)), detail, headers=headers, **extra)
+    raw = {"field": field, **(exc.details() if hasattr(exc, "details") else {})}
+    message = getattr(exc, "problem_detail", None) or str(exc)
+    status, title = status_for(exc), _slug(type(exc))
+
+    def answer() -> JSONResponse:
+        extra, detail = _scrub(raw, roots), _scrub(message, roots)
+        return problem(status, title, detail, headers=headers or None, **extra)
+
+    if len(raw.get("problems") or ()) > BIG_PROBLEM:  # every bad row listed: scrubbed and encoded off the event loop
+        return await run_in_threadpool(answer)
+    return answer()
+
+
+BIG_PROBLEM = 200
+"""Problems in one answer beyond which it is encoded on a thread, not on the event loop."""
 
 
 def _place_of(request: Request, exc: BaseException) -> str:
@@ -265,6 +299,12 @@ def _json_position(body: Any, loc: tuple[Any, ...]) -> str:
 
 
 async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if len(exc.errors()) > BIG_PROBLEM:  # e.g. one error per bad entity row: built off the event loop
+        return await run_in_threadpool(_request_invalid_answer, exc)
+    return _request_invalid_answer(exc)
+
+
+def _request_invalid_answer(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     if invalid := [e for e in errors if e.get("type") == "json_invalid"]:
         e = invalid[0]
@@ -297,15 +337,28 @@ async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONRespo
 _ROUTING_FIELDS = {404: "path", 405: "method"}
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at the request's path (Starlette's own 405 names only the first
+    route matching the path, so ``GET`` and ``POST /models`` would advertise one of them)."""
+    routes = request.app.router.routes
+    return [m for m in METHODS if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)]
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Errors the framework raises itself (no route for the path, a method the route does not take):
-    routes raise domain errors, never ``HTTPException``."""
+    routes raise domain errors, never ``HTTPException``. A 405 lists in ``Allow`` every method the path
+    takes."""
     try:
         title = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
     except ValueError:
         title = "http-error"
     field = _ROUTING_FIELDS.get(exc.status_code)
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405 and (methods := allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": ", ".join(methods)}
     return problem(exc.status_code, title, str(exc.detail), headers=headers, field=field)
 
 

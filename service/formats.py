@@ -14,7 +14,7 @@ from feast.value_type import ValueType
 from pydantic import BaseModel, ValidationError
 
 from service.training.offline.errors import EntityRowsInvalid
-from service.value_types import to_json
+from service.value_types import to_json, to_json_column
 
 PARQUET = "application/vnd.apache.parquet"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -132,34 +132,47 @@ def _quality(params: list[str]) -> float:
     return 1.0
 
 
-def negotiate(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> str:
-    """The response media type: among the ``Accept`` entries we can produce, the one with the highest
-    ``q`` (1 when not given; ties go to the one listed first); ``q=0`` means "not this one". A wildcard
-    (``*/*``, ``application/*``) stands for ``default`` (or, if ``default`` was refused with ``q=0``,
-    the first other supported type); no ``Accept`` at all gives ``default``.
+def acceptable(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> list[str]:
+    """The types we can answer that ``Accept`` allows, most preferred first: by ``q`` (1 when not
+    given), ties in the order listed; ``q=0`` means "not this one". A wildcard (``*/*``,
+    ``application/*``) stands, at its place and ``q``, for every supported type the header does not
+    name itself, ``default`` first; no ``Accept`` at all allows every type, ``default`` first.
 
     Raises:
-        NotAcceptable: ``Accept`` names only types we cannot produce, or only with ``q=0``.
+        NotAcceptable: ``Accept`` allows none of the types we can produce.
     """
     named = (accept or "").strip()
     if not named:
-        return default
+        return [default, *(m for m in supported if m != default)]
     entries = []
     for part in named.split(","):
         media, *params = (p.strip().lower() for p in part.split(";"))
         entries.append((media, _quality(params)))
-    refused = {m for m, q in entries if q == 0 and m in supported}
-    candidates: list[tuple[float, str]] = []
+    explicit = {m for m, _ in entries if m in supported}
+    ranked: dict[str, tuple[float, int]] = {}  # type -> (q, position); the first mention of a type counts
+    position = 0
     for media, q in entries:
-        if q <= 0:
-            continue
         if media in ("*/*", "application/*"):
-            media = next((m for m in (default, *supported) if m not in refused), "")
-        if media in supported:
-            candidates.append((q, media))
-    if not candidates:
+            covered = [m for m in (default, *supported) if m not in explicit]
+        else:
+            covered = [media] if media in supported else []
+        for m in covered:
+            if m not in ranked:
+                ranked[m] = (q, position)
+                position += 1
+    order = sorted((m for m, (q, _) in ranked.items() if q > 0), key=lambda m: (-ranked[m][0], ranked[m][1]))
+    if not order:
         raise NotAcceptable(named, supported)
-    return max(candidates, key=lambda c: c[0])[1]  # max keeps the first of equal q
+    return order
+
+
+def negotiate(accept: str | None, default: str = JSON, supported: tuple[str, ...] = (JSON, *BINARY)) -> str:
+    """The response media type: the first of :func:`acceptable`.
+
+    Raises:
+        NotAcceptable: ``Accept`` names only types we cannot produce, or only with ``q=0``.
+    """
+    return acceptable(accept, default, supported)[0]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -181,23 +194,53 @@ def parse_json_body(body: bytes, model: type[M]) -> M:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
-async def json_body(request: Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``, as a FastAPI body parameter would give it, but refusing a
-    body that is not declared JSON and locating malformed JSON.
+def require_json(request: Request) -> None:
+    """Refuse a request body not declared ``application/json``: the check :func:`json_body` makes, as a
+    dependency for routes that take their body as a FastAPI body parameter.
 
     Raises:
-        UnsupportedMediaType: ``Content-Type`` missing or other than ``application/json`` (415, field
-            ``header.content-type``); nothing is guessed from the bytes.
-        BodyUnreadable, RequestValidationError: see :func:`parse_json_body`.
+        UnsupportedMediaType: ``Content-Type`` missing or other than ``application/json`` (415).
     """
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != JSON:
         raise UnsupportedMediaType(media or "(none)", (JSON,))
-    return parse_json_body(await request.body(), model)
+
+
+async def json_content_type(request: Request) -> None:
+    """:func:`require_json` as a route dependency (``dependencies=[Depends(json_content_type)]``); async, so
+    FastAPI calls it on the event loop instead of a worker thread."""
+    require_json(request)
+
+
+async def json_bytes(request: Request) -> bytes:
+    """The bytes of a request body declared JSON, unparsed: parse them off the event loop with
+    :func:`parse_json_body` (a large body takes its parser ~30 ms per MiB, holding the GIL).
+
+    Raises:
+        UnsupportedMediaType: ``Content-Type`` missing or other than ``application/json`` (415, field
+            ``header.content-type``); nothing is guessed from the bytes.
+        RequestBodyTooLarge, RequestBodyTimeout: over the route's limit, or too slow (service.limits).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != JSON:
+        raise UnsupportedMediaType(media or "(none)", (JSON,))
+    return await request.body()
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``, as a FastAPI body parameter would give it, but refusing a
+    body that is not declared JSON and locating malformed JSON. Parses on the caller's thread: routes
+    take :func:`json_bytes` and parse in a worker.
+
+    Raises:
+        UnsupportedMediaType: see :func:`json_bytes`.
+        BodyUnreadable, RequestValidationError: see :func:`parse_json_body`.
+    """
+    return parse_json_body(await json_bytes(request), model)
 
 
 def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that reads its body with :func:`json_body`."""
+    """OpenAPI ``requestBody`` for a route that reads its body with :func:`json_bytes`."""
     return {"requestBody": {"required": True, "content": {JSON: {"schema": model.model_json_schema()}}}}
 
 
@@ -205,11 +248,23 @@ def _iso(ts: pd.Timestamp) -> str:
     return ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
+def _object_json(value: Any) -> Any:
+    """A value of an object column as JSON. Arrays keep their item type: an ``Array(Float32)`` feature
+    (float32 arrays) at float32 precision, an ``Array(UnixTimestamp)`` one (datetime64 arrays, UTC)
+    as ISO 8601 strings, as their scalars are answered."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.float32:
+            return to_json(value, ValueType.FLOAT_LIST)
+        if value.dtype.kind == "M":
+            return [to_json(pd.Timestamp(t), ValueType.UNIX_TIMESTAMP) for t in value]
+    return to_json(value, None)
+
+
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows at full precision: floats as Python floats (shortest round-trip form of their
-    width: a float32 column's 1.111 is 1.111), lists (Array features) as lists, bytes as base64,
-    timestamps as ISO 8601 UTC with ``Z`` (fractions of a second kept), missing values (null, NaN,
-    NaT) as null.
+    width: a float32 column's 1.111 is 1.111, and so is an item of a float32 array), lists (Array
+    features) as lists, bytes as base64, timestamps as ISO 8601 UTC with ``Z`` (fractions of a second
+    kept, in arrays too), missing values (null, NaN, NaT) as null.
 
     Raises:
         NotAcceptable: a float column holds ±inf, which JSON cannot carry (names the columns and
@@ -227,11 +282,15 @@ def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     columns: dict[str, list[Any]] = {}
     for name, col in frame.items():
         if isinstance(col.dtype, pd.DatetimeTZDtype):
-            columns[str(name)] = [None if pd.isna(t) else _iso(t) for t in col]
+            codes, stamps = pd.factorize(col)  # each distinct timestamp spelled once; NaT is code -1
+            spelled = [_iso(t) for t in stamps]
+            columns[str(name)] = [spelled[c] if c >= 0 else None for c in codes.tolist()]
         elif col.dtype == np.dtype("float32"):  # at the precision declared: 1.111, not 1.1109999418258667
-            columns[str(name)] = [to_json(v, ValueType.FLOAT) for v in col.tolist()]
+            columns[str(name)] = to_json_column(col.tolist(), ValueType.FLOAT)
         elif col.dtype == np.dtype("object"):  # lists (Array features), bytes (as base64)
-            columns[str(name)] = [to_json(v, None) for v in col.tolist()]
+            values = col.tolist()
+            arrays = any(isinstance(v, np.ndarray) for v in values)  # Array features: their item type rules
+            columns[str(name)] = [_object_json(v) for v in values] if arrays else to_json_column(values, None)
         else:
             columns[str(name)] = col.astype(object).where(col.notna(), None).tolist()
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

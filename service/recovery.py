@@ -54,7 +54,7 @@ from service.online.quarantine import QuarantineStore
 from service.online.receipts import Receipts
 from service.run_events import OpenLineageEmitter
 from service.settings import Settings
-from service.storage import is_stale_pin, is_temp
+from service.storage import is_temp
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.training.training_sets import INTENT_KIND as TRAINING_SET_INTENT
 from service.training.training_sets import (
@@ -120,9 +120,6 @@ def recover(s: Stores) -> Counter[str]:
         if tmp.resolve() not in claims.push_files and tmp.exists():
             tmp.unlink(missing_ok=True)
             done["temp_files_removed"] += 1
-    for pin in _stale_pins(s):
-        pin.unlink(missing_ok=True)
-        done["stale_links_removed"] += 1
     if done:
         log.warning("recovery: %s", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(done.items())))
     return done
@@ -266,6 +263,8 @@ def _sweep_training_sets(s: Stores, root: Path, files: list[Path], claimed: set[
     graph = s.lineage.load_graph()
     missing = []
     for record in records.values():
+        if record.deleted_at is not None:  # deleted on purpose (DELETE /training-sets/{id}): no files, row kept
+            continue
         data, entities = stored_file(root, record.data_path), stored_file(root, record.entity_path)
         if not data.exists() or not entities.exists():
             missing.append(record.id)
@@ -324,9 +323,3 @@ def _push_temp_files(s: Stores) -> list[Path]:
     """Temporary files in the folders of the push sources' batch files."""
     folders = _source_folders(s, push_only=True)
     return sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir() if is_temp(p))
-
-
-def _stale_pins(s: Stores) -> list[Path]:
-    """Links :func:`service.storage.pinned` left next to source files (a reader that crashed)."""
-    folders = _source_folders(s, push_only=False)
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir() if is_stale_pin(p))

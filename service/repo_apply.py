@@ -171,7 +171,7 @@ class RegistryBackup:
     def restore(self) -> None:
         if self._copy is None:
             self.path.unlink(missing_ok=True)
-        else:
+        else:  # a new inode and ctime: readers (service.registry) see the restored version as a change
             tmp = self.path.with_name(self.path.name + ".feastline-restore")
             shutil.copy2(self._copy, tmp)
             tmp.replace(self.path)
@@ -181,6 +181,10 @@ class RegistryBackup:
 
 
 def feast_apply(repo: Path) -> int:
-    """``feast -c repo apply`` in a subprocess (Feast's own type checks of the definitions); its exit code."""
-    feast = shutil.which("feast", path=str(Path(sys.executable).parent)) or "feast"
-    return subprocess.run([feast, "-c", str(repo), "apply"], check=False).returncode
+    """``feast -c repo apply`` in a subprocess (Feast's own type checks of the definitions); its exit code.
+
+    Feast's CLI runs with the registry written atomically (``service.registry.feast_cli``: a temporary
+    file renamed over ``registry.db``), so a server reading the registry meanwhile never parses half a file.
+    """
+    command = [sys.executable, "-m", "service.registry", "-c", str(repo), "apply"]
+    return subprocess.run(command, check=False).returncode

@@ -7,7 +7,7 @@ and offline stores, registry); these settings only say where things are.
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,34 @@ class Settings(BaseSettings):
     """``Retry-After`` sent with a 503 when the online store is unreachable."""
     openlineage_url: str | None = None
     """Base URL of an OpenLineage consumer; events are also POSTed to ``<url>/api/v1/lineage``."""
+
+    # -- limits and worker pools (service/limits.py, service/workers.py) --
+    max_body_bytes: int = Field(1 << 20, ge=0)
+    """Largest request body of a route not listed below (413 beyond)."""
+    max_online_body_bytes: int = Field(2 << 20, ge=0)
+    """Largest body of ``POST /get-online-features``."""
+    max_push_body_bytes: int = Field(8 << 20, ge=0)
+    """Largest body of ``POST /push`` (JSON)."""
+    max_training_set_json_bytes: int = Field(8 << 20, ge=0)
+    """Largest JSON body of ``POST /training-sets`` (bigger entity tables: send Parquet or Arrow)."""
+    max_training_set_table_bytes: int = Field(1 << 30, ge=0)
+    """Largest Parquet or Arrow body of ``POST /training-sets``."""
+    max_online_entities: int = Field(10_000, ge=1)
+    """Most entities in one online read (413 beyond)."""
+    body_timeout_seconds: float = Field(15.0, gt=0)
+    """Longest wait for the next part of a request body (408 after it)."""
+    store_timeout_seconds: float = Field(5.0, gt=0)
+    """Longest an online read waits for the online store (503 with ``Retry-After`` after it)."""
+    online_workers: int = Field(8, ge=1)
+    """Threads for online reads."""
+    online_queue: int = Field(64, ge=0)
+    """Online reads that may wait for a thread; one more is a 503 with ``Retry-After``."""
+    workers: int = Field(8, ge=1)
+    """Threads for every other blocking request step (pushes, training sets, lineage, ...)."""
+    work_queue: int = Field(32, ge=0)
+    """Requests that may wait for one of those threads; one more is a 503 with ``Retry-After``."""
+    queue_timeout_seconds: float = Field(10.0, gt=0)
+    """Longest a request waits for a worker thread before a 503 (it was not started)."""
 
     @field_validator("now")
     @classmethod

@@ -9,7 +9,6 @@ sees the old file or the new one, never a part. Leftover temporary files are rec
 **Reading a file that may be replaced.** DuckDB opens a Parquet file more than once per query (to bind,
 then to scan): a rename over it in between (an offline push to a single-file source) made the query
 fail ("TProtocolException: Invalid data", about 1 query in 8 with a push every few milliseconds).
-:func:`pinned` gives a reader a hard link to the file as it is, which a later rename does not change.
 
 **Faults.** :func:`storage_fault` turns what the OS or the database raises when storage fails (disk
 full, read-only, no permission, a file missing, the database locked past every retry) into a
@@ -25,26 +24,19 @@ chosen step. Unset (always, outside that test), it does nothing.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import shutil
 import signal
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from service.intents import process_alive, this_process
-
 CRASH_ENV = "FEASTLINE_CRASH_AT"
 _TEMP = re.compile(r"^\..+\.[0-9a-f]{8,32}\.tmp$")
-_PIN = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)\.[0-9a-f]{32}\.pin$")
-PIN_STALE_SECONDS = 3600
 _crash_hits: dict[str, int] = {}
 _crash_lock = threading.Lock()
 
@@ -103,54 +95,6 @@ def replace(tmp: Path, target: Path) -> None:
 def write_atomically(target: Path, write: Callable[[BinaryIO], Any]) -> None:
     """:func:`write_temp` then :func:`replace`: ``target`` is the old file or the whole new one."""
     replace(write_temp(target, write), target)
-
-
-def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-
-
-@contextmanager
-def pinned(path: Path) -> Iterator[Path]:
-    """A name that stays the file ``path`` is now while the caller reads it, even if a writer renames
-    a new file over ``path`` meanwhile: a hard link ``.<name>.<host>-<pid>-<start>.<32 hex>.pin`` next
-    to it, removed on exit (one a crash left behind, the recovery pass removes: see :func:`is_stale_pin`).
-    ``path`` itself for a directory, a glob, a missing file, or where no link can be made (a read-only
-    folder)."""
-    if not path.is_file():
-        yield path
-        return
-    owner = this_process().rsplit(":", 2)
-    link = path.with_name(f".{path.name}.{_host_tag()}-{owner[1]}-{owner[2] or 0}.{uuid.uuid4().hex}.pin")
-    for _ in range(3):
-        try:
-            os.link(path, link)
-            break
-        except FileNotFoundError:  # the name is being replaced right now: try again
-            continue
-        except OSError:
-            yield path
-            return
-    else:
-        yield path
-        return
-    try:
-        yield link
-    finally:
-        link.unlink(missing_ok=True)
-
-
-def is_stale_pin(path: Path) -> bool:
-    """True for a link :func:`pinned` made by a process that is gone: one of this host that no longer
-    runs, or (another host's) one made more than :data:`PIN_STALE_SECONDS` ago."""
-    match = _PIN.match(path.name)
-    if match is None:
-        return False
-    if match["host"] == _host_tag():
-        return not process_alive(int(match["pid"]), match["start"])
-    try:
-        return time.time() - path.lstat().st_mtime > PIN_STALE_SECONDS
-    except OSError:
-        return False
 
 
 # -- faults --------------------------------------------------------------------------------------------

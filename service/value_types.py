@@ -12,7 +12,8 @@ Per Feast value type (``field.dtype.to_value_type()``):
 - ``Bytes``: a base64 string (RFC 4648, padding required), answered as base64; ``object`` (bytes).
 - ``Bool``: ``true`` / ``false``; ``boolean``.
 - ``UnixTimestamp``: an ISO 8601 string with ``Z`` or an offset, answered as ISO 8601 UTC with
-  ``Z``; ``datetime64[ns, UTC]``.
+  ``Z`` (``/get-online-features`` answers integer epoch seconds instead, as ``feast serve`` does:
+  ``service.online.reads.epoch_seconds_json``); ``datetime64[ns, UTC]``.
 - ``Array(T)``: a JSON list of ``T`` values, no nulls inside (a bare value, e.g. a string for
   ``Array(String)``, is refused, never split into characters); answered as a list; ``object``.
 
@@ -108,7 +109,7 @@ def json_problem(value: Any, vtype: ValueType) -> str | None:
         low, high = INTEGER_RANGE[vtype]
         ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     elif vtype in (V.FLOAT, V.DOUBLE):
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
         ok = ok and (vtype == V.DOUBLE or abs(value) <= FLOAT32_MAX)
     elif vtype == V.STRING:
         ok = isinstance(value, str)
@@ -121,6 +122,73 @@ def json_problem(value: Any, vtype: ValueType) -> str | None:
     else:
         return None
     return None if ok else f"must be {type_name(vtype)}, got {value!r}"
+
+
+_NONE = type(None)
+_FAST_TYPES: dict[ValueType, frozenset[type]] = {
+    V.INT32: frozenset({int}),
+    V.INT64: frozenset({int}),
+    V.FLOAT: frozenset({int, float}),
+    V.DOUBLE: frozenset({int, float}),
+    V.STRING: frozenset({str}),
+    V.BOOL: frozenset({bool}),
+}
+
+
+def _bad_numbers(values: list[Any], vtype: ValueType, present: np.ndarray | None) -> np.ndarray | None:
+    """Positions of out-of-range numbers among ``values`` (only ints, floats and, where ``present`` is
+    given, Nones), checked on a NumPy array; None when the array cannot be built (e.g. an integer
+    beyond 64 bits): the caller then checks value by value."""
+    try:
+        if vtype in INTEGER_RANGE:
+            filled = values if present is None else [0 if v is None else v for v in values]
+            ints = np.asarray(filled, dtype=np.int64)  # OverflowError beyond int64
+            low, high = INTEGER_RANGE[vtype]
+            bad = (ints < low) | (ints > high)
+        else:
+            filled = values if present is None else [0.0 if v is None else v for v in values]
+            floats = np.asarray(filled, dtype=np.float64)  # OverflowError for an int beyond float64
+            bad = ~np.isfinite(floats)
+            if vtype == V.FLOAT:
+                bad |= np.abs(floats) > FLOAT32_MAX
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return np.flatnonzero(bad if present is None else bad & present)
+
+
+def column_problems(values: list[Any], vtype: ValueType) -> list[tuple[int, str]]:
+    """``(position, problem)`` for each value of ``values`` that :func:`json_problem` refuses, in
+    position order (nulls are not problems here), in time linear in ``len(values)``.
+
+    Same answers as calling :func:`json_problem` on each value, but a column of the common kinds
+    (numbers, strings, booleans) is checked on its set of Python types and a NumPy array, so only
+    the refused values are visited one by one; other kinds (lists, bytes, timestamps) are checked
+    value by value.
+    """
+    fast = _FAST_TYPES.get(vtype)
+    if fast is not None:
+        kinds = set(map(type, values))
+        nulls = type(None) in kinds
+        if kinds - {type(None)} <= fast:
+            if vtype in (V.STRING, V.BOOL):
+                return []
+            present = np.fromiter((v is not None for v in values), bool, len(values)) if nulls else None
+            bad = _bad_numbers(values, vtype, present)
+            if bad is not None:
+                return [(int(i), json_problem(values[i], vtype) or "") for i in bad]
+    return [(i, p) for i, v in enumerate(values) if (p := json_problem(v, vtype))]
+
+
+def _finite(value: int | float) -> bool:
+    """A finite float64 (an integer beyond the float64 range is not: it cannot be held as one)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+# perf's name for the same column check (tests/test_value_type_columns.py checks it against the rule)
+json_problems = column_problems
 
 
 def _base64(value: str) -> bytes | None:
@@ -144,6 +212,15 @@ def from_json(value: Any, vtype: ValueType) -> Any:
         ts = _timestamp(value)
         return None if ts is None else ts.to_pydatetime()
     return value
+
+
+def from_json_column(values: list[Any], vtype: ValueType) -> list[Any]:
+    """Checked JSON values of one column read as :func:`from_json` reads each: exactly
+    ``[from_json(v, vtype) for v in values]`` (a new list), copied as is for the types whose values
+    ``from_json`` leaves unchanged (all but ``Bytes``, ``UnixTimestamp`` and lists)."""
+    if vtype in SCALAR_OF_LIST or vtype in (V.BYTES, V.UNIX_TIMESTAMP):
+        return [from_json(v, vtype) for v in values]
+    return list(values)
 
 
 def is_infinite(value: Any) -> bool:
@@ -201,3 +278,23 @@ def to_json(value: Any, vtype: ValueType | None) -> Any:
     if vtype == V.UNIX_TIMESTAMP and isinstance(value, int) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
     return value
+
+
+_AS_THEMSELVES = frozenset({_NONE, str, bool})  # answered unchanged whatever the declared type
+
+
+def to_json_column(values: list[Any], vtype: ValueType | None) -> list[Any]:
+    """One column of stored or computed values as answered in JSON: exactly
+    ``[to_json(v, vtype) for v in values]`` (a new list), without the per-value call for a column of
+    plain Python scalars that answer as themselves (``None``, ``str``, ``bool``, ``int`` unless
+    ``UnixTimestamp``, ``float`` unless ``Float32``: NaN as None), and a ``Float32`` column of floats
+    spelled once per distinct value."""
+    kinds = set(map(type, values))
+    if kinds <= _AS_THEMSELVES or (vtype != V.UNIX_TIMESTAMP and kinds <= _AS_THEMSELVES | {int}):
+        return list(values)
+    if vtype not in (V.FLOAT, V.UNIX_TIMESTAMP) and kinds <= _AS_THEMSELVES | {int, float}:
+        return [None if v != v else v for v in values]  # only a float NaN differs from itself
+    if vtype == V.FLOAT and kinds <= {float, _NONE}:  # each distinct float32 spelled once (a column repeats them)
+        spelled = {v: to_json(v, vtype) for v in set(values)}
+        return [spelled[v] if v else to_json(v, vtype) for v in values]  # 0.0 == -0.0: both spelled apart
+    return [to_json(v, vtype) for v in values]

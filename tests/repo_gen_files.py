@@ -219,13 +219,16 @@ def wire_value(value: Any) -> Any:
     return value
 
 
-def expected_json(value: Any, dtype: str) -> Any:
+def expected_json(value: Any, dtype: str, online: bool = False) -> Any:
     """The JSON value feastline should answer for ``value`` declared ``dtype``: integers exact, a
-    Float32 as the shortest decimal that round-trips the float32, timestamps ISO with ``Z``."""
+    Float32 as the shortest decimal that round-trips the float32, timestamps ISO with ``Z`` (``online``:
+    whole epoch seconds, floored, as ``feast serve`` answers a ``UnixTimestamp``)."""
     if value is None:
         return None
     if dtype.startswith("Array("):
-        return [expected_json(v, dtype[6:-1]) for v in value]
+        return [expected_json(v, dtype[6:-1], online) for v in value]
+    if dtype == "UnixTimestamp" and online:
+        return int(pd.Timestamp(value).value // 10**9)
     if dtype == "Float32":
         return float(str(np.float32(value)))
     if dtype == "Float64":

@@ -81,8 +81,11 @@ def reference_row(
     return best
 
 
-def expected_features(repo: RepoDef, entity: dict[str, Any], t: pd.Timestamp, created_filter: bool) -> dict:
-    """Column -> expected JSON value for the feature service ``svc`` with full feature names."""
+def expected_features(
+    repo: RepoDef, entity: dict[str, Any], t: pd.Timestamp, created_filter: bool, online: bool = False
+) -> dict:
+    """Column -> expected JSON value for the feature service ``svc`` with full feature names (``online``:
+    as ``/get-online-features`` answers it, see ``expected_json``)."""
     out: dict[str, Any] = {}
     members = [(v, v.name, [f.name for f in v.features], {}) for v in repo.views]
     if repo.projection:
@@ -92,10 +95,10 @@ def expected_features(repo: RepoDef, entity: dict[str, Any], t: pd.Timestamp, cr
         row = reference_row(repo, view, entity, t, created_filter, key_map)
         for f in view.features:
             if f.name in features:
-                out[f"{name}__{f.name}"] = expected_json(None if row is None else row[f.name], f.dtype)
+                out[f"{name}__{f.name}"] = expected_json(None if row is None else row[f.name], f.dtype, online)
     if repo.on_demand:
         o = repo.on_demand
-        out[f"{o.name}__echo"] = expected_json(entity[o.request_field], o.request_dtype)
+        out[f"{o.name}__echo"] = expected_json(entity[o.request_field], o.request_dtype, online)
         if o.plus_of:
             row = reference_row(repo, repo.view(o.view), entity, t, created_filter)
             value = None if row is None else row[o.plus_of]
@@ -217,7 +220,7 @@ def check_online(client: NoServerErrorClient, repo: RepoDef) -> list[str]:
     if repo.projection:
         members.append((repo.view(repo.projection.view), repo.projection.alias, dict(repo.projection.key_map)))
     for i, entity in enumerate(entities):
-        want = expected_features(repo, entity, repo.clock, created_filter=False)
+        want = expected_features(repo, entity, repo.clock, created_filter=False, online=True)
         got = {name: r["values"][i] for name, r in results.items() if name in want}
         found += compare(f"online row {i} {entity}", got, want)
         for view, name, key_map in members:
@@ -242,6 +245,7 @@ def check_push(client: NoServerErrorClient, repo: RepoDef) -> list[str]:
         for f in view.features:
             df[view.source_column(f.name)] = [wire_value(pushed[f.name])]
         body = {"push_source_name": f"{view.name}_push", "df": df, "to": "online_and_offline"}
+        body["allow_client_created"] = view.has_created  # the generated pushes carry their own created times
         response = client.post("/push", json=body)
         assert response.status_code == 200, f"push {body}: {response.status_code} {response.text[:1500]}"
     last: dict[tuple, dict] = {}  # per key the newest event time wins; a tie: the later push
@@ -255,8 +259,9 @@ def check_push(client: NoServerErrorClient, repo: RepoDef) -> list[str]:
     rows = training_set(client, repo, entities, False, features=refs)
     found = []
     for i, pushed in enumerate(last.values()):
-        want = {f"{view.name}__{f.name}": expected_json(pushed[f.name], f.dtype) for f in view.features}
+        want = {f"{view.name}__{f.name}": expected_json(pushed[f.name], f.dtype, True) for f in view.features}
         found += compare(f"online after push {i}", {n: r["values"][i] for n, r in results.items()}, want)
+        want = {f"{view.name}__{f.name}": expected_json(pushed[f.name], f.dtype) for f in view.features}
         found += compare(f"training set after push {i}", rows[i], want)
     return found
 

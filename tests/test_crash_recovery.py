@@ -8,8 +8,8 @@ pushes ``to: online_and_offline`` (each with a quarantined row and its own ``Ide
 materializations. The crash cuts the write at that point and the others wherever they happen to be.
 The next round's start runs the recovery pass; after the last round a clean start is checked:
 
-- no temporary, empty or orphan file in the training-sets folder, and no temporary file or reader's
-  link (:func:`service.storage.pinned`) next to the source files;
+- no temporary, empty or orphan file in the training-sets folder, and no temporary file next to the
+  source files;
 - catalog = lineage = files: the same training-set ids in the catalog, among the lineage nodes and on
   disk (both files, readable), and every set answered 201 is among them;
 - every OpenLineage run has its end event;

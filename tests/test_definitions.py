@@ -288,6 +288,7 @@ def test_push_to_offline_into_a_directory_source_adds_a_file(client: TestClient,
         "push_source_name": "weather_push",
         "to": "offline",
         "df": {"origin": ["EWR"], "event_timestamp": [z(at)], "created": [z(at)], "temp": [99.25]},
+        "allow_client_created": True,  # the push carries its own created time
     }
     answer = client.post("/push", json=push)
     assert answer.status_code == 200, answer.text

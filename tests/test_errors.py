@@ -1,21 +1,29 @@
 """Bad input gets a 4xx ``application/problem+json`` naming the field and the row; never a 5xx."""
 
+from datetime import UTC, datetime
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lineage import CycleRefused, Edge, InvalidNodeId, NodeKind, NodeNotFound, NodeRef, Relation
-from lineage.errors import ModelVersionConflict
+from lineage.errors import ModelVersionConflict, NodeDeleted, NodeInUse
 from lineage.versions import VersionNotFound
 from service.errors import PROBLEM_STATUS, install_error_handlers
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
+from service.limits import BodyLimit, RequestBodyTimeout, RequestBodyTooLarge
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
-from service.online.reads import OnlineRequestInvalid, OnlineStoreUnavailable, OnlineValueNotRepresentable
+from service.online.reads import (
+    OnlineBatchTooLarge,
+    OnlineRequestInvalid,
+    OnlineStoreUnavailable,
+    OnlineValueNotRepresentable,
+)
 from service.online.receipts import IdempotencyKeyInvalid, IdempotencyKeyReused, PushInFlight
 from service.storage import StorageUnavailable
-from service.training.catalog import TrainingSetNotFound
+from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 from service.training.offline.audit import LeakageAudit, LeakageDetected, ViewAudit
 from service.training.offline.errors import (
     EntityRowsInvalid,
@@ -23,10 +31,12 @@ from service.training.offline.errors import (
     FeatureReferenceInvalid,
     FeatureSelectionInvalid,
     SourceDataMissing,
+    SourceKeyTypeMismatch,
     TooLargeForJson,
     UnknownFeature,
     UnknownFeatureService,
 )
+from service.workers import Overloaded
 
 GOOD = {"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}
 
@@ -279,6 +289,7 @@ EXAMPLES = {
     InvalidNodeId: InvalidNodeId("bogus", "unknown kind"),
     CycleRefused: CycleRefused(Edge(NodeRef(NodeKind.FEATURE, "a"), NodeRef(NodeKind.FEATURE, "b"), Relation.DERIVES)),
     SourceDataMissing: SourceDataMissing("origin_weather", "/nowhere.parquet"),
+    SourceKeyTypeMismatch: SourceKeyTypeMismatch("plane_profile", "tailnum", "tailnum", "DOUBLE", "STRING"),
     FeatureSelectionInvalid: FeatureSelectionInvalid("give feature_service or features, not both"),
     OnlineStoreUnavailable: OnlineStoreUnavailable("ConnectionError: refused", 5, "ConnectionError"),
     OnlineValueNotRepresentable: OnlineValueNotRepresentable([{"row": 0, "field": "ratio", "problem": "is inf"}]),
@@ -290,10 +301,17 @@ EXAMPLES = {
     ModelVersionConflict: ModelVersionConflict(NodeRef(NodeKind.MODEL, "m@1"), "ts-a", "ts-b"),
     MaterializationRequestInvalid: MaterializationRequestInvalid("end", "end must be after start"),
     TrainingSetNotFound: TrainingSetNotFound("ts-0"),
+    TrainingSetDeleted: TrainingSetDeleted("ts-0", datetime(2024, 5, 1, tzinfo=UTC)),
+    NodeDeleted: NodeDeleted(NodeRef(NodeKind.TRAINING_SET, "ts-0"), "2024-05-01T00:00:00Z"),
+    NodeInUse: NodeInUse(NodeRef(NodeKind.TRAINING_SET, "ts-0"), [NodeRef(NodeKind.MODEL, "m@1")]),
     BodyUnreadable: BodyUnreadable("application/vnd.apache.parquet", "not Parquet"),
     TooLargeForJson: TooLargeForJson(10**6, 50_000),
     UnsupportedMediaType: UnsupportedMediaType("text/csv", ("application/json",)),
     UnknownQuarantineSource: UnknownQuarantineSource("nothing"),
+    RequestBodyTooLarge: RequestBodyTooLarge("POST /push", BodyLimit(100, "MAX_PUSH_BODY_BYTES"), 101),
+    RequestBodyTimeout: RequestBodyTimeout(15.0, 1024),
+    OnlineBatchTooLarge: OnlineBatchTooLarge(20_000, 10_000),
+    Overloaded: Overloaded("online", 72, 5),
     LeakageDetected: LeakageDetected(
         LeakageAudit(1, True, (ViewAudit("v", 1, 0, 60.0, None, True, {"created_ts_after_entity_ts": 1}),))
     ),

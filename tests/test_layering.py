@@ -20,6 +20,7 @@ SHARED_SHELL = {
     "service.clock",
     "service.run_events",
     "service.value_types",
+    "service.registry",
     "service.intents",
     "service.storage",
 }
@@ -97,3 +98,14 @@ def test_every_capability_package_says_what_it_owns() -> None:
         for path in (PROJECT / capability.replace(".", "/")).iterdir():
             if path.suffix == ".py" and path.name != "__init__.py" or (path / "__init__.py").exists():
                 assert f"``{path.name if path.suffix else path.name + '/'}``" in doc, (capability, path.name)
+
+
+def test_the_client_stands_alone() -> None:
+    """``feastline`` (the Python client) needs httpx, pandas and pyarrow only: never the service's packages."""
+    offenders = [
+        f"{path.relative_to(PROJECT)}:{line} imports {target}"
+        for path in sources("feastline")
+        for target, _, line in imports(path)
+        if any(within(target, p) for p in ("service", "lineage", "feature_repo", "fastapi", "feast"))
+    ]
+    assert offenders == []

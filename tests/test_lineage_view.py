@@ -111,6 +111,25 @@ def test_unknown_or_malformed_node_is_a_problem(client: TestClient, node: str, s
 
 def test_bad_depth_is_422(client: TestClient) -> None:
     assert client.get("/lineage/view", params={"node": FOCUS, "depth": 0}).status_code == 422
+    assert client.get("/lineage/view", params={"node": FOCUS, "depth": 101}).status_code == 422
+
+
+def test_depth_goes_to_100_as_on_every_lineage_route(client: TestClient) -> None:
+    deepest = client.get("/lineage/view", params={"node": FOCUS, "depth": 100})
+    assert deepest.status_code == 200, deepest.text
+    # a graph shallower than 100 hops: the whole neighbourhood, as with no limit on the JSON routes
+    whole = client.get(f"/lineage/nodes/{FOCUS}/upstream").json()
+    assert {node_of(h) for h in parse(deepest.text).links} >= {n["id"] for n in whole["nodes"]} - {FOCUS}
+    bounds = {
+        (path, method): next((s.get("minimum"), s.get("maximum")) for s in schemas if s.get("type") == "integer")
+        for path, ops in client.get("/openapi.json").json()["paths"].items()
+        for method, op in ops.items()
+        for p in op.get("parameters", [])
+        if p["name"] == "depth"
+        for schemas in [p["schema"].get("anyOf", [p["schema"]])]
+    }
+    assert ("/lineage/view", "get") in bounds and len(bounds) >= 4
+    assert set(bounds.values()) == {(1, 100)}, bounds
 
 
 def test_names_are_escaped(client: TestClient) -> None:

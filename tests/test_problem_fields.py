@@ -116,3 +116,15 @@ def test_path_says_which_way_the_data_flows(client: Any) -> None:
     assert backward["direction"] == "upstream" and backward["path"] == forward["path"]
     same = client.get("/lineage/path", params={"source": up, "target": up}).json()
     assert same == {"path": [up], "direction": "same"}
+
+
+def test_path_between_unconnected_nodes_is_an_empty_path(client: Any) -> None:
+    """README: no route either way is a 200 with ``path: []`` and ``direction: null`` (not a 404)."""
+    a, b = "feature_view:plane_profile", "feature_view:origin_weather"
+    for one, other in ((a, b), (b, a)):  # independently: neither is in the other's neighbourhood
+        around = client.get(f"/lineage/nodes/{one}/downstream").json()
+        around_up = client.get(f"/lineage/nodes/{one}/upstream").json()
+        assert other not in {n["id"] for n in around["nodes"] + around_up["nodes"]}
+    response = client.get("/lineage/path", params={"source": a, "target": b})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"path": [], "direction": None}

@@ -36,6 +36,7 @@ def node(repo: Path) -> dict:
 def test_reapply_keeps_last_materialization(built_repo: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     copy_repo(built_repo, repo, ignore=("training_sets",))
+    registry = repo / "data" / "registry.db"
     feastline("materialize", "--repo", str(repo), "--start", START, "--end", END)
 
     weather = pd.read_parquet(repo / "data" / "origin_weather.parquet")
@@ -54,7 +55,9 @@ def test_reapply_keeps_last_materialization(built_repo: Path, tmp_path: Path) ->
     definitions = repo / "definitions.py"
     assert TTL_MARKER in definitions.read_text()
     definitions.write_text(definitions.read_text().replace(TTL_MARKER, TTL_MARKER.replace("hours=3", "hours=4")))
+    inode = registry.stat().st_ino
     out = feastline("apply", "--repo", str(repo))
+    assert registry.stat().st_ino != inode  # feast apply ran with the atomic registry store too
     after = node(repo)
     expected_hash = spec_hash(FeatureStore(repo_path=str(repo)).get_feature_view("origin_weather"))
     assert after["definition_hash"] == expected_hash != before["definition_hash"]

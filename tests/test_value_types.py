@@ -292,8 +292,13 @@ def test_the_sdk_path_keys_by_the_declared_type(types_repo):
     store = FeatureStore(repo_path=str(types_repo))
     at = pd.Timestamp("2024-01-09T12:30:00Z")
     entity = pd.DataFrame({"driver_id": pd.Series([1001, 1002], dtype="int64"), "event_timestamp": [at, at]})
-    got = store.get_historical_features(entity_df=entity, features=FEATURES[:3]).to_df()
-    assert got["conv_rate"].tolist() == [np.float32(1.111), np.float32(0.25)]
+    job = store.get_historical_features(entity_df=entity, features=FEATURES[:3])
+    got = job.to_df()
+    # Feast's SDK convention: a Float32 feature is answered as the source holds it (float64 here), equal to
+    # the source's value (the HTTP route answers the declared float32: see the Parquet test above)
+    assert got["conv_rate"].dtype == np.float64
+    assert got["conv_rate"].tolist() == [ROWS.conv_rate[2], ROWS.conv_rate[1]] == [1.111, 0.25]
+    assert str(job.to_arrow().schema.field("conv_rate").type) == "double"
     assert got["avg_daily_trips"].tolist() == [12, 2**40]
     with pytest.raises(EntityRowsInvalid, match="driver_id"):
         store.get_historical_features(

@@ -18,8 +18,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from feast import FeatureStore
-from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
 
 from lineage import LineageStore
 from lineage.database import create_db_engine, transaction
@@ -34,6 +45,7 @@ from service.materialization.materializer import (
 )
 from service.materialization.runs import INTENT_KIND as RUN_INTENT
 from service.materialization.runs import JOB_INTERRUPTED, RunRecorder
+from service.registry import open_feature_store
 from service.run_events import openlineage_for
 
 log = logging.getLogger(__name__)
@@ -217,7 +229,7 @@ def run_job(job_id: str, repo: Path, jobs: JobStore, lineage: LineageStore, inte
         jobs.update(job_id, status=RUNNING, started_at=datetime.now(UTC))
         job = jobs.get(job_id)
         req = job.request
-        store = FeatureStore(repo_path=str(repo))
+        store = open_feature_store(repo)  # its interval commits replace the registry file atomically
         views = online_views(store, req["feature_views"])
         end = datetime.fromisoformat(req["end"])
         if job.kind == "materialize":

@@ -5,8 +5,11 @@ feature view it reads the view's batch Parquet file (a push-fed view: its push s
 with one DuckDB query that keeps, per entity key, the latest row with ``start <= event_ts < end`` (in
 the order the training-set engine and the online stores share, :mod:`service.training.offline.order`:
 ties on event time go to the greatest ``created``, a null one lowest, then to the later row of the
-file), converts those rows to Feast protos and
-writes them with the provider's ``online_write_batch``. Then it records ``(start, end)`` in the Feast
+file; join keys in their declared type's domain, as the engine joins them,
+:mod:`service.training.offline.keys`), converts those rows to Feast protos and
+writes them with :func:`service.online.writes.write_online` (the provider's ``online_write_batch``:
+nanosecond timestamps to feastline's ordered stores, plain ``datetime`` to any other store, e.g.
+Feast's own ``sqlite``, which keeps whole seconds and the last write). Then it records ``(start, end)`` in the Feast
 registry exactly as ``FeatureStore.materialize`` does, so ``feast materialize-incremental`` continues
 where we stopped. File paths are resolved against the repo, never the current directory.
 
@@ -41,14 +44,16 @@ import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Int64List
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.type_map import python_values_to_proto_values
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE, python_values_to_proto_values
 from feast.utils import make_tzaware
 from feast.value_type import ValueType
 
-from service.storage import pinned
+from service.online.writes import write_online
+from service.training.offline.keys import source_column_types, source_key_sql
 from service.training.offline.order import latest_first
-from service.training.offline.views import batch_spec
+from service.training.offline.views import ViewSpec, batch_spec
 
 log = logging.getLogger("feastline.materialization")
 
@@ -266,7 +271,6 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
         set, and the observer is not told of it.
     """
     observer = observer or Observer()
-    provider = store._get_provider()
     views = {fv.name: fv for fv in store.list_feature_views()}
     repo = Path(store.repo_path).resolve()
     results = []
@@ -284,7 +288,7 @@ def materialize(store: FeatureStore, windows: Sequence[Window], observer: Observ
                 table, in_window = _latest_rows(con, repo, fv, window)
                 for offset in range(0, table.num_rows, WRITE_BATCH_ROWS):
                     rows = _to_protos(fv, table.slice(offset, WRITE_BATCH_ROWS))
-                    provider.online_write_batch(store.config, fv, rows, None)
+                    write_online(store, fv, rows)
                     written += len(rows)
                     observer.rows_written(window, len(rows))
             result = ViewResult(fv.name, window.start, window.end, in_window, written)
@@ -318,20 +322,25 @@ def _ns(ts: datetime) -> int:
 def _latest_rows(con: duckdb.DuckDBPyConnection, repo: Path, fv: FeatureView, window: Window) -> tuple[pa.Table, int]:
     """Per entity key, the latest source row in the window (join keys and features by view name, and the
     ``__event_ns`` / ``__created_ns`` timestamps); and the number of source rows in the window."""
-    spec = batch_spec(repo, fv)
-    with pinned(spec.path) as path:  # the file as it is now, whatever an offline push renames over it
-        source = spec.parquet_glob if path == spec.path else str(path)
-        return _latest_rows_of(con, source, spec, fv, window)
+    with batch_spec(repo, fv).pinned() as spec:  # the file as it is now, even if a push replaces it meanwhile
+        return _latest_rows_of(con, spec, fv, window)
 
 
 def _latest_rows_of(
-    con: duckdb.DuckDBPyConnection, source: str, spec: Any, fv: FeatureView, window: Window
+    con: duckdb.DuckDBPyConnection, spec: ViewSpec, fv: FeatureView, window: Window
 ) -> tuple[pa.Table, int]:
     mapping = {dst: src for src, dst in (fv.batch_source.field_mapping or {}).items()}
     ts = _quote(mapping.get(spec.timestamp_field, spec.timestamp_field))
     created = _quote(mapping.get(spec.created_field, spec.created_field)) if spec.created_field else None
-    keys = [_quote(spec.columns[k]) for k in spec.join_keys]
-    selected = [f"{_quote(spec.columns[c])} AS {_quote(c)}" for c in (*spec.join_keys, *spec.features)]
+    # each key in its declared type's domain, as the training-set engine joins it (an integer column of a
+    # String key by its canonical decimal spelling; a lossy one refused): training and online key alike
+    physical = source_column_types(con, spec.parquet_glob) if spec.join_keys else {}
+    keys = [
+        source_key_sql(spec.name, k, spec.columns[k], physical.get(spec.columns[k], "no such column"), declared)
+        for k, declared in ((k, spec.types.get(k, ValueType.UNKNOWN)) for k in spec.join_keys)
+    ]
+    selected = [f"{sql} AS {_quote(k)}" for k, sql in zip(spec.join_keys, keys, strict=True)]
+    selected += [f"{_quote(spec.columns[c])} AS {_quote(c)}" for c in spec.features]
     order = latest_first(ts, created, "__file", "file_row_number")
     # a view without entities: one row, keyed by Feast's dummy key (its value "" as Feast writes it)
     selected += [f"'{DUMMY_ENTITY_VAL}' AS {_quote(k)}" for k, column in spec.store_keys.items() if column is None]
@@ -348,12 +357,12 @@ def _latest_rows_of(
     """
     cursor = con.cursor()  # one cursor per query: DuckDB 2 refuses new work while a result is unfinished
     try:
-        table = cursor.sql(query, params=[source, _ns(window.start), _ns(window.end)]).to_arrow_table()
+        table = cursor.sql(query, params=[spec.parquet_glob, _ns(window.start), _ns(window.end)]).to_arrow_table()
     finally:
         cursor.close()
     if table.num_rows:
         return table, table.column("__rows_in_window")[0].as_py()
-    return table, _count(con, source, ts, window)
+    return table, _count(con, spec.parquet_glob, ts, window)
 
 
 def _count(con: duckdb.DuckDBPyConnection, path: str, ts: str, window: Window) -> int:
@@ -381,13 +390,21 @@ def _to_protos(
     fv: FeatureView, table: pa.Table
 ) -> list[tuple[EntityKeyProto, dict[str, Any], datetime, datetime | None]]:
     """Feast write rows ``(entity_key, {feature: ValueProto}, event_ts, created_ts)``, timestamps aware UTC
-    ``pd.Timestamp`` (datetimes that keep the nanoseconds, which the ordered stores compare)."""
+    ``pd.Timestamp`` (datetimes that keep the nanoseconds, which the ordered stores compare;
+    :func:`~service.online.writes.write_online` hands other stores plain datetimes)."""
 
     def protos(name: str, value_type: Any) -> list[Any]:
         field = _PROTO_FIELD.get(value_type)
         if value_type == ValueType.UNIX_TIMESTAMP:  # Feast's converter turns a null into a sentinel, not null
             return [
-                ValueProto() if v is None else ValueProto(unix_timestamp_val=int(pd.Timestamp(v).timestamp()))
+                ValueProto() if v is None else ValueProto(unix_timestamp_val=_epoch_seconds(v))
+                for v in table.column(name).to_pylist()
+            ]
+        if value_type == ValueType.UNIX_TIMESTAMP_LIST:  # Feast's converter writes ns from a list<timestamp[ns]>
+            return [
+                ValueProto()
+                if v is None
+                else ValueProto(unix_timestamp_list_val=Int64List(val=[_epoch_seconds(t) for t in v]))
                 for v in table.column(name).to_pylist()
             ]
         if field is None:
@@ -411,6 +428,17 @@ def _to_protos(
         created = pd.Timestamp(created_ns[i], unit="ns", tz=UTC) if created_ns[i] is not None else None
         rows.append((key, {name: values[i] for name, values in features.items()}, events[i], created))
     return rows
+
+
+def _epoch_seconds(ts: datetime | None) -> int:
+    """Whole seconds since the epoch, floored, as Feast's ``unix_timestamp_val`` holds them (exact for
+    nanosecond times, which a float ``timestamp()`` would round); Feast's null sentinel for None."""
+    if ts is None:
+        return NULL_TIMESTAMP_INT_VALUE
+    if isinstance(ts, pd.Timestamp):
+        return int(ts.value // 1_000_000_000)  # a naive one is UTC, as everywhere in Feast
+    aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return (aware - EPOCH) // timedelta(seconds=1)
 
 
 def last_materialization(run_id: str, result: ViewResult, finished_at: datetime) -> dict[str, Any]:

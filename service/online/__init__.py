@@ -10,6 +10,9 @@ What it owns:
 - ``quarantine.py``: the quarantine table of rejected push rows (lineage database).
 - ``receipts.py``: the answers of pushes sent with an ``Idempotency-Key`` (lineage database), so a
   push resent after a lost answer is written once.
+- ``writes.py``: **the one write path into the online store** (:func:`~service.online.writes.write_online`),
+  used by pushes and the materializer: nanosecond rows to the ordered stores, Feast's plain ``datetime``
+  contract to any other store.
 - ``stores/``: the ordered online stores (SQLite, Redis) that never let an older row overwrite a newer
   one (``type: service.online.stores.sqlite.OrderedSqliteOnlineStore`` / ``...redis.OrderedRedisOnlineStore``),
   and the readiness probe.
@@ -21,4 +24,6 @@ parser, the row order of ``offline/order.py``). Never the routers or the app.
 """
 
 # module -> the names other capability packages may import from it
-PUBLIC: dict[str, frozenset[str]] = {}
+PUBLIC: dict[str, frozenset[str]] = {
+    "service.online.writes": frozenset({"write_online"}),
+}

@@ -3,13 +3,16 @@
 Request and response JSON are those of ``feast serve``'s ``POST /get-online-features``:
 ``{"entities": {"origin": ["EWR"], ...}, "feature_service": "delay_model_v1"}`` (or ``"features"``),
 answered as ``{"metadata": {"feature_names": [...]}, "results": [{"values", "statuses",
-"event_timestamps"}, ...]}`` with one result per name, entity keys first.
+"event_timestamps"}, ...]}`` with one result per name, entity keys first. Values as ``feast serve``
+answers them: see :mod:`service.value_types`, except ``UnixTimestamp`` features, which are integer
+epoch seconds as in ``feast serve`` (:func:`epoch_seconds_json`), not ISO 8601 strings.
 """
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from feast.feature_view import DUMMY_ENTITY_VAL
@@ -20,7 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.training.offline.engine import apply_on_demand
 from service.training.offline.views import RetrievalPlan, ViewSpec, plan_retrieval, service_references
-from service.value_types import from_json, is_infinite, is_missing, json_problem, pandas_dtype, to_json, type_name
+from service.value_types import (
+    column_problems,
+    from_json_column,
+    is_infinite,
+    is_missing,
+    json_problem,
+    pandas_dtype,
+    to_json_column,
+    type_name,
+)
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -55,6 +67,22 @@ class OnlineRequestInvalid(Exception):
         return {"problems": self.problems[:100], "problem_count": len(self.problems)}
 
 
+class OnlineBatchTooLarge(Exception):
+    """More entities in one online read than ``FEASTLINE_MAX_ONLINE_ENTITIES``: 413, nothing read."""
+
+    field = "entities"
+
+    def __init__(self, entities: int, limit: int):
+        self.entities, self.limit = entities, limit
+        super().__init__(
+            f"{entities:,} entities in one read, more than the {limit:,} allowed (FEASTLINE_MAX_ONLINE_ENTITIES); "
+            "split the batch"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"entities": self.entities, "limit": self.limit}
+
+
 def _references(store: FeatureStore, req: OnlineFeaturesRequest) -> list[str]:
     if req.feature_service and req.features:
         raise OnlineRequestInvalid(
@@ -86,7 +114,7 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
         problems.append(
             {"field": "features", "row": None, "problem": f"{twice} requested more than once; list each feature once"}
         )
-    elif clashes := sorted({n for n in names if names.count(n) > 1}):
+    elif len(set(names)) < len(names) and (clashes := sorted({n for n in names if names.count(n) > 1})):
         problems.append(
             {
                 "field": "features",
@@ -114,7 +142,13 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     if not req.entities or not any(lengths.values()):
         problems.append({"field": "entities", "row": None, "problem": "no entities given"})
     for key, vtype in (plan.key_types | plan.request_types).items():
-        for i, v in enumerate(req.entities.get(key, [])):
+        values = req.entities.get(key, [])
+        if None not in values:  # the usual case, checked as a column
+            problems += [
+                {"field": f"entities.{key}", "row": i, "problem": p} for i, p in column_problems(values, vtype)
+            ]
+            continue
+        for i, v in enumerate(values):
             # a null cannot be looked up (training sets allow it for keys: null features)
             p = f"must be {type_name(vtype)}, got null" if v is None else json_problem(v, vtype)
             if p:
@@ -140,7 +174,7 @@ class OnlineValueNotRepresentable(Exception):
 
 def _typed(values: list[Any], vtype: ValueType) -> pd.Series:
     """Checked JSON request-field values as a column of their declared type's pandas dtype."""
-    converted = [from_json(v, vtype) for v in values]
+    converted = from_json_column(values, vtype)
     dtype = pandas_dtype(vtype)
     if vtype == ValueType.UNIX_TIMESTAMP:
         return pd.to_datetime(pd.Series(converted, dtype="object"), utc=True).astype(dtype)
@@ -215,7 +249,58 @@ def _cell(state: tuple[str, str], data: dict[str, Any] | None, feature: str) -> 
     kind = proto.WhichOneof("val")
     if kind is None or (kind == "unix_timestamp_val" and proto.unix_timestamp_val == NULL_UNIX_TIMESTAMP):
         return None, "NULL_VALUE", stamp
-    return feast_value_type_to_python_type(proto), "PRESENT", stamp
+    return python_value(proto, kind), "PRESENT", stamp
+
+
+# Value kinds Feast's ``feast_value_type_to_python_type`` answers as the field itself (no feature type
+# hint, no conversion): read directly, which is most of an online read's values; any other kind
+# (timestamps, lists, maps, JSON, UUIDs, decimals...) goes through Feast.
+PLAIN_KINDS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bytes_val", "bool_val"})
+
+
+def python_value(proto: Any, kind: str | None) -> Any:
+    """``feast_value_type_to_python_type(proto)``, given ``kind = proto.WhichOneof("val")``."""
+    return getattr(proto, kind) if kind in PLAIN_KINDS else feast_value_type_to_python_type(proto)
+
+
+_KEY_PROTOS: dict[tuple[ValueType, type, Any], Any] = {}
+_KEY_PROTOS_MAX = 100_000
+
+
+def key_protos(values: list[Any], vtype: ValueType) -> list[Any]:
+    """``python_values_to_proto_values(values, vtype)`` for the join-key values of one key (checked
+    values of ``vtype``, all of one Python type), each value converted by Feast once and then kept:
+    an entity key is read again and again. The protos are copied into each ``EntityKey``, never changed."""
+    missing = [v for t, v in dict.fromkeys((type(v), v) for v in values) if (vtype, t, v) not in _KEY_PROTOS]
+    if missing:
+        if len(_KEY_PROTOS) + len(missing) > _KEY_PROTOS_MAX:
+            _KEY_PROTOS.clear()
+        for v, proto in zip(missing, python_values_to_proto_values(missing, vtype), strict=True):
+            _KEY_PROTOS[(vtype, type(v), v)] = proto
+    return [_KEY_PROTOS[(vtype, type(v), v)] for v in values]
+
+
+_EPOCH_SECONDS_TYPES = frozenset({ValueType.UNIX_TIMESTAMP, ValueType.UNIX_TIMESTAMP_LIST})
+_EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_seconds_json(value: Any, vtype: ValueType | None = None) -> Any:
+    """A ``UnixTimestamp`` value (or a list of them) as ``feast serve`` answers it: integer seconds since
+    the epoch (Feast's ``unix_timestamp_val``, which keeps whole seconds; a finer time is floored);
+    missing as None. Feast's remote online client turns that integer back into Feast's value, as from
+    ``feast serve``; training sets answer ISO 8601 instead (:func:`service.value_types.to_json`)."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return [epoch_seconds_json(v) for v in value]
+    if is_missing(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return int(value.value // 1_000_000_000)  # naive = UTC, as everywhere in Feast
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return (aware - _EPOCH_DT) // timedelta(seconds=1)
+    if isinstance(value, np.datetime64):
+        return int(pd.Timestamp(value).value // 1_000_000_000)
+    return int(value)
 
 
 def _column(values: list[Any], statuses: list[str], stamps: list[str]) -> dict[str, Any]:
@@ -232,9 +317,7 @@ def _read_view(
     conversion happen once per distinct entity, then fan out to the requested rows.
     """
     fv = spec.definition
-    key_columns = [
-        [from_json(v, spec.types.get(k, ValueType.UNKNOWN)) for v in req.entities[k]] for k in spec.join_keys
-    ]
+    key_columns = [from_json_column(req.entities[k], spec.types.get(k, ValueType.UNKNOWN)) for k in spec.join_keys]
     distinct: dict[tuple[Any, ...], int] = {}
     order = [distinct.setdefault(key, len(distinct)) for key in zip(*key_columns, strict=True)]
     if not spec.join_keys:  # a view without entities: one row for everyone, keyed as Feast keys it
@@ -242,7 +325,7 @@ def _read_view(
     key_types = {c.name: c.dtype.to_value_type() for c in fv.entity_columns}
     position = {k: j for j, k in enumerate(spec.join_keys)}
     protos = [  # per store key (the view's own join keys, projection undone), one value per distinct entity
-        python_values_to_proto_values(
+        key_protos(
             [DUMMY_ENTITY_VAL if column is None else key[position[column]] for key in distinct],
             key_types.get(name, ValueType.STRING),  # Feast's dummy key of a view without entities is a string
         )
@@ -260,13 +343,23 @@ def _read_view(
         raw[f"{spec.name}__{feature}"] = values
         if f"{spec.name}:{feature}" in names:
             vtype = spec.types.get(feature)
+            if vtype in _EPOCH_SECONDS_TYPES:
+                answered = [epoch_seconds_json(cell[0], vtype) for cell in cells]
+            else:
+                answered = to_json_column([cell[0] for cell in cells], vtype)  # once per entity
             columns[names[f"{spec.name}:{feature}"]] = _column(
-                [to_json(v, vtype) for v in values], [cells[i][1] for i in order], [cells[i][2] for i in order]
+                [answered[i] for i in order], [cells[i][1] for i in order], [cells[i][2] for i in order]
             )
     return columns, raw
 
 
-def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, retry_after: int = 5) -> dict[str, Any]:
+def read_online(
+    store: FeatureStore,
+    req: OnlineFeaturesRequest,
+    now: datetime,
+    retry_after: int = 5,
+    max_entities: int | None = None,
+) -> dict[str, Any]:
     """Validate and read; the response dict shaped as ``feast serve`` shapes it.
 
     Per value a status: ``PRESENT``; ``NULL_VALUE`` (the stored value is null); ``NOT_FOUND`` (no row
@@ -276,11 +369,15 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
     request order (a feature service: its declared order).
 
     Raises:
+        OnlineBatchTooLarge: a list in ``entities`` is longer than ``max_entities`` (checked first).
         OnlineRequestInvalid, UnknownFeatureService, UnknownFeature: see ``validate_online_request``.
         OnlineStoreUnavailable: the online store cannot be reached (answered as 503 + Retry-After).
         OnlineValueNotRepresentable: an on-demand view computed ±inf, which JSON cannot carry (406,
             naming the feature and rows); NaN is answered as null with status ``NULL_VALUE``.
     """
+    longest = max((len(v) for v in req.entities.values()), default=0)
+    if max_entities is not None and longest > max_entities:
+        raise OnlineBatchTooLarge(longest, max_entities)
     refs, plan = validate_online_request(store, req)
     n = len(next(iter(req.entities.values())))
     names = {r: (r.replace(":", "__", 1) if req.full_feature_names else r.partition(":")[2]) for r in refs}
@@ -309,7 +406,11 @@ def read_online(store: FeatureStore, req: OnlineFeaturesRequest, now: datetime, 
                 for i, v in enumerate(computed)
                 if is_infinite(v)
             ]
-            values = [to_json(v, spec.types.get(feature)) for v in computed]
+            vtype = spec.types.get(feature)
+            if vtype in _EPOCH_SECONDS_TYPES:
+                values = [epoch_seconds_json(v, vtype) for v in computed]
+            else:
+                values = to_json_column(computed, vtype)
             statuses = ["NULL_VALUE" if is_missing(v) else "PRESENT" for v in computed]  # NaN is a null value
             columns[names[f"{spec.name}:{feature}"]] = _column(values, statuses, [EPOCH] * n)
     if infinite:

@@ -1,24 +1,29 @@
 """``GET /health`` (liveness) and ``GET /health/ready`` (readiness: can the online store be reached,
-and can the training-sets directory and the repo's data directory be written)."""
+and can the training-sets directory and the repo's data directory be written).
+
+Both run on the ``health`` worker pool (service/workers.py), threads of their own: they answer while
+online reads wait on a frozen store or every other worker is busy.
+"""
 
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from service.deps import LineageDep, SettingsDep, StoreDep
 from service.errors import at_field, problem_responses
 from service.online.reads import OnlineStoreUnavailable
 from service.online.stores.probe import probe_online_store
+from service.openapi import HealthOut, ReadyOut
 from service.settings import Settings
 from service.storage import StorageUnavailable, probe_clears_by_itself, probe_writable
+from service.workers import HealthRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=HealthRoute)
 
 PROBE_TIMEOUT_SECONDS = 0.5  # connect + ping stay within a Kubernetes probe's default timeoutSeconds (1)
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, responses={200: {"model": HealthOut}})
 def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[str, Any]:
     """Liveness: the process serves requests, its registry is loaded and the lineage database answers.
 
@@ -37,8 +42,8 @@ def health(store: StoreDep, lineage: LineageDep, settings: SettingsDep) -> dict[
     }
 
 
-@router.get("/health/ready", responses=problem_responses(503))
-async def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+@router.get("/health/ready", response_model=None, responses={200: {"model": ReadyOut}, **problem_responses(503)})
+def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """Readiness: can this instance answer online reads, pushes and training sets now?
 
     One cheap check of the online store (Redis ``PING`` on a fresh connection, no retries; SQLite: the
@@ -53,11 +58,11 @@ async def ready(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     instance out of rotation (Kubernetes ``readinessProbe``, load balancer health check), do not
     restart it; it is ready again by itself when the fault is cleared.
     """
-    state = await run_in_threadpool(probe_online_store, store.config, PROBE_TIMEOUT_SECONDS)
+    state = probe_online_store(store.config, PROBE_TIMEOUT_SECONDS)
     if state["reachable"] is False:
         down = OnlineStoreUnavailable(state["error"], settings.retry_after_seconds, state["error_type"], state)
         raise at_field(down, "online_store")
-    storage = await run_in_threadpool(probe_storage, settings)
+    storage = probe_storage(settings)  # on the health pool: a folder that hangs does not hold the event loop
     for field, (place, reason) in storage.items():
         if reason is not None:
             retry = settings.retry_after_seconds if probe_clears_by_itself(reason) else None

@@ -10,38 +10,46 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from lineage import InvalidNodeId, NodeNotFound, NodeRef
+from lineage import NODE_ID_PATTERN, InvalidNodeId, NodeNotFound, NodeRef
 from lineage.versions import VersionNotFound
 from service.as_of import AsOf, graph_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
+from service.openapi import ImpactOut, NodeOut, PathOut, SubgraphOut, VersionOut, VersionsOut
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 Depth = Query(None, ge=1, le=100, description="hops to follow, 1 to 100 (as on every lineage route); omit for all")
+NodeId = Annotated[str, Path(description="kind:name", json_schema_extra={"pattern": NODE_ID_PATTERN})]
+QueryNodeId = Query(description="node id, kind:name", json_schema_extra={"pattern": NODE_ID_PATTERN})
 
 
-@router.get("/nodes/{node_id}")
-def get_node(node_id: str, lineage: LineageDep, as_of: AsOf = None) -> dict[str, Any]:
+def doc(model: Any) -> dict[str, Any]:
+    return {"response_model": None, "responses": {200: {"model": model}}}
+
+
+@router.get("/nodes/{node_id}", **doc(NodeOut))
+def get_node(node_id: NodeId, lineage: LineageDep, as_of: AsOf = None) -> dict[str, Any]:
     """One node with its attributes (definition hash, schema, quality, row counts). 404 if unknown."""
     ref = NodeRef.parse(node_id)
     node = lineage.get_node(ref) if as_of is None else graph_as_of(lineage, as_of).node(ref)
     return node.to_dict()
 
 
-@router.get("/nodes/{node_id}/upstream")
-def upstream(node_id: str, lineage: LineageDep, depth: int | None = Depth, as_of: AsOf = None) -> dict[str, Any]:
+@router.get("/nodes/{node_id}/upstream", **doc(SubgraphOut))
+def upstream(node_id: NodeId, lineage: LineageDep, depth: int | None = Depth, as_of: AsOf = None) -> dict[str, Any]:
     """Everything ``node_id`` comes from, up to ``depth`` hops."""
     return graph_as_of(lineage, as_of).upstream_of(NodeRef.parse(node_id), depth=depth).to_dict()
 
 
-@router.get("/nodes/{node_id}/downstream")
-def downstream(node_id: str, lineage: LineageDep, depth: int | None = Depth, as_of: AsOf = None) -> dict[str, Any]:
+@router.get("/nodes/{node_id}/downstream", **doc(SubgraphOut))
+def downstream(node_id: NodeId, lineage: LineageDep, depth: int | None = Depth, as_of: AsOf = None) -> dict[str, Any]:
     """Everything that depends on ``node_id``, up to ``depth`` hops."""
     return graph_as_of(lineage, as_of).downstream_of(NodeRef.parse(node_id), depth=depth).to_dict()
 
 
-@router.get("/nodes/{node_id}/impact")
-def impact(node_id: str, lineage: LineageDep, as_of: AsOf = None) -> dict[str, Any]:
+@router.get("/nodes/{node_id}/impact", **doc(ImpactOut))
+def impact(node_id: NodeId, lineage: LineageDep, as_of: AsOf = None) -> dict[str, Any]:
     """What breaks or must be retrained if ``node_id`` changes: every feature service, training set and
     model downstream. ``{"node": {...}, "impact": [{...}, ...]}`` (sorted by id)."""
     graph = graph_as_of(lineage, as_of)
@@ -49,11 +57,11 @@ def impact(node_id: str, lineage: LineageDep, as_of: AsOf = None) -> dict[str, A
     return {"node": graph.node(ref).to_dict(), "impact": [n.to_dict() for n in graph.impact_of(ref)]}
 
 
-@router.get("/path")
+@router.get("/path", **doc(PathOut))
 def path(
     lineage: LineageDep,
-    source: Annotated[str, Query(description="node id")],
-    target: Annotated[str, Query(description="node id")],
+    source: Annotated[str, QueryNodeId],
+    target: Annotated[str, QueryNodeId],
     as_of: AsOf = None,
 ) -> dict[str, Any]:
     """A shortest path along the data flow between two nodes, whichever is upstream.
@@ -89,14 +97,14 @@ COUNTS_NOTE = (
 )
 
 
-@router.get("/versions")
+@router.get("/versions", **doc(VersionsOut))
 def versions(lineage: LineageDep) -> dict[str, Any]:
     """Every version recorded by ``feastline apply``, oldest first, with diff counts (no diff), and a
     ``note`` on what the counts cover (``COUNTS_NOTE``)."""
     return {"versions": [v.to_dict(with_diff=False) for v in lineage.list_versions()], "note": COUNTS_NOTE}
 
 
-@router.get("/versions/{number}")
+@router.get("/versions/{number}", **doc(VersionOut))
 def version(number: Annotated[int, Path(ge=1, lt=2**63)], lineage: LineageDep) -> dict[str, Any]:
     """One version with its diff against the previous one: ``{"number", "created_at", "source",
     "node_count", "edge_count", "counts", "diff": {"added_nodes", "removed_nodes", "changed_nodes":

@@ -15,13 +15,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from lineage import InvalidNodeId, LineageGraph, NodeNotFound, NodeRef, Subgraph
+from lineage import NODE_ID_PATTERN, InvalidNodeId, LineageGraph, NodeNotFound, NodeRef, Subgraph
 from lineage.export import graphml, node_link, svg
 from service.as_of import AsOf, graph_as_of, keep_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
+from service.openapi import NodeLinkOut, RunEventOut
+from service.workers import WorkerRoute, offload
 
-router = APIRouter(tags=["lineage"], responses=problem_responses(404, 422))
+router = APIRouter(tags=["lineage"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 
 
 class Direction(StrEnum):
@@ -31,7 +33,10 @@ class Direction(StrEnum):
 
 
 NodeQ = Query(
-    None, description="node id 'kind:name'; omit for the whole graph", examples=["feature_view:origin_weather"]
+    None,
+    description="node id 'kind:name'; omit for the whole graph",
+    examples=["feature_view:origin_weather"],
+    json_schema_extra={"pattern": NODE_ID_PATTERN},
 )
 DepthQ = Query(
     None, ge=1, le=100, description="hops to follow from node, 1 to 100 (as on every lineage route); omit for all"
@@ -73,10 +78,10 @@ def select(
     return Selection(both, node, as_of)
 
 
-SelectionDep = Annotated[Selection, Depends(select)]
+SelectionDep = Annotated[Selection, Depends(offload(select))]  # graph queries: on a worker, not the loop
 
 
-@router.get("/lineage/export/node-link")
+@router.get("/lineage/export/node-link", response_model=None, responses={200: {"model": NodeLinkOut}})
 def export_node_link(selection: SelectionDep) -> dict[str, Any]:
     """``networkx.node_link_data``-shaped JSON (multigraph; edge key = relation); read it back with
     ``networkx.node_link_graph(data, edges="edges")``."""
@@ -99,7 +104,19 @@ def export_svg(selection: SelectionDep) -> Response:
     return Response(picture, media_type="image/svg+xml")
 
 
-@router.get("/lineage/openlineage/events")
+@router.get(
+    "/lineage/openlineage/events",
+    response_model=None,
+    responses={
+        200: {
+            "model": list[RunEventOut],
+            "headers": {
+                "X-More-Events": {"schema": {"type": "string", "enum": ["true", "false"]}},
+                "Link": {"schema": {"type": "string"}, "description": '<next page URL>; rel="next"'},
+            },
+        }
+    },
+)
 def openlineage_events(
     request: Request,
     response: Response,

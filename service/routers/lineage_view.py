@@ -16,12 +16,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from lineage import Edge, InvalidNodeId, LineageGraph, Node, NodeNotFound, NodeRef
+from lineage import NODE_ID_PATTERN, Edge, InvalidNodeId, LineageGraph, Node, NodeNotFound, NodeRef
 from service.as_of import AsOf, graph_as_of, keep_as_of
 from service.deps import LineageDep
 from service.errors import at_field, problem_responses
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/lineage", tags=["lineage"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 
 BOX_W, BOX_H, COL_GAP, ROW_GAP, MARGIN = 250, 34, 90, 12, 20
 MAX_VALUE_CHARS = 4000
@@ -47,8 +48,15 @@ def view_url(node_id: str, as_of: str | None = None) -> str:
 @router.get("/view", response_class=HTMLResponse)
 def lineage_view(
     lineage: LineageDep,
-    node: str = Query(..., description="node id, kind:name", examples=["feature_service:delay_model_v1"]),
-    depth: int = Query(2, ge=1, le=10, description="hops to draw upstream and downstream"),
+    node: str = Query(
+        ...,
+        description="node id, kind:name",
+        examples=["feature_service:delay_model_v1"],
+        json_schema_extra={"pattern": NODE_ID_PATTERN},
+    ),
+    depth: int = Query(
+        2, ge=1, le=100, description="hops to draw upstream and downstream, 1 to 100 (as on every lineage route)"
+    ),
     as_of: AsOf = None,
 ) -> HTMLResponse:
     """An HTML page drawing ``node``'s upstream and downstream up to ``depth`` hops, with its attributes,

@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from service.clock import service_now
 from service.deps import LineageDep, SettingsDep, StoreDep
 from service.errors import at_field, problem_responses
+from service.formats import json_content_type
 from service.materialization.jobs import JobStore, interrupt, queue_job, run_job
 from service.materialization.materializer import (
     DEFAULT_LOOKBACK,
@@ -46,6 +47,8 @@ from service.materialization.materializer import (
     iso,
     online_views,
 )
+from service.openapi import JobOut
+from service.workers import WorkerRoute
 
 
 @asynccontextmanager
@@ -63,10 +66,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs.dispose()
 
 
-router = APIRouter(tags=["materialization"], lifespan=_lifespan)
+router = APIRouter(tags=["materialization"], lifespan=_lifespan, route_class=WorkerRoute)
+QUEUED_DOC = {
+    "model": JobOut,
+    "description": "queued: the job, also at Location",
+    "headers": {"Location": {"schema": {"type": "string"}, "description": "/jobs/{id}"}},
+    "links": {"GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}}},
+}
+JOB_ERRORS = problem_responses(400, 404, 415, 422)
 
 
-def get_jobs(request: Request) -> JobStore:
+async def get_jobs(request: Request) -> JobStore:
     return request.app.state.materialization_jobs
 
 
@@ -92,13 +102,25 @@ IsoTime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_text), Af
 """A JSON string, ISO 8601 with Z or an offset (a naive time is refused, not guessed); no epoch numbers."""
 
 
+def _integral(value: Any) -> Any:
+    """``86400.0`` -> ``86400``: a JSON number without a fraction is an integer (JSON Schema's reading)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeSeconds = Annotated[int, BeforeValidator(_integral)]
+
+
 class MaterializeRequest(BaseModel):
     """Load every entity's latest row with ``start <= event_ts < end``. Times need Z or an offset."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    start: IsoTime
-    end: IsoTime = Field(description="not after the service clock (FEASTLINE_NOW when set)")
-    feature_views: list[str] | None = Field(None, description="default: every online feature view")
+    start: IsoTime = Field(description=f"from {MIN_TIME.date()} on")
+    end: IsoTime = Field(description="after start, and not after the service clock (FEASTLINE_NOW when set)")
+    feature_views: list[str] | None = Field(
+        None,
+        description="online feature views (default: every online feature view); not empty",
+        json_schema_extra={"minItems": 1},
+    )
 
     @field_validator("end")
     @classmethod
@@ -113,12 +135,20 @@ class MaterializeIncrementalRequest(BaseModel):
     """Per view, from its last materialized end minus ``lookback_seconds`` (default one day) to ``end``."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    end: IsoTime | None = Field(None, description="default and latest: the service clock (FEASTLINE_NOW when set)")
-    lookback_seconds: int | None = Field(
+    end: IsoTime | None = Field(
+        None, description=f"default and latest: the service clock (FEASTLINE_NOW when set); from {MIN_TIME.date()} on"
+    )
+    lookback_seconds: WholeSeconds | None = Field(
         None, ge=0, le=100 * 365 * 86400, description=f"default {int(DEFAULT_LOOKBACK.total_seconds())}"
     )
-    feature_views: list[str] | None = Field(None, description="default: every online feature view")
-    default_start: IsoTime | None = Field(None, description="for a never-materialized view; default 1970")
+    feature_views: list[str] | None = Field(
+        None,
+        description="online feature views (default: every online feature view); not empty",
+        json_schema_extra={"minItems": 1},
+    )
+    default_start: IsoTime | None = Field(
+        None, description=f"for a never-materialized view; default 1970; {MIN_TIME.date()} to {MAX_TIME.date()}"
+    )
 
 
 def _submit(
@@ -138,7 +168,13 @@ def _submit(
     return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
-@router.post("/materialize", status_code=202, responses=problem_responses(400, 404, 422))
+@router.post(
+    "/materialize",
+    status_code=202,
+    dependencies=[Depends(json_content_type)],
+    response_model=None,
+    responses={202: QUEUED_DOC, **JOB_ERRORS},
+)
 def post_materialize(
     req: MaterializeRequest,
     request: Request,
@@ -149,14 +185,20 @@ def post_materialize(
 ) -> JSONResponse:
     """Queue a materialization of ``[start, end)``; ``202`` with the job and ``Location: /jobs/{id}``.
 
-    Errors: 404 unknown feature view; 422 naive timestamp, ``end <= start``, ``end`` after the service
-    clock, a view that is not online.
+    Errors: 400 malformed JSON; 404 unknown feature view; 415 not ``application/json``; 422 naive timestamp,
+    ``end <= start``, ``end`` after the service clock, a view that is not online.
     """
     args = {"start": iso(req.start), "end": iso(check_end(req.end, service_now(settings)))}
     return _submit(request, "materialize", args, req.feature_views, store, jobs, lineage)
 
 
-@router.post("/materialize-incremental", status_code=202, responses=problem_responses(400, 404, 422))
+@router.post(
+    "/materialize-incremental",
+    status_code=202,
+    dependencies=[Depends(json_content_type)],
+    response_model=None,
+    responses={202: QUEUED_DOC, **JOB_ERRORS},
+)
 def post_materialize_incremental(
     req: MaterializeIncrementalRequest,
     request: Request,
@@ -170,8 +212,8 @@ def post_materialize_incremental(
     The window of each view is decided when the job runs (after any job queued before it):
     ``[last end - lookback, end)``, so late rows (created after the last run, event time before its
     end) are loaded too; a view already materialized past ``end`` is listed in the job's ``views`` with
-    ``skipped`` (the reason). Errors: 404 unknown feature view; 422 naive timestamp, negative lookback,
-    ``end`` after the service clock.
+    ``skipped`` (the reason). Errors: 400 malformed JSON; 404 unknown feature view; 415 not JSON; 422
+    naive timestamp, negative lookback, ``end`` after the service clock.
     """
     lookback = req.lookback_seconds if req.lookback_seconds is not None else int(DEFAULT_LOOKBACK.total_seconds())
     now = service_now(settings)
@@ -183,7 +225,12 @@ def post_materialize_incremental(
     return _submit(request, "materialize-incremental", args, req.feature_views, store, jobs, lineage)
 
 
-@router.get("/jobs/{job_id}", responses=problem_responses(404))
+@router.get(
+    "/jobs/{job_id}",
+    operation_id="get_job",
+    response_model=None,
+    responses={200: {"model": JobOut}, **problem_responses(404)},
+)
 def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """A job: ``status`` (queued, running, completed, failed), ``progress``, per-view counts, ``error``."""
     try:

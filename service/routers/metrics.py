@@ -6,12 +6,14 @@ from pathlib import Path
 import duckdb
 from fastapi import APIRouter, Request, Response
 from feast import FeatureView
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.clock import service_now
 from service.deps import SettingsDep, StoreDep
 from service.training.offline.views import batch_spec
+from service.workers import WorkerRoute
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=WorkerRoute)
 
 
 def _newest_materialized(repo: Path, fv: FeatureView) -> datetime | None:
@@ -38,7 +40,13 @@ def _newest_materialized(repo: Path, fv: FeatureView) -> datetime | None:
 _NEWEST: dict[tuple[str, int, datetime], datetime | None] = {}
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "Prometheus text"}
+    },
+)
 def metrics(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     """Prometheus text format. Freshness per online view = service clock minus the newest event time
     the online store holds for it (newest materialized source row, or newest pushed row), seconds.

@@ -10,15 +10,19 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from lineage import Node, NodeKind, NodeRef, definition_hash
 from service.deps import CatalogDep, LineageDep
 from service.errors import at_field, problem_responses
-from service.training.catalog import TrainingSetNotFound
+from service.formats import json_content_type
+from service.openapi import NodeOut
+from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
+from service.workers import WorkerRoute
 
-router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422))
+router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422), route_class=WorkerRoute)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
@@ -54,17 +58,24 @@ def model_ref(name: str, version: str) -> NodeRef:
     return NodeRef(NodeKind.MODEL, f"{name}@{version}")
 
 
-@router.post("", status_code=201, responses=problem_responses(404, 409, 422))
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[Depends(json_content_type)],
+    response_model=None,
+    responses={201: {"model": NodeOut}, **problem_responses(400, 404, 409, 410, 415, 422)},
+)
 def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> dict[str, Any]:
     """Add ``model:<name>@<version>`` with a ``trained_on`` edge; a name@version is registered once.
 
-    Errors: 404 unknown training set; 409 this name@version is already registered (on any training set,
-    with any metrics: the answer names the existing registration's training set); 422 invalid body
-    (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
+    Errors: 400 malformed JSON; 404 unknown training set; 410 the training set was deleted; 409 this
+    name@version is already registered (on any training set, with any metrics: the answer names the
+    existing registration's training set); 415 a body not sent as ``application/json``; 422 invalid
+    body (unknown keys, non-numeric or non-finite metrics, names outside ``[A-Za-z0-9_.+-]``).
     """
     try:
-        catalog.get(model.training_set_id)
-    except TrainingSetNotFound as exc:  # 404, naming the body field
+        catalog.get(model.training_set_id).check_present()
+    except (TrainingSetNotFound, TrainingSetDeleted) as exc:  # 404 / 410, naming the body field
         raise at_field(exc, "training_set_id") from None
     attributes = {
         **model.model_dump(),
@@ -76,13 +87,16 @@ def register_model(model: ModelIn, lineage: LineageDep, catalog: CatalogDep) -> 
     return lineage.register_model(node, training_set).to_dict()  # checked and saved atomically: 409 or one model
 
 
-@router.get("")
+@router.get("", response_model=None, responses={200: {"model": list[NodeOut]}})
 def list_models(lineage: LineageDep) -> list[dict[str, Any]]:
     """Every registered model, sorted by id."""
     return [node.to_dict() for node in lineage.load_graph().nodes() if node.ref.kind is NodeKind.MODEL]
 
 
-@router.get("/{name}/{version}")
-def get_model(name: str, version: str, lineage: LineageDep) -> dict[str, Any]:
+NamePart = Annotated[str, PathParam(json_schema_extra={"pattern": NAME_PATTERN})]  # others: 404, never registered
+
+
+@router.get("/{name}/{version}", response_model=None, responses={200: {"model": NodeOut}})
+def get_model(name: NamePart, version: NamePart, lineage: LineageDep) -> dict[str, Any]:
     """One model by name and version. 404 if not registered."""
     return lineage.get_node(model_ref(name, version)).to_dict()

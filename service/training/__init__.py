@@ -9,8 +9,12 @@ What it owns:
 - ``catalog.py``: the training-set catalog table (lineage database).
 - ``offline/``: the offline engine. ``views.py`` turns Feast definitions into a ``RetrievalPlan``;
   ``engine.py`` is **where a training set is joined** (one DuckDB ASOF join per feature view, the TTL
-  and created-timestamp cut-off, on-demand views after the join); ``order.py`` the one order of feature rows
-  (shared); ``audit.py`` the leakage audit;
+  and created-timestamp cut-off, on-demand views after the join); ``prepared.py`` each source's ranked rows
+  and frontier, kept per state of its files (so a small set does not re-rank every source), and facts
+  about source files (content hash, null-created count, column types) remembered likewise; ``lookup.py``
+  the pick for small entity tables as array lookups over a prepared source; ``order.py`` the one order of
+  feature rows (shared); ``keys.py`` how a join key is compared (in its declared type's domain; shared);
+  ``audit.py`` the leakage audit;
   ``errors.py`` its errors; ``feast_store.py`` the Feast offline-store plug-in
   (``type: service.training.offline.feast_store.FeastlineOfflineStore``).
 
@@ -23,7 +27,8 @@ Other capability packages use it only through the names in :data:`PUBLIC`: onlin
 views and compute on-demand views with the same code as the join; the materializer reads a view's
 batch source spec; the push gate parses timestamps as entity rows do; the materializer and the ordered
 online stores order rows by the engine's own rule (``offline/order.py``: one definition of "newer",
-so training sets, materialization and online reads pick the same row). Monitoring will join its target
+so training sets, materialization and online reads pick the same row); the materializer keys rows as
+the engine joins them (``offline/keys.py``). Monitoring will join its target
 rows point-in-time through the same engine. ``tests/test_layering.py`` checks all of this.
 """
 
@@ -33,6 +38,10 @@ PUBLIC: dict[str, frozenset[str]] = {
         {"RetrievalPlan", "ViewSpec", "plan_retrieval", "service_references", "batch_spec"}
     ),
     "service.training.offline.engine": frozenset({"apply_on_demand"}),
-    "service.training.entity_rows": frozenset({"timestamp_problem"}),
+    "service.training.entity_rows": frozenset({"timestamp_problem", "parse_timestamps"}),
     "service.training.offline.order": frozenset({"order_key", "to_ns", "latest_first", "NO_CREATED_NS"}),
+    "service.training.offline.keys": frozenset({"source_column_types", "source_key_sql"}),
+    "service.training.offline.client_created": frozenset(
+        {"record_client_created", "EVENT_NS", "CREATED_NS", "PUSH_ID", "RECEIVED_AT"}
+    ),
 }

@@ -13,13 +13,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 from feast.value_type import ValueType
-from pandera.errors import SchemaErrors
 
 from service.training.offline.errors import EntityRowsInvalid
 from service.training.offline.views import RetrievalPlan
-from service.value_types import INTEGER_RANGE, from_json, is_missing, json_problem, pandas_dtype, type_name
+from service.value_types import (
+    INTEGER_RANGE,
+    column_problems,
+    from_json_column,
+    is_missing,
+    json_problem,
+    pandas_dtype,
+    type_name,
+)
 
 TS = "event_timestamp"
 
@@ -31,6 +37,7 @@ ISO_EXAMPLE = "2013-05-01T13:00:00Z"
 # ISO 8601 extended date and time: "T" or a space between them, seconds and up to 9 decimals optional,
 # then "Z", an offset (+hh:mm, +hhmm, +hh) or nothing (naive: refused unless a timezone is named).
 ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
+ISO_8601_AWARE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)")
 
 
 def timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timestamp | None, str | None]:
@@ -72,6 +79,44 @@ def timestamp_problem(value: Any, assume_tz: ZoneInfo | None) -> tuple[pd.Timest
         return ts.tz_convert("UTC").as_unit("ns"), None
     except (ValueError, OverflowError):
         return None, f"{value!r} is outside the supported range 1677-09-22 to 2262-04-11"
+
+
+def parse_timestamps(values: list[Any], assume_tz: ZoneInfo | None) -> tuple[pd.Series, list[tuple[int, str]]]:
+    """Parse a column of JSON timestamps as :func:`timestamp_problem` parses each one, in linear time.
+
+    Returns:
+        ``(stamps, problems)``: ``stamps`` a ``datetime64[ns, UTC]`` Series of ``len(values)`` (NaT
+        where refused), ``problems`` ``(position, why)`` for each refused value (a null included),
+        in position order.
+
+    The strings of the accepted shape are parsed by one vectorised ``pd.to_datetime``; a value it
+    cannot parse, and any value that is not such a string, goes through :func:`timestamp_problem`,
+    so the answers and messages are the same as value by value.
+    """
+    n = len(values)
+    column = pd.Series(values, dtype="object")
+    stamps = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
+    is_text = np.fromiter((type(v) is str for v in values), bool, n)
+    text = column[is_text].astype(str)
+    aware = text[text.str.fullmatch(ISO_8601_AWARE.pattern)]
+    if len(aware):
+        stamps.loc[aware.index] = pd.to_datetime(aware, format="ISO8601", utc=True, errors="coerce")
+    if assume_tz is not None:
+        naive = text[~text.index.isin(aware.index) & text.str.fullmatch(ISO_8601.pattern).to_numpy()]
+        if len(naive):
+            parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
+            if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # cannot be: no offsets; keep the slow path
+                parsed = pd.Series(pd.NaT, index=naive.index, dtype="datetime64[ns]")
+            local = parsed.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="NaT")
+            stamps.loc[naive.index] = local.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    problems: list[tuple[int, str]] = []
+    for i in np.flatnonzero(stamps.isna().to_numpy()):  # refused, or left to the value-by-value parser
+        ts, problem = timestamp_problem(values[i], assume_tz)
+        if problem is not None:
+            problems.append((int(i), problem))
+        else:
+            stamps.iloc[i] = ts
+    return stamps, problems
 
 
 def _scalar_problem(value: Any) -> str | None:
@@ -166,47 +211,24 @@ def entity_frame(rows: list[dict[str, Any]], plan: RetrievalPlan, timezone: str 
     for f in required:
         if f not in frame.columns:
             frame[f] = pd.Series([None] * len(rows), dtype="object")
-    stamps = []
-    for i, value in enumerate(frame[TS].tolist()):
-        ts, problem = timestamp_problem(value, assume)
-        if problem and TS in rows[i]:
-            problems.append({"row": i, "field": TS, "problem": problem})
-        stamps.append(ts)
+    stamps, ts_problems = parse_timestamps(frame[TS].tolist(), assume)
+    problems.extend({"row": i, "field": TS, "problem": p} for i, p in ts_problems if TS in rows[i])
     declared = plan.key_types | plan.request_types
-    schema = pa.DataFrameSchema(
-        {
-            name: pa.Column(
-                object,
-                pa.Check(lambda v, t=vtype: json_problem(v, t) is None, element_wise=True, name=str(vtype)),
-                nullable=True,
-            )
-            for name, vtype in declared.items()
-        },
-        name="entity_rows",
-    )
-    present = frame[list(declared)].astype(object).where(lambda d: d.notna(), None)
-    try:
-        schema.validate(present, lazy=True)
-    except SchemaErrors as err:
-        for case in err.failure_cases.itertuples():
-            if pd.notna(case.index) and case.column in rows[int(case.index)]:
-                value = rows[int(case.index)][case.column]
-                problems.append(
-                    {
-                        "row": int(case.index),
-                        "field": case.column,
-                        "problem": json_problem(value, declared[case.column]) or f"got {value!r}",
-                    }
-                )
+    # the values as sent: null is None, a JSON NaN stays NaN (a problem for every declared type)
+    present = pd.DataFrame({name: pd.Series([row.get(name) for row in rows], dtype="object") for name in declared})
+    for name, vtype in declared.items():
+        problems.extend(
+            {"row": i, "field": name, "problem": p} for i, p in column_problems(present[name].tolist(), vtype)
+        )
     for f in plan.request_fields:
         problems.extend(
             {"row": i, "field": f, "problem": "is null"} for i, r in enumerate(rows) if f in r and r[f] is None
         )
     if problems:
         raise EntityRowsInvalid(sorted(problems, key=lambda p: (p["row"] is None, p["row"] or 0, p["field"])))
-    frame[TS] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True).astype("datetime64[ns, UTC]")
+    frame[TS] = stamps.set_axis(frame.index)
     for name, vtype in declared.items():
-        frame[name] = _declared_column([from_json(v, vtype) for v in present[name].tolist()], vtype)
+        frame[name] = _declared_column(from_json_column(present[name].tolist(), vtype), vtype)
     return frame
 
 
@@ -263,8 +285,11 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
         except Exception as exc:  # unknown zone, or a local time that does not exist / is ambiguous there
             return col, [{"row": None, "field": name, "problem": f"cannot be read in {timezone!r}: {exc}"}]
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        values = col.astype(object).tolist()
+        if set(map(type, values)) <= {str, type(None)}:  # the usual case, without a look at each value
+            return col, []
         problems = []
-        for i, v in enumerate(col.astype(object).tolist()):
+        for i, v in enumerate(values):
             if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)):
                 continue
             if isinstance(v, list | tuple | np.ndarray):
@@ -278,27 +303,44 @@ def _table_column_problems(name: str, col: pd.Series, timezone: str | None) -> t
     return col, [{"row": None, "field": name, "problem": f"has unsupported type {dtype}; send {EXTRA_KINDS}"}]
 
 
+def _fits(col: pd.Series, low: int, high: int) -> bool:
+    """Every value of the integer column ``col`` (nulls aside; not all null) lies in ``[low, high]``:
+    by its dtype's range, else by its minimum and maximum (compared as Python integers, exactly)."""
+    dtype = col.dtype
+    info = np.iinfo(dtype.numpy_dtype if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype)
+    if low <= int(info.min) and int(info.max) <= high:
+        return True
+    return low <= int(col.min()) and int(col.max()) <= high
+
+
 def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series, list[dict[str, Any]]]:
     """A join-key or request-field column of a Parquet/Arrow table checked against its declared type,
     and converted to that type's pandas dtype. Only a column type holding exactly the declared values
     is taken (an int32 column for an ``Int64`` key, a float32 one for ``Float64``); a column of another
-    kind (strings for an integer key, floats for an integer) is refused, never cast. All-null: taken."""
+    kind (strings for an integer key, floats for an integer) is refused, never cast, and so is ±inf in a
+    float column (rows named; NaN is a null). All-null: taken."""
     dtype = col.dtype
     kind = None
     if col.isna().all():
         return col.astype(pandas_dtype(vtype)) if vtype in INTEGER_RANGE else col, []
     if vtype in INTEGER_RANGE and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         low, high = INTEGER_RANGE[vtype]
-        values = col.astype(object)
-        out = [i for i, v in enumerate(values.tolist()) if not is_missing(v) and not low <= int(v) <= high]
-        if out:
-            return col, [
-                {"row": i, "field": name, "problem": f"{values.iloc[i]} does not fit in {type_name(vtype)}"}
-                for i in out
-            ]
+        if not _fits(col, low, high):  # then find the rows that do not
+            values = col.astype(object)
+            out = [i for i, v in enumerate(values.tolist()) if not is_missing(v) and not low <= int(v) <= high]
+            if out:
+                return col, [
+                    {"row": i, "field": name, "problem": f"{values.iloc[i]} does not fit in {type_name(vtype)}"}
+                    for i in out
+                ]
         return col.astype(pandas_dtype(vtype)), []
     if vtype in (ValueType.FLOAT, ValueType.DOUBLE) and pd.api.types.is_float_dtype(dtype):
         if vtype == ValueType.DOUBLE or dtype == np.dtype("float32"):
+            infinite = _rows_where(np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)))
+            if infinite:  # a value of neither type (JSON refuses it the same way)
+                return col, [
+                    {"row": i, "field": name, "problem": json_problem(float(col.iloc[i]), vtype)} for i in infinite
+                ]
             return col.astype(pandas_dtype(vtype)), []
         kind = "a float32 column"
     elif vtype == ValueType.BOOL and pd.api.types.is_bool_dtype(dtype):
@@ -307,7 +349,10 @@ def typed_column(name: str, col: pd.Series, vtype: ValueType) -> tuple[pd.Series
         return col.dt.tz_convert("UTC").astype(pandas_dtype(vtype)), []
     elif vtype in (ValueType.STRING, ValueType.BYTES) and dtype == np.dtype("object"):
         want = str if vtype == ValueType.STRING else bytes
-        bad = [i for i, v in enumerate(col.tolist()) if not (is_missing(v) or isinstance(v, want))]
+        values = col.tolist()
+        if set(map(type, values)) <= {want, type(None)}:  # the usual case, without a call per value
+            return col, []
+        bad = [i for i, v in enumerate(values) if not (is_missing(v) or isinstance(v, want))]
         return col, [
             {"row": i, "field": name, "problem": f"must be {type_name(vtype)}, got {type(col.iloc[i]).__name__}"}
             for i in bad
@@ -329,8 +374,9 @@ def entity_frame_from_table(frame: pd.DataFrame, plan: RetrievalPlan, timezone: 
     given), no nulls; each join key a column of its declared Feast type (an integer column of any
     width that holds the values for ``Int32``/``Int64``, strings for ``String``, bytes for ``Bytes``,
     aware timestamps for ``UnixTimestamp``; nulls allowed: they match nothing), converted to that
-    type's pandas dtype; each request field likewise, without nulls. Other columns pass through unchanged if they hold
-    booleans, integers, floats (NaN is a missing value; ±inf is refused), strings or timezone-aware
+    type's pandas dtype; each request field likewise, without nulls (NaN is one) or ±inf. Other
+    columns pass through unchanged if they hold booleans, integers, floats (NaN is a missing value;
+    ±inf is refused), strings or timezone-aware
     timestamps (naive ones only with ``timezone``); nested values, bytes, dates, decimals and
     durations are refused. Timestamps come out as ``datetime64[ns, UTC]``.
 

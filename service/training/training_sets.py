@@ -14,6 +14,7 @@ and the COMPLETE event commit in one transaction that also closes the intent. A 
 files and records FAIL; a crash leaves an intent the recovery pass (``service.recovery``) undoes.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -25,11 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from pydantic import BaseModel, ConfigDict, Field
 
-from lineage import LineageStore
+from lineage import LineageStore, NodeKind, NodeNotFound, NodeRef
 from lineage.builders import spec_hash, training_set_graph
 from lineage.database import transaction
 from lineage.store import LineageWrite
@@ -39,7 +41,9 @@ from service.storage import crash_point, replace, temp_path, write_temp
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.training.offline.errors import FeatureSelectionInvalid
+from service.training.offline.prepared import per_file_state
 from service.training.offline.views import RetrievalPlan, batch_spec, plan_retrieval, service_references
+from service.value_types import is_missing
 
 log = logging.getLogger("feastline.training_sets")
 
@@ -83,15 +87,6 @@ class TrainingSetRequest(TrainingSetOptions):
     )
 
 
-class TrainingSetOut(BaseModel):
-    id: str
-    row_count: int
-    columns: list[str]
-    fingerprint: str
-    audit: dict[str, Any]
-    rows: list[dict[str, Any]]
-
-
 @dataclass(frozen=True)
 class TrainingSet:
     record: TrainingSetRecord
@@ -130,6 +125,10 @@ def entity_sha256(entity_df: pd.DataFrame) -> str:
 def sha256_source(path: Path, files: list[Path]) -> str:
     """The content sha256 of a source: its file's, or for a directory or glob of Parquet files the
     sha256 over each file's name (relative to ``path`` or the glob's folder) and content sha256."""
+    return per_file_state(("sha256", str(path)), files, lambda: _sha256_files(path, files))
+
+
+def _sha256_files(path: Path, files: list[Path]) -> str:
     if files == [path]:
         return sha256_file(path)
     base = path if path.is_dir() else Path(os.path.commonpath([f.parent for f in files]))
@@ -298,7 +297,7 @@ def create_training_set(
 def lineage_attributes(record: TrainingSetRecord) -> dict[str, Any]:
     """The attributes of a set's lineage node: its catalog row without the audit, options and columns,
     and whether the audit passed."""
-    attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns")}
+    attributes = {k: v for k, v in record.to_dict().items() if k not in ("audit", "options", "columns", "deleted_at")}
     attributes["audit_passed"] = bool(record.audit.get("passed"))
     return attributes
 
@@ -312,12 +311,38 @@ def _differing(before: pd.DataFrame, after: pd.DataFrame, cap: int = 100) -> dic
         }
     columns, rows = [], set()
     for col in before.columns:
-        a, b = before[col].reset_index(drop=True), after[col].reset_index(drop=True)
-        same = (a == b) | (a.isna() & b.isna())
+        same = _same_rows(before[col].reset_index(drop=True), after[col].reset_index(drop=True))
         if not same.all():
             columns.append(col)
-            rows.update(same[~same.fillna(False)].index.tolist())
+            rows.update(np.flatnonzero(~same).tolist())
     return {"columns": columns, "rows": sorted(rows)[:cap], "rows_differing": len(rows)}
+
+
+def _same_rows(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Per row, whether ``a`` and ``b`` (two columns of equal length) hold the same value exactly: a
+    missing value equals only a missing value; lists (Array features) are compared item by item."""
+    if a.dtype != object and b.dtype != object:
+        try:
+            equal = (a == b).fillna(False).to_numpy(dtype=bool)  # a missing value compares as NA: not equal
+            return equal | (a.isna() & b.isna()).to_numpy(dtype=bool)
+        except TypeError:  # dtypes that do not compare (e.g. aware and naive timestamps): value by value
+            pass
+    return np.array([_same(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)], dtype=bool)
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Exact equality of two stored values; lists and arrays item by item, missing equals missing."""
+    lists = (list, tuple, np.ndarray)
+    if isinstance(x, lists) or isinstance(y, lists):
+        if not (isinstance(x, lists) and isinstance(y, lists)) or len(x) != len(y):
+            return False
+        return all(_same(i, j) for i, j in zip(x, y, strict=True))
+    if is_missing(x) or is_missing(y):
+        return is_missing(x) and is_missing(y)
+    try:
+        return bool(x == y)
+    except (TypeError, ValueError):
+        return False
 
 
 def reproduce(store: FeatureStore, record: TrainingSetRecord, root: Path) -> dict[str, Any]:
@@ -440,3 +465,38 @@ def lineage_graph_of(store: FeatureStore | None, record: TrainingSetRecord) -> t
         record.id, record.features, record.feature_service, lineage_attributes(record), view_names
     )
     return list(nodes), list(edges)
+
+
+def delete_training_set(
+    catalog: TrainingSetCatalog, lineage: LineageStore, ts_id: str, at: datetime, root: Path
+) -> dict[str, Any]:
+    """Delete a stored training set: its data and entity files are removed, its catalog row and lineage
+    node ``training_set:<id>`` are kept and marked deleted (``deleted_at``), so its history stays
+    readable (``as_of`` a time before shows it as it was) and nothing new can be trained on it.
+    ``root``: the training-sets folder the catalog's paths are relative to.
+
+    The lineage mark comes first, under the lineage writers' lock, where the models trained on the
+    set are checked: a model registered concurrently either lands first (this is refused) or finds
+    the set deleted. Then the catalog row, then the files; a delete interrupted midway is finished by
+    running it again.
+
+    Returns:
+        the record as now stored (``deleted_at`` set) plus ``files_removed``.
+
+    Raises:
+        TrainingSetNotFound: no such set (404).
+        TrainingSetDeleted: it was deleted already (410).
+        NodeInUse: a registered model was trained on it (409, ``used_by`` names the models).
+    """
+    record = catalog.get(ts_id)
+    record.check_present()
+    ref = NodeRef(NodeKind.TRAINING_SET, ts_id)
+    with contextlib.suppress(NodeNotFound):  # a row without its node (an older crash): nothing depends on it
+        lineage.mark_deleted(ref, at, refuse_if_used_by=NodeKind.MODEL)
+    record = catalog.mark_deleted(ts_id, at)
+    removed = []
+    for path in (stored_file(root, record.data_path), stored_file(root, record.entity_path)):
+        if path.exists():
+            path.unlink()
+            removed.append(path.name)
+    return {**record.to_dict(), "files_removed": removed}

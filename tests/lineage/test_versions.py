@@ -272,3 +272,18 @@ def test_unknown_version_or_node_is_a_404(client) -> None:  # type: ignore[no-un
         answer = client.get(url, params=params)
         assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json", url
     assert "as_of" in client.get("/lineage/nodes/feature_view:origin_weather", params={"as_of": 9999}).json()["detail"]
+
+
+def test_an_unchanged_graph_records_no_version_when_asked(store: LineageStore) -> None:
+    nodes, edges = registry_v1()
+    first = store.record_version(nodes, edges)
+    assert store.record_version(nodes, edges, skip_if_unchanged=True) is None
+    assert store.list_versions() == [first]
+    # the same definitions with a new attribute (a new pipeline run's counts): saved, still no version
+    with_counts = [Node(n.ref, n.definition_hash, {**n.attributes, "rows": 7}) if n.ref == SOURCE else n for n in nodes]
+    assert store.record_version(with_counts, edges, skip_if_unchanged=True) is None
+    assert store.get_node(SOURCE).attributes == {"rows": 7} and store.list_versions() == [first]
+    assert store.graph_as_of(1).node(SOURCE).attributes == {}  # the version's own state is kept
+    second = store.record_version(*registry_v2(), skip_if_unchanged=True)  # a real change: a version
+    assert second is not None and second.number == 2 and second.diff.changed_nodes
+    assert store.record_version(nodes, edges).number == 3  # without the option: always a version

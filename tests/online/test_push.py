@@ -159,12 +159,16 @@ def test_a_type_error_is_quarantined_row_by_row_and_a_future_row_refused(client)
 
 def test_odd_inputs_on_lineage_and_materialize_are_4xx_and_metrics_survive(client):
     for url in (
-        "/lineage/nodes/feature_view:origin_weather?as_of=99999999999999999999999",
-        "/lineage/nodes/feature_view:origin_weather?as_of=0001-01-01T00:00:00%2B14:00",
-        "/lineage/nodes/feature_view:origin_weather?as_of=%D9%A1",
-        "/lineage/versions/99999999999999999999",
+        "/lineage/nodes/feature_view:origin_weather?as_of=%D9%A1",  # an Arabic-Indic digit: not a version
+        "/lineage/versions/99999999999999999999",  # beyond the documented integer range
     ):
         assert client.get(url).status_code == 422, url
+    for url in (  # valid per the documented as_of (digits, or an RFC 3339 time): no such version, 404
+        "/lineage/nodes/feature_view:origin_weather?as_of=99999999999999999999999",
+        "/lineage/nodes/feature_view:origin_weather?as_of=0001-01-01T00:00:00%2B14:00",
+    ):
+        answer = client.get(url)
+        assert answer.status_code == 404 and answer.json()["field"] == "query.as_of", url
     far = client.post("/materialize", json={"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T23:59:59Z"})
     assert far.status_code == 422
     huge = client.post("/materialize-incremental", json={"lookback_seconds": 99999999999999999999})

@@ -111,7 +111,10 @@ def z(ts: datetime) -> str:
 
 
 def push(client, df: dict, to: str = "online"):  # type: ignore[no-untyped-def]
-    return client.post("/push", json={"push_source_name": "trips_push", "df": df, "to": to})
+    body = {"push_source_name": "trips_push", "df": df, "to": to}
+    if "created_at" in df or "created" in df:  # a created column of the client's: only when asked for
+        body["allow_client_created"] = True
+    return client.post("/push", json=body)
 
 
 def online(client, ids: list[int]) -> dict:  # type: ignore[no-untyped-def]

@@ -137,6 +137,38 @@ def test_persist_writes_the_answer_and_never_overwrites_silently(repo: Path) -> 
     assert sorted(p.name for p in (repo / "data").iterdir() if p.name.endswith(".tmp")) == []
 
 
+def test_persist_to_a_directory_writes_one_part_file_and_never_mixes_in_other_files(repo: Path) -> None:
+    """A path without ``.parquet`` is a directory dataset (Feast's File store writes one too): the answer is
+    ``<dir>/part-0.parquet``; other Parquet files in it would be read as rows of the dataset, so it is refused."""
+    store = FeatureStore(repo_path=str(repo))
+    entity = entity_rows()
+    job = store.get_historical_features(entity_df=entity, features=["stats:rate", "stats:trips"])
+    folder = repo / "data" / "saved_dir"
+    folder.mkdir()  # an existing (empty) directory, as Feast's tests hand out
+    storage = SavedDatasetFileStorage(path=str(folder))
+    with pytest.raises(SavedDatasetLocationAlreadyExists):
+        job.persist(storage)
+    assert list(folder.iterdir()) == []
+    saved = store.create_saved_dataset(from_=job, name="ds_dir", storage=storage, allow_overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["part-0.parquet"]
+    order = ["driver_id", "event_timestamp"]
+    assert answered(saved.to_df().sort_values(order)) == answered(
+        entity.assign(
+            rate=[None if e is None else e["rate"] for e in expected(stats_frame(), entity)],
+            trips=[None if e is None else e["trips"] for e in expected(stats_frame(), entity)],
+        ).sort_values(order)
+    )
+    job.persist(storage, allow_overwrite=True)  # its own part file is overwritten in place
+    assert sorted(p.name for p in folder.iterdir()) == ["part-0.parquet"]
+
+    other = repo / "data" / "other_dir"
+    (other / "nested").mkdir(parents=True)
+    stats_frame().to_parquet(other / "nested" / "x.parquet")
+    with pytest.raises(ValueError, match="other Parquet files"):
+        job.persist(SavedDatasetFileStorage(path=str(other)), allow_overwrite=True)
+    assert sorted(str(p.relative_to(other)) for p in other.rglob("*")) == ["nested", "nested/x.parquet"]
+
+
 def test_non_entity_mode_answers_each_entity_seen_in_the_range_as_of_its_end(repo: Path) -> None:
     store = FeatureStore(repo_path=str(repo))
     source = stats_frame()
@@ -193,3 +225,8 @@ def test_created_cut_off_is_the_default_and_the_store_config_can_lift_it(repo: P
     )
     lifted = FeatureStore(repo_path=str(repo)).get_historical_features(at, ["stats:trips"]).to_df()
     assert lifted["trips"].tolist() == [30]
+    # Feast's per-call filter_by_created_timestamp=True applies the cut-off whatever the config says
+    asked = FeatureStore(repo_path=str(repo)).get_historical_features(
+        at, ["stats:trips"], filter_by_created_timestamp=True
+    )
+    assert asked.to_df()["trips"].tolist() == [20]

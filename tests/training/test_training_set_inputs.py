@@ -203,9 +203,10 @@ def test_reading_a_set_as_json_has_the_same_size_limit(built_repo):
         assert created.status_code == 201
         ts_id = created.headers["x-training-set-id"]
         response = c.get(f"/training-sets/{ts_id}/data", headers={"accept": JSON})
-        assert response.status_code == 413, response.text
+        assert response.status_code == 406, response.text
         body = response.json()
         assert body["field"] == "header.accept" and body["rows"] == 3 and body["limit"] == 2
+        assert body["supported"] == ["application/vnd.apache.parquet", "application/vnd.apache.arrow.stream"]
         assert "3 rows" in body["detail"] and "Parquet" in body["detail"]
         assert len(pd.read_parquet(io.BytesIO(c.get(f"/training-sets/{ts_id}/data").content))) == 3
 

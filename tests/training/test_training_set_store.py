@@ -190,8 +190,12 @@ def test_a_leaking_join_is_refused_with_409_and_nothing_stored(repo_copy, monkey
 def test_json_answer_has_a_size_limit(built_repo):
     with TestClient(create_app(Settings(repo=built_repo, max_json_rows=2))) as c:
         rows = [{"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}] * 3
-        response = c.post("/training-sets", json={"feature_service": "delay_model_v1", "entity_rows": rows})
-        assert response.status_code == 413
+        response = c.post(
+            "/training-sets",
+            json={"feature_service": "delay_model_v1", "entity_rows": rows},
+            headers={"accept": "application/json"},
+        )
+        assert response.status_code == 406  # JSON only, and too large for it (413 is for request bodies)
         ok = c.post(
             "/training-sets",
             json={"feature_service": "delay_model_v1", "entity_rows": rows},

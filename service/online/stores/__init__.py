@@ -7,7 +7,8 @@ only the write path changes. The ordering rule, for one entity key of one featur
 training-set engine and the materializer use (:mod:`service.training.offline.order`):
 
 * the row with the greater ``event_ts`` wins, compared in full: nanoseconds where the write carries
-  them (the materializer writes ``pd.Timestamp``; a push through Feast carries microseconds);
+  them (the materializer and pushes write ``pd.Timestamp`` through :mod:`service.online.writes`;
+  Feast's own ``push`` would carry microseconds);
 * on equal ``event_ts`` the greater ``created_ts`` wins (a missing ``created_ts`` counts as the smallest);
 * on a full tie the later write wins, so re-writing the same row is idempotent.
 

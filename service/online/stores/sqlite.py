@@ -11,7 +11,13 @@ from feast.entity import Entity
 from feast.feature_view import FeatureView
 from feast.infra.key_encoding_utils import serialize_entity_key, serialize_f32
 from feast.infra.online_stores.helpers import extract_text_and_num
-from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig, _quote_id, _table_id
+from feast.infra.online_stores.sqlite import (
+    SqliteOnlineStore,
+    SqliteOnlineStoreConfig,
+    _initialize_conn,
+    _quote_id,
+    _table_id,
+)
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
@@ -44,6 +50,7 @@ class OrderedSqliteOnlineStore(SqliteOnlineStore):
     """
 
     _write_lock: Any = None  # a threading.Lock, made on first write
+    _write_conn: Any = None  # the connection writes use, made on first write (see _get_write_conn)
 
     def online_write_batch(
         self,
@@ -71,7 +78,7 @@ class OrderedSqliteOnlineStore(SqliteOnlineStore):
         writes are one ``BEGIN IMMEDIATE`` transaction, which holds SQLite's write lock from the first
         read, so two writers cannot both read the old row and then overwrite each other out of order.
         """
-        conn = self._get_conn(config)
+        conn = self._get_write_conn(config)
         table_name = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
         columns, has_value_num_col = self._write_columns(config, conn, table_name)
         upsert_sql = _upsert_sql(table_name, columns)
@@ -117,6 +124,19 @@ class OrderedSqliteOnlineStore(SqliteOnlineStore):
                 progress(1)
         if progress and len(data) > len(rows):
             progress(len(data) - len(rows))  # rows superseded inside the batch: handled, never written
+
+    def _get_write_conn(self, config: RepoConfig) -> Any:
+        """The connection of this store's writes, not shared with its reads (Feast's ``_get_conn``).
+
+        A connection that also serves reads can hold SQLite's SHARED lock (another thread's read in
+        progress) when ``BEGIN IMMEDIATE`` asks it for RESERVED; if another process's writer is then
+        committing (RESERVED, waiting for EXCLUSIVE), SQLite answers "database is locked" at once
+        instead of waiting (it would be a deadlock). A connection used only for writes holds no lock
+        outside its own transaction, so it waits its busy timeout like any writer.
+        """
+        if self._write_conn is None:
+            self._write_conn = _initialize_conn(self._get_db_path(config))
+        return self._write_conn
 
     def update(
         self,

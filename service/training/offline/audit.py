@@ -9,12 +9,16 @@ null (knowledge time unknown): the cut-off excluded them (``feature_rows_created
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
+from service.training.offline.client_created import client_created_matches
 from service.training.offline.errors import RetrievalError
+from service.training.offline.prepared import per_file_state
 from service.training.offline.views import ViewSpec
 
 TS = "event_timestamp"
@@ -30,6 +34,7 @@ class ViewAudit:
     created_filter: bool  # created_ts <= entity_ts enforced (False: turned off, or no created column)
     violations: dict[str, int]  # check name -> rows failing it (all zero in an answered request)
     feature_rows_created_unknown: int = 0  # source rows with a null created, excluded by the filter (0 when off)
+    feature_rows_client_created: int = 0  # matched rows whose created time the pusher gave (allow_client_created)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class LeakageAudit:
             "rows": self.rows,
             "passed": self.passed,
             "created_filter_requested": self.created_filter_requested,
+            # rows joined to a feature row whose created time came from the pusher, not the service
+            "client_created_rows": sum(v.feature_rows_client_created for v in self.views),
             "views": [asdict(v) for v in self.views],
         }
 
@@ -66,9 +73,16 @@ class LeakageDetected(RetrievalError):
 
 
 def audit_join(
-    entity_ts: pd.Series, joined: pd.DataFrame, views: tuple[ViewSpec, ...], created_filter: bool
+    entity_ts: pd.Series,
+    joined: pd.DataFrame,
+    views: tuple[ViewSpec, ...],
+    created_filter: bool,
+    entity_keys: pd.DataFrame | None = None,
 ) -> LeakageAudit:
-    """Audit ``joined`` (``join_views`` output, aligned with ``entity_ts``, UTC) for each view."""
+    """Audit ``joined`` (``join_views`` output, aligned with ``entity_ts``, UTC) for each view.
+
+    ``entity_keys`` (the entity rows' join-key columns, aligned too) lets the audit count the joined
+    rows whose created time a pusher gave (:mod:`service.training.offline.client_created`)."""
     audits = []
     for v in views:
         feature_ts = joined[f"{v.name}____feature_ts"]
@@ -95,16 +109,54 @@ def audit_join(
                 ttl_seconds=v.ttl.total_seconds() if v.ttl else None,
                 created_filter=enforce_created,
                 feature_rows_created_unknown=_created_unknown(v) if enforce_created else 0,
+                feature_rows_client_created=_client_created(v, entity_keys, feature_ts, created_ts),
                 violations=violations,
             )
         )
     return LeakageAudit(len(entity_ts), created_filter, tuple(audits))
 
 
+def _client_created(v: ViewSpec, entity_keys: pd.DataFrame | None, feature_ts: pd.Series, created_ts: pd.Series) -> int:
+    if entity_keys is None or v.created_field is None:
+        return 0
+    keys = entity_keys[list(v.join_keys)]
+    return client_created_matches(v.path, {k: v.columns[k] for k in v.join_keys}, keys, feature_ts, created_ts)
+
+
 def _created_unknown(v: ViewSpec) -> int:
-    """Rows of ``v``'s source whose created timestamp is null (DuckDB reads that one column)."""
+    """Rows of ``v``'s source whose created timestamp is null.
+
+    Read from the Parquet footers of the source's files (the null count each row group records for
+    the column: no data is read); when a file lacks the column or a row group its null count, DuckDB
+    counts over the source's rows instead.
+    """
     assert v.created_field is not None
     created = '"' + v.created_field.replace('"', '""') + '"'
-    with duckdb.connect() as con:
-        row = con.execute(f"SELECT count(*) - count({created}) FROM read_parquet(?)", [str(v.path)]).fetchone()
-    return int(row[0]) if row else 0
+    files = v.parquet_files()
+
+    def count() -> int:
+        nulls = _footer_null_count(files, v.created_field or "")
+        if nulls is not None:
+            return nulls
+        with duckdb.connect() as con:
+            row = con.execute(f"SELECT count(*) - count({created}) FROM read_parquet(?)", [v.parquet_glob]).fetchone()
+        return int(row[0]) if row else 0
+
+    return per_file_state(("created_unknown", v.created_field), files, count) if files else count()
+
+
+def _footer_null_count(files: list[Path], column: str) -> int | None:
+    """Nulls in the top-level ``column`` over ``files`` as their footers record them; None when a
+    file has no such column or a row group carries no null count (then it must be counted)."""
+    total = 0
+    for path in files:
+        meta = pq.read_metadata(path)
+        index = next((i for i in range(meta.num_columns) if meta.schema.column(i).path == column), None)
+        if index is None:
+            return None
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(index).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            total += stats.null_count
+    return total

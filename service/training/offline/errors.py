@@ -105,16 +105,42 @@ class SourceDataMissing(RetrievalError):
 
 
 class TooLargeForJson(RetrievalError):
-    """More rows than a JSON answer may carry: ask for Parquet or Arrow instead."""
+    """More rows than a JSON answer may carry, and the request accepts nothing else (406): ask for
+    Parquet or Arrow instead. (413 is for request bodies.)"""
 
-    field = "entity_rows"
+    field = "header.accept"
+    BINARY = ("application/vnd.apache.parquet", "application/vnd.apache.arrow.stream")
 
-    def __init__(self, rows: int, limit: int, field: str = "entity_rows"):
-        self.rows, self.limit, self.field = rows, limit, field
+    def __init__(self, rows: int, limit: int, field: str = "header.accept", supported: tuple[str, ...] = BINARY):
+        self.rows, self.limit, self.field, self.supported = rows, limit, field, supported
         super().__init__(
-            f"{rows:,} rows is more than {limit:,} for a JSON answer; ask for Parquet or Arrow with "
-            "Accept: application/vnd.apache.parquet (or application/vnd.apache.arrow.stream)"
+            f"{rows:,} rows is more than {limit:,} for a JSON answer, and Accept allows no other type; ask for "
+            f"Parquet or Arrow with Accept: {' or '.join(supported)} (or list one after JSON, e.g. "
+            f"'application/json, {supported[0]};q=0.5')"
         )
 
     def details(self) -> dict[str, Any]:
-        return {"rows": self.rows, "limit": self.limit}
+        return {"rows": self.rows, "limit": self.limit, "supported": list(self.supported)}
+
+
+class SourceKeyTypeMismatch(RetrievalError):
+    """A view's source holds a join-key column of a type that does not hold its declared type's values
+    (text for an integer key, floats for any key): joining it would need a lossy cast, so nothing is joined."""
+
+    field = None
+
+    def __init__(self, view: str, key: str, column: str, physical: str, declared: str):
+        self.view, self.key, self.column, self.physical, self.declared = view, key, column, physical, declared
+        super().__init__(
+            f"feature view {view!r}: join key {key!r} is declared {declared} but its source column {column!r} "
+            f"holds {physical}; fix the source data or the declared type (a key is never cast lossily)"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "feature_view": self.view,
+            "join_key": self.key,
+            "source_column": self.column,
+            "source_type": self.physical,
+            "declared_type": self.declared,
+        }

@@ -11,9 +11,20 @@ timestamp, the leakage audit run on every answer. Materialization, push-to-offli
 else are Feast's DuckDB offline store, unchanged.
 
 Differences from Feast's own stores, on purpose:
-- the created-timestamp filter is always on (Feast's ``filter_by_created_timestamp`` flag, False
-  by default there, cannot turn it off here); over HTTP it can be turned off explicitly;
-- a timezone-naive entity timestamp is refused (``EntityRowsInvalid``), not read as UTC.
+- the created-timestamp cut-off is on by default (Feast's ``filter_by_created_timestamp`` flag is False
+  by default there); ``allow_created_after_entity: true`` in the store config lifts it, and Feast's
+  per-call ``filter_by_created_timestamp=True`` applies it whatever the config says;
+- a timezone-naive entity timestamp is refused (``EntityRowsInvalid``), not read as UTC (Feast's
+  ``FeatureStore`` itself localizes naive datetime columns to UTC before calling the store, unless
+  ``coerce_tz_aware: false``).
+
+Following Feast's SDK conventions (Feast's universal offline-store tests check them), unlike the HTTP route:
+- features are answered in the source's dtype: a ``Float32`` feature of a float64 source is float64,
+  equal to the source's value (``to_df``/``to_arrow``); lists as the source holds them;
+- an integer entity column for a ``String`` join key is taken and compared by its canonical decimal
+  spelling (``1001`` matches ``"1001"``, never ``"01001"``; :mod:`service.training.offline.keys`);
+- on-demand views are computed by Feast's ``RetrievalJob.to_arrow`` after the join, each listed once,
+  answering the outputs that were requested.
 """
 
 import os
@@ -37,6 +48,7 @@ from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import compute_non_entity_date_range
+from feast.value_type import ValueType
 from pydantic import StrictStr
 
 from service.training.entity_rows import typed_column
@@ -45,6 +57,7 @@ from service.training.offline.errors import EntityRowsInvalid, FeatureSelectionI
 from service.training.offline.views import RetrievalPlan, batch_spec
 
 TYPE = "service.training.offline.feast_store.FeastlineOfflineStore"
+DATASET_PART = "part-0.parquet"  # the one file of a saved dataset persisted to a directory
 
 
 class FeastlineOfflineStoreConfig(FeastConfigBaseModel):
@@ -106,6 +119,14 @@ def _entity_frame(entity_df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return frame.reset_index(drop=True), ts_col
 
 
+def _integers_for_string_key(col: pd.Series, vtype: ValueType) -> bool:
+    """An integer column for a ``String`` key: taken as is on the SDK path (Feast's own tests declare
+    ``driver_id`` ``String`` over integer data); the engine compares it by its canonical decimal spelling
+    (:mod:`service.training.offline.keys`), so ``1001`` matches ``"1001"``, never ``"01001"``."""
+    integers = pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
+    return vtype == ValueType.STRING and integers
+
+
 class FeastlineRetrievalJob(RetrievalJob):
     def __init__(
         self,
@@ -115,9 +136,11 @@ class FeastlineRetrievalJob(RetrievalJob):
         entity_df: pd.DataFrame,
         full_feature_names: bool,
         odfvs: list[OnDemandFeatureView],
+        created_filter: bool = True,
     ):
         self._config, self._views, self._refs = config, views, refs
         self._entity_df, self._full, self._odfvs = entity_df, full_feature_names, odfvs
+        self._created_filter = created_filter
         self.last_audit: Any = None
 
     @property
@@ -139,8 +162,10 @@ class FeastlineRetrievalJob(RetrievalJob):
         specs = tuple(batch_spec(Path(str(self._config.repo_path)), v) for v in self._views)
         plan = RetrievalPlan(views=specs, on_demand=(), requested=tuple(requested))
         problems = []
-        for key, vtype in plan.key_types.items():  # as for Parquet bodies: the declared type, never a cast
-            if key in entity:
+        # as for Parquet bodies: each key column of its declared type, never cast; one exception, as Feast's
+        # own stores: an integer column for a String key, compared by its canonical spelling (keys.py)
+        for key, vtype in plan.key_types.items():
+            if key in entity and not _integers_for_string_key(entity[key], vtype):
                 entity[key], found = typed_column(key, entity[key], vtype)
                 problems.extend(found)
         if problems:
@@ -150,7 +175,8 @@ class FeastlineRetrievalJob(RetrievalJob):
             plan,
             JoinOptions(
                 full_feature_names=self._full,
-                created_filter=not self._config.offline_store.allow_created_after_entity,
+                created_filter=self._created_filter,
+                declared_dtypes=False,  # Feast's convention: features as the source holds them (see the module)
             ),
         )
         self.last_audit = result.audit
@@ -168,17 +194,31 @@ class FeastlineRetrievalJob(RetrievalJob):
         )
 
     def persist(self, storage: Any, allow_overwrite: bool = False, timeout: int | None = None) -> None:
-        """Write the answer to a ``SavedDatasetFileStorage`` Parquet path (relative to the repo), atomically.
+        """Write the answer to a ``SavedDatasetFileStorage`` path (relative to the repo), atomically.
+
+        A path ending in ``.parquet`` (or an existing file) is written as that one file. Any other path is
+        a directory dataset, as in Feast's File store: the answer is written as ``<path>/part-0.parquet``
+        (the directory is created if missing). A directory that holds other Parquet files is refused, even
+        with ``allow_overwrite``: they would be read back as rows of the saved dataset, and deleting files
+        feastline did not write is not an overwrite of this answer.
 
         Raises:
             SavedDatasetLocationAlreadyExists: the path exists and ``allow_overwrite`` is False.
-            ValueError: ``storage`` is not file storage.
+            ValueError: ``storage`` is not file storage, or the directory holds other Parquet files.
         """
         if not isinstance(storage, SavedDatasetFileStorage):
             raise ValueError(f"feastline persists to file storage only (got {type(storage).__name__})")
         path = Path(FileSource.get_uri_for_file_path(Path(str(self._config.repo_path)), storage.file_options.uri))
         if path.exists() and not allow_overwrite:
             raise SavedDatasetLocationAlreadyExists(location=storage.file_options.uri)
+        if path.is_dir() or (not path.exists() and path.suffix != ".parquet"):
+            target = path / DATASET_PART
+            if others := sorted(str(p) for p in path.rglob("*.parquet") if p != target):
+                raise ValueError(
+                    f"{storage.file_options.uri}: the directory holds other Parquet files ({', '.join(others[:5])}); "
+                    "persist to an empty directory or a .parquet path"
+                )
+            path = target
         _replace_atomically(path, lambda tmp: pq.write_table(self.to_arrow(timeout=timeout), tmp))
 
     def to_sql(self) -> str:
@@ -272,6 +312,8 @@ class FeastlineOfflineStore(DuckDBOfflineStore):
         ``entity_df=None`` is Feast's non-entity mode: ``start_date``/``end_date`` (kwargs, Feast's
         defaults: end = now, start = end - the largest TTL or 30 days) select the entities (see
         ``_non_entity_rows``); each gets one row, its features as of ``end_date``.
+        The created cut-off applies when ``filter_by_created_timestamp`` is True or the store config
+        leaves ``allow_created_after_entity`` False (the default).
         """
         if entity_df is None:
             start, end = compute_non_entity_date_range(
@@ -280,13 +322,14 @@ class FeastlineOfflineStore(DuckDBOfflineStore):
             entity_df = _non_entity_rows(config, feature_views, start, end)
         if not isinstance(entity_df, pd.DataFrame):
             raise FeatureSelectionInvalid("entity_df must be a pandas DataFrame (SQL entity queries are not supported)")
-        odfvs = [
-            registry.get_on_demand_feature_view(ref.split(":")[0], project)
-            for ref in dict.fromkeys(
-                r for r in feature_refs if r.split(":")[0] not in {v.projection.name_to_use() for v in feature_views}
-            )
-        ]
-        return FeastlineRetrievalJob(config, feature_views, feature_refs, entity_df, full_feature_names, odfvs)
+        # each on-demand view once (Feast's own resolution: deduplicated by view, ``view@vN`` pins honoured);
+        # Feast's RetrievalJob.to_arrow appends the requested outputs of each listed view
+        odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
+        # the cut-off applies unless the config lifts it; Feast's per-call flag always applies it
+        created_filter = filter_by_created_timestamp or not config.offline_store.allow_created_after_entity
+        return FeastlineRetrievalJob(
+            config, feature_views, feature_refs, entity_df, full_feature_names, odfvs, created_filter
+        )
 
     @staticmethod
     def offline_write_batch(
