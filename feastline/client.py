@@ -208,6 +208,58 @@ class FeastlineClient:
         """``GET /metrics``: the Prometheus text."""
         return self.request("GET", "/metrics").text
 
+    def freshness(self) -> dict[str, Any]:
+        """``GET /monitoring/freshness``: ``{"now", "feature_views": [{"name", "newest_event_time",
+        "age_seconds", "objective_seconds", "objective_problem", "status"}]}``, each online view's age
+        (seconds, at the service clock) against its objective (tag ``feastline.freshness_slo``);
+        ``status`` is ``ok``, ``late`` or ``unknown``."""
+        return self._object("GET", "/monitoring/freshness")
+
+    def drift(
+        self,
+        baseline: Mapping[str, Any],
+        target: Mapping[str, Any],
+        features: Sequence[str] | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> dict[str, Any]:
+        """``POST /monitoring/drift``: a drift report of ``target`` (``{"training_set_id"}``, ``{"window":
+        {"start", "end"}}`` or ``{"entity_rows": [...]}``) against ``baseline`` (``{"training_set_id"}`` or
+        ``{"model": {"name", "version"}}``): ``{"id", "verdict", "features": [{"name", "psi", "js", "test",
+        "p_value", "null_rate_baseline", "null_rate_target", "verdict"}, ...]}``."""
+        body: dict[str, Any] = {"baseline": dict(baseline), "target": dict(target)}
+        if features is not None:
+            body["features"] = list(features)
+        return self._object("POST", "/monitoring/drift", json=body, timeout=timeout)
+
+    def drift_report(self, drift_id: str) -> dict[str, Any]:
+        """``GET /monitoring/drift/{id}``: a stored drift report."""
+        return self._object("GET", f"/monitoring/drift/{_segment(drift_id)}")
+
+    def training_set_profile(self, ts_id: str) -> dict[str, Any]:
+        """``GET /training-sets/{id}/profile``: the profile stored with the set (per column statistics and
+        the baseline bins)."""
+        return self._object("GET", f"/training-sets/{_segment(ts_id)}/profile")
+
+    def online_log(
+        self, start: str, end: str, feature_service: str | None = None, *, wire: Wire = "parquet"
+    ) -> pd.DataFrame:
+        """``GET /monitoring/online-log``: the online reads logged in ``[start, end)`` (ISO 8601 UTC)."""
+        params = {"start": start, "end": end, **({"feature_service": feature_service} if feature_service else {})}
+        response = self.request("GET", "/monitoring/online-log", params=params, headers={"accept": WIRE_TYPES[wire]})
+        if wire == "json":
+            answer = response.json()
+            return pd.DataFrame(answer["rows"], columns=answer["columns"])
+        return _read_table(response)
+
+    def parity(
+        self, feature_service: str, start: str, end: str, *, timeout: float | httpx.Timeout | None = None
+    ) -> dict[str, Any]:
+        """``POST /monitoring/parity``: the online reads logged in ``[start, end)`` replayed point in time
+        and compared value by value (match rates, statuses, mismatches with their likely cause)."""
+        body = {"feature_service": feature_service, "window": {"start": start, "end": end}}
+        return self._object("POST", "/monitoring/parity", json=body, timeout=timeout)
+
     # --- training sets ----------------------------------------------------------------------------------
 
     def create_training_set(

@@ -107,7 +107,7 @@ origin_weather = FeatureView(
     source=weather_source,
     online=True,
     owner=OWNER,
-    tags={"domain": "weather", "grain": "hourly"},
+    tags={"domain": "weather", "grain": "hourly", "feastline.freshness_slo": "2h"},
     description="Latest hourly weather observation at the departure airport (valid 3 hours).",
 )
 
@@ -124,7 +124,8 @@ carrier_daily_stats = FeatureView(
     source=carrier_stats_source,
     online=True,
     owner=OWNER,
-    tags={"domain": "operations", "grain": "daily"},
+    # daily rows at local midnight, plus two hours to build and materialize them
+    tags={"domain": "operations", "grain": "daily", "feastline.freshness_slo": "26h"},
     description="Carrier punctuality over the 7 days before each local midnight; only outcomes "
     "known before the timestamp are counted.",
 )
@@ -154,7 +155,7 @@ origin_weather_fresh = FeatureView(
     source=weather_push,
     online=True,
     owner=OWNER,
-    tags={"domain": "weather", "grain": "push"},
+    tags={"domain": "weather", "grain": "push", "feastline.freshness_slo": "30m"},
     description="Weather observations pushed in real time through push source weather_push.",
 )
 
@@ -188,10 +189,12 @@ delay_model_v1 = FeatureService(
     features=[origin_weather, carrier_daily_stats],
     owner=OWNER,
     description="Departure-delay model v1: weather at the origin and carrier punctuality.",
+    tags={"feastline.log_sample_rate": "1.0"},  # every online read logged (GET /monitoring/online-log)
 )
 delay_model_v2 = FeatureService(
     name="delay_model_v2",
     features=[origin_weather, carrier_daily_stats, plane_profile, plane_age],
     owner=OWNER,
     description="Departure-delay model v2: v1 plus the aircraft profile and its age.",
+    tags={"feastline.log_sample_rate": "1.0"},
 )

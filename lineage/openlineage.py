@@ -11,7 +11,8 @@ Facets used (schema URLs as in the spec and in openlineage-python): ``schema`` (
 1-2-0), ``columnLineage`` (ColumnLineageDatasetFacet 1-2-0), ``dataQualityMetrics`` as an input facet
 (DataQualityMetricsInputDatasetFacet 1-0-3) and as a dataset facet of outputs
 (DataQualityMetricsDatasetFacet 1-0-0), ``outputStatistics`` (1-0-2), ``errorMessage`` run facet
-(1-0-1), and one custom output facet, ``feastline_quarantine`` (rows rejected by validation).
+(1-0-1), one custom output facet, ``feastline_quarantine`` (rows rejected by validation), and one
+custom input facet, ``feastline_drift`` (a drift report's PSI and verdicts, on its target).
 
 Nothing here does I/O: callers pass in what they measured.
 """
@@ -42,6 +43,7 @@ FACET_SCHEMA_URLS: dict[str, str] = {
     ),
     "errorMessage": f"{_FACETS}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
     "feastline_quarantine": f"{PRODUCER}/lineage/schemas/QuarantineOutputDatasetFacet.json",
+    "feastline_drift": f"{PRODUCER}/lineage/schemas/DriftInputDatasetFacet.json",
 }
 
 START, COMPLETE, FAIL = "START", "COMPLETE", "FAIL"
@@ -337,6 +339,78 @@ def training_set_output(
 
 
 TRAINING_SET_JOB = "training_set"
+
+
+# -- drift reports ---------------------------------------------------------------------------------
+
+DRIFT_JOB = "drift"
+
+
+def column_metrics(columns: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``columnMetrics`` of a ``dataQualityMetrics`` facet from per-column statistics: keeps the keys the
+    facet defines (``nullCount``, ``count``, ``min``, ``max``, ``quantiles``) whose value is known."""
+    keys = ("nullCount", "distinctCount", "count", "min", "max", "quantiles")
+    return {name: {k: m[k] for k in keys if m.get(k) is not None} for name, m in columns.items()}
+
+
+def drift_events(
+    run_id: str,
+    started: datetime,
+    finished: datetime,
+    baseline: str,
+    target: str,
+    baseline_metrics: tuple[int, Mapping[str, Mapping[str, Any]]],
+    target_metrics: tuple[int, Mapping[str, Mapping[str, Any]]],
+    report: Mapping[str, Any],
+    *,
+    namespace: str = NAMESPACE,
+    producer: str = PRODUCER,
+) -> list[dict[str, Any]]:
+    """START and COMPLETE of one drift report (job ``drift``).
+
+    Args:
+        baseline / target: dataset names (``training_set:<id>``; a target that is not a stored set:
+            ``online_log:<start>/<end>`` or ``entity_rows:<drift id>``).
+        baseline_metrics / target_metrics: ``(rows, {column: {"nullCount", "count", "min", "max",
+            "quantiles"}})``, the ``dataQualityMetrics`` input facet of each side.
+        report: ``{"id", "verdict", "features": [{"name", "psi", "js", "test", "p_value", "verdict",
+            "thresholds": {"warn", "drift"}}]}``, the ``feastline_drift`` input facet of the target.
+    """
+
+    def quality(side: tuple[int, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+        return facet("dataQualityMetrics.input", producer, rowCount=int(side[0]), columnMetrics=column_metrics(side[1]))
+
+    drift = facet(
+        "feastline_drift",
+        producer,
+        driftId=str(report["id"]),
+        baseline=baseline,
+        verdict=str(report["verdict"]),
+        features=[
+            {
+                "name": f["name"],
+                "psi": f["psi"],
+                "js": f["js"],
+                "test": f["test"],
+                "pValue": f["p_value"],
+                "psiWarn": f["thresholds"]["warn"],
+                "psiDrift": f["thresholds"]["drift"],
+                "verdict": f["verdict"],
+            }
+            for f in report["features"]
+        ],
+    )
+    inputs = [
+        dataset(baseline, namespace, input_facets={"dataQualityMetrics": quality(baseline_metrics)}),
+        dataset(
+            target, namespace, input_facets={"dataQualityMetrics": quality(target_metrics), "feastline_drift": drift}
+        ),
+    ]
+    names = [dataset(baseline, namespace), dataset(target, namespace)]
+    return [
+        run_event(START, run_id, DRIFT_JOB, started, names, namespace=namespace, producer=producer),
+        run_event(COMPLETE, run_id, DRIFT_JOB, finished, inputs, namespace=namespace, producer=producer),
+    ]
 
 
 # -- applies of the repo --------------------------------------------------------------------------

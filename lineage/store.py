@@ -276,6 +276,33 @@ class LineageStore:
         """Merge ``attrs`` into the stored node's attributes: see :meth:`LineageWrite.update_attributes`."""
         return self.write(lambda w: w.update_attributes(ref, **attrs))
 
+    def update_attributes_of(self, updates: Mapping[NodeRef, Mapping[str, Any]]) -> list[Node]:
+        """:meth:`update_attributes` for several nodes in one transaction: all are updated or none.
+
+        Returns:
+            the nodes as now stored, in the order of ``updates``.
+
+        Raises:
+            NodeNotFound: a ref is not stored (nothing is written).
+            TypeError / ValueError: a value is not JSON-serialisable.
+        """
+        if not updates:
+            return []
+        with self._writing() as w:
+            ids = [str(ref) for ref in updates]
+            rows = {r.id: r for r in w.conn.execute(select(self._t.nodes).where(self._t.nodes.c.id.in_(ids)))}
+            before: dict[NodeRef, Node] = {}
+            nodes, run_keys = [], {}
+            for ref, attrs in updates.items():
+                row = rows.get(str(ref))
+                if row is None:
+                    raise NodeNotFound(ref)
+                before[ref] = node_from_row(row)
+                nodes.append(Node(ref, row.definition_hash, {**before[ref].attributes, **attrs}))
+                run_keys[ref] = list(dict.fromkeys([*run_keys_from_row(row), *attrs]))
+            self._put_nodes(w, nodes, before, registry=None, run_keys=run_keys)
+        return nodes
+
     # -- reading ----------------------------------------------------------------------------------
 
     def load_graph(self, as_of: int | datetime | None = None) -> LineageGraph:

@@ -22,6 +22,8 @@ from service.intents import Intents
 from service.limits import RequestLimits
 from service.materialization.jobs import JobStore
 from service.metrics import install_metrics
+from service.monitoring.online_install import install_online_monitoring
+from service.monitoring.reports import DriftReports
 from service.online.push import PushGate
 from service.online.quarantine import QuarantineStore
 from service.online.receipts import Receipts
@@ -35,6 +37,9 @@ from service.routers import (
     materialize,
     metrics,
     models,
+    monitoring_drift,
+    monitoring_freshness,
+    monitoring_online,
     online,
     push,
     training_sets,
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.openlineage = attach(app.state.lineage, OpenLineageEmitter.from_settings(settings))
         app.state.catalog = TrainingSetCatalog(settings.lineage_database_url)
         app.state.quarantine = QuarantineStore(settings.lineage_database_url)
+        app.state.drift_reports = DriftReports(settings.lineage_database_url)
         app.state.intents = Intents(settings.lineage_database_url)
         app.state.intents.start()
         app.state.receipts = Receipts(settings.lineage_database_url)
@@ -73,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.lineage,
         )
         _recover(app, settings)  # before the first request (uvicorn listens once the lifespan has started)
+        app.state.online_log.start(app.state.feature_store)  # background writer of the online log
         # Feast and its dependencies leave a few million long-lived objects; moving them out of the
         # collector's reach keeps full (gen 2) collections from pausing requests for 100+ ms.
         gc.collect()
@@ -81,10 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             workers.shutdown()
+            app.state.online_log.close()  # flushes the queued online log records
             app.state.lineage.dispose()
             app.state.openlineage.dispose()
             app.state.catalog.dispose()
             app.state.quarantine.dispose()
+            app.state.drift_reports.dispose()
             app.state.receipts.dispose()
             app.state.intents.dispose()
 
@@ -100,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestLimits, settings=settings)  # inside the metrics middleware: 408/413 are counted
     install_metrics(app)
+    install_online_monitoring(app, settings)  # app.state.online_log, parity gauges on app.state.metrics
     for module in (
         health,
         training_sets,
@@ -111,6 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models,
         materialize,
         metrics,
+        monitoring_drift,
+        monitoring_online,
+        monitoring_freshness,
     ):
         # every route may answer 422 (a parameter) and 503 (overloaded, a store or storage fault)
         app.include_router(module.router, responses=problem_responses(422, 503))

@@ -31,6 +31,7 @@ from lineage.versions import VersionNotFound
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
 from service.limits import RequestBodyTimeout, RequestBodyTooLarge
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
+from service.monitoring.errors import MONITORING_PROBLEM_STATUS
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 from service.online.reads import (
@@ -146,6 +147,7 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     RequestBodyTimeout: 408,
     OnlineBatchTooLarge: 413,
     Overloaded: 503,
+    **MONITORING_PROBLEM_STATUS,
 }
 
 

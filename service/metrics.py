@@ -8,10 +8,18 @@ feature freshness per view. One registry per app (so several apps in one process
   feastline wrote online for the view (offline rows up to the materialized interval end, or the newest
   row a push to this process wrote); computed at scrape time. It does not read the store: a flushed or
   failed-over store is seen by ``/health/ready`` and as ``NOT_FOUND`` answers, not here.
+- ``feastline_drift_psi{feature_view, feature}``: the PSI of the newest drift report that assessed the
+  feature (``POST /monitoring/drift``; no series while its PSI is undefined: a side without values);
+- ``feastline_drift_verdict{feature_view, feature}``: that report's verdict for it, 0 ``ok``, 1 ``warn``,
+  2 ``drift``. Both read from the stored reports at scrape time (every worker process agrees, and a
+  restart loses nothing).
+- ``feastline_feature_freshness_objective_seconds{feature_view}``: the view's freshness objective (tag
+  ``feastline.freshness_slo``, ``service.monitoring.freshness``), seconds; no series without a valid one.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -40,20 +48,30 @@ class Metrics:
         )
         self.freshness = _Freshness()
         self.registry.register(self.freshness)
+        self.drift = _Drift()
+        self.registry.register(self.drift)
 
-    def render(self, freshness: dict[str, float]) -> Response:
-        """The exposition text, with ``freshness`` (seconds per view, computed by the caller) as the gauge."""
+    def render(
+        self, freshness: dict[str, float], objectives: dict[str, float] | None = None, drift: Iterable[Any] = ()
+    ) -> Response:
+        """The exposition text, with ``freshness`` (seconds per view, computed by the caller),
+        ``objectives`` (each view's freshness objective, seconds) and ``drift`` (the latest assessment per
+        feature: ``service.monitoring.reports.LatestDrift`` items) as gauges."""
         self.freshness.values = dict(freshness)
+        self.freshness.objectives = dict(objectives or {})
+        self.drift.latest = list(drift)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class _Freshness(Collector):
-    """``feastline_feature_freshness_seconds{feature_view}``, a custom collector: the values are computed at
+    """``feastline_feature_freshness_seconds{feature_view}`` and
+    ``feastline_feature_freshness_objective_seconds{feature_view}``, a custom collector: the values are computed at
     scrape time, so a view that disappeared has no stale series (a labelled Gauge would need ``clear()``,
     which warns on every scrape once Feast has set PROMETHEUS_MULTIPROC_DIR in the environment)."""
 
     def __init__(self) -> None:
         self.values: dict[str, float] = {}
+        self.objectives: dict[str, float] = {}
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -64,6 +82,44 @@ class _Freshness(Collector):
         for view, age in sorted(self.values.items()):
             family.add_metric([view], age)
         yield family
+        objective = GaugeMetricFamily(
+            "feastline_feature_freshness_objective_seconds",
+            "freshness objective of the view (tag feastline.freshness_slo), seconds",
+            labels=["feature_view"],
+        )
+        for view, seconds in sorted(self.objectives.items()):
+            objective.add_metric([view], seconds)
+        yield objective
+
+
+VERDICT_VALUES = {"ok": 0, "warn": 1, "drift": 2}
+
+
+class _Drift(Collector):
+    """``feastline_drift_psi`` and ``feastline_drift_verdict`` per feature, from the values handed to
+    ``render`` (computed at scrape time, like freshness)."""
+
+    def __init__(self) -> None:
+        self.latest: list[Any] = []
+
+    def collect(self) -> Iterator[Metric]:
+        psi = GaugeMetricFamily(
+            "feastline_drift_psi",
+            "PSI of the feature in its newest drift report (baseline bins, eps 1e-6)",
+            labels=["feature_view", "feature"],
+        )
+        verdict = GaugeMetricFamily(
+            "feastline_drift_verdict",
+            "verdict of the feature in its newest drift report: 0 ok, 1 warn, 2 drift",
+            labels=["feature_view", "feature"],
+        )
+        for item in self.latest:
+            view, _, feature = item.feature.partition(".")
+            if item.psi is not None:
+                psi.add_metric([view, feature], item.psi)
+            verdict.add_metric([view, feature], VERDICT_VALUES[item.verdict])
+        yield psi
+        yield verdict
 
 
 class _MetricsMiddleware:

@@ -67,7 +67,7 @@ from service.training.training_sets import (
 
 log = logging.getLogger("feastline.recovery")
 
-TS_FILE = re.compile(r"^(ts-[0-9a-f]{16})(\.entities)?\.parquet$")
+TS_FILE = re.compile(r"^(ts-[0-9a-f]{16})(\.entities\.parquet|\.parquet|\.profile\.json)$")
 _PARQUET_MAGIC = b"PAR1"
 
 
@@ -253,6 +253,7 @@ def _readable(path: Path) -> bool:
 def _sweep_training_sets(s: Stores, root: Path, files: list[Path], claimed: set[str], done: Counter[str]) -> None:
     records = {r.id: r for r in s.catalog.all()}  # read after the intents: a set committed meanwhile is here
     names_in_catalog = {stored_file(root, p).name for r in records.values() for p in (r.data_path, r.entity_path)}
+    names_in_catalog |= {f"{r.id}.profile.json" for r in records.values()}  # beside the data (service.monitoring)
     for path in files:
         if path.name in claimed or not path.is_file():
             continue
@@ -297,7 +298,8 @@ def _remove_set(s: Stores, record: TrainingSetRecord, root: Path) -> None:
         w.remove([NodeRef(NodeKind.TRAINING_SET, record.id)])
 
     s.lineage.write(work)
-    for path in (stored_file(root, record.data_path), stored_file(root, record.entity_path)):
+    profile = root / f"{record.id}.profile.json"  # beside the data (service.monitoring)
+    for path in (stored_file(root, record.data_path), stored_file(root, record.entity_path), profile):
         path.unlink(missing_ok=True)
 
 

@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     queue_timeout_seconds: float = Field(10.0, gt=0)
     """Longest a request waits for a worker thread before a 503 (it was not started)."""
 
+    # -- online feature logging (service/monitoring/online_log.py) --
+    online_log_enabled: bool = True
+    """Log online reads at all (false: nothing is logged, whatever the feature services' tags say)."""
+    online_log_dir: Path | None = None
+    """Where served online features are logged as Parquet partitions; default ``<repo>/data/online_log``."""
+    online_log_retention_hours: float = Field(168.0, ge=0)
+    """Hour partitions older than this at the service clock are deleted (0: keep every partition)."""
+    online_log_queue: int = Field(100_000, ge=1)
+    """Logged requests that may wait for the background writer; past it records are dropped (counted)."""
+    online_log_flush_seconds: float = Field(1.0, gt=0)
+    """Longest a logged request waits in memory before the writer flushes it to Parquet."""
+    online_log_sample_rate: float = Field(0.0, ge=0, le=1)
+    """Sampling rate of a feature service without the ``feastline.log_sample_rate`` tag (0: not logged)."""
+
     @field_validator("now")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
@@ -75,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def lineage_database_url(self) -> str:
         return self.lineage_url or f"sqlite:///{self.data_dir / 'lineage.db'}"
+
+    @property
+    def online_log_path(self) -> Path:
+        return (self.online_log_dir or self.data_dir / "online_log").resolve()
 
     @property
     def training_sets_path(self) -> Path:

@@ -14,6 +14,10 @@ registry or two fields at once:
 - ``POST /materialize``, ``/materialize-incremental``: ``start < end <= the service clock``, times from
   1677-09-22 on. Windows are also kept to the data's last day and lookbacks to two days, so that each
   job stays small (the materializer has its own tests); this is about cost, not validity.
+- ``POST /monitoring/drift``: a window's ``start`` before its ``end``; entity rows with the baseline's
+  join keys; ``features`` among the baseline's columns; with a binary body, one baseline in the query.
+- ``GET /monitoring/online-log``, ``POST /monitoring/parity``: ``start < end``; the window is the
+  replay clock's first second (what the online log holds).
 - Two features of the same name need ``full_feature_names`` (else their columns would collide), and
   ``timezone`` names an IANA timezone.
 
@@ -31,6 +35,7 @@ import schemathesis
 
 CLOCK = "2013-12-31T00:00:00Z"  # the service clock of the served replay (tests.conftest.REPLAY_NOW)
 LAST_DAY = "2013-12-30T00:00:00Z"
+LOG_END = "2013-12-31T00:00:01Z"
 ENTITY_VALUES: dict[str, Any] = {"origin": "EWR", "carrier": "UA", "tailnum": "N14228", "sched_year": 2013}
 VIEW_KEYS = {
     "origin_weather": ("origin",),
@@ -159,12 +164,60 @@ def _materialize(case: Any) -> None:
             body["lookback_seconds"] = int(body["lookback_seconds"]) % (2 * 86400)
 
 
+def _drift(case: Any) -> None:
+    """``POST /monitoring/drift``: a window's start before its end; entity rows carrying the join keys of
+    the baseline (every stored set here is ``delay_model_v1``'s); features named as its columns; with a
+    Parquet/Arrow body, exactly one of ``baseline_training_set_id`` and ``model_name`` + ``model_version``
+    in the query and the entity table as the body."""
+    rows = [{"origin": "EWR", "carrier": "UA", "event_timestamp": "2013-05-01T13:00:00Z"}]
+    if case.media_type in (PARQUET, ARROW):
+        query = dict(case.query or {})
+        _known_timezone(query)
+        if query.get("baseline_training_set_id") is not None:
+            query.pop("model_name", None)
+            query.pop("model_version", None)
+        elif query.get("model_name") is None or query.get("model_version") is None:
+            query["model_name"], query["model_version"] = "conformance", "1"
+        if query.get("features"):
+            query["features"] = ["temp"]
+        case.query = query
+        case.body = _table_bytes(_entity_frame(["origin_weather", "carrier_daily_stats"]), case.media_type)
+        return
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    case.query = {}
+    _known_timezone(body)
+    if body.get("features"):
+        body["features"] = ["temp"]
+    target = body.get("target")
+    if isinstance(target, dict) and isinstance(target.get("window"), dict):
+        target["window"] = {"start": LAST_DAY, "end": CLOCK}
+    if isinstance(target, dict) and target.get("entity_rows"):
+        target["entity_rows"] = rows
+
+
+def _log_window(case: Any) -> None:
+    query = case.query
+    if isinstance(query, dict) and "start" in query and "end" in query:
+        query["start"], query["end"] = CLOCK, LOG_END
+
+
+def _parity(case: Any) -> None:
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("window"), dict):
+        body["window"] = {"start": CLOCK, "end": LOG_END}
+
+
 RULES = {
+    ("POST", "/monitoring/drift"): _drift,
     ("POST", "/training-sets"): _training_set,
     ("POST", "/get-online-features"): _online,
     ("POST", "/push"): _push,
     ("POST", "/materialize"): _materialize,
     ("POST", "/materialize-incremental"): _materialize,
+    ("GET", "/monitoring/online-log"): _log_window,
+    ("POST", "/monitoring/parity"): _parity,
 }
 
 

@@ -100,7 +100,7 @@ def test_eight_concurrent_writers_get_no_error(repo: Path, tmp_path: Path) -> No
 
     sets = {seed_id, *made}
     files = sorted(p.name for p in settings.training_sets_path.iterdir())
-    assert files == sorted([f"{i}.parquet" for i in sets] + [f"{i}.entities.parquet" for i in sets])
+    assert files == sorted(f"{i}.{x}" for i in sets for x in ("parquet", "entities.parquet", "profile.json"))
     with LineageStore(settings.lineage_database_url) as lineage:
         nodes = {n.ref.name for n in lineage.load_graph().nodes() if str(n.ref.kind) == "training_set"}
     catalog = {r[0] for r in _rows(settings, "SELECT id FROM training_sets")} - sets_before

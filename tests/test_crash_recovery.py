@@ -336,13 +336,16 @@ def check_consistent(repo: Path, url: str, work: Workload) -> None:
         quarantined = db.execute("SELECT count(*) FROM push_quarantine").fetchone()[0]
     finally:
         db.close()
-    on_disk = {f.name.removesuffix(".entities.parquet").removesuffix(".parquet") for f in files}
+    on_disk = {
+        f.name.removesuffix(".entities.parquet").removesuffix(".parquet").removesuffix(".profile.json") for f in files
+    }
     catalog -= work.sets_before
     nodes -= work.sets_before
     assert catalog == nodes == on_disk, (catalog ^ nodes, catalog ^ on_disk)
     for ts in catalog:
         assert pq.read_table(root / f"{ts}.parquet").num_rows == len(ROWS)
         assert pq.read_table(root / f"{ts}.entities.parquet").num_rows == len(ROWS)
+        assert (root / f"{ts}.profile.json").is_file()  # written with the set (service.monitoring.profiles)
     assert work.sets <= catalog, work.sets - catalog
     assert started - ended == set(), "runs without an end event"
     assert open_jobs == set() and intents == set()

@@ -13,6 +13,9 @@ from service.errors import PROBLEM_STATUS, install_error_handlers
 from service.formats import BodyUnreadable, NotAcceptable, UnsupportedMediaType
 from service.limits import BodyLimit, RequestBodyTimeout, RequestBodyTooLarge
 from service.materialization.materializer import JobNotFound, MaterializationRequestInvalid, UnknownFeatureView
+from service.monitoring.drift import DriftRequestInvalid, ThresholdTagInvalid
+from service.monitoring.reports import DriftReportNotFound
+from service.monitoring.window import OnlineLogUnavailable
 from service.online.push import PushRejected, UnknownPushSource
 from service.online.quarantine import UnknownQuarantineSource
 from service.online.reads import (
@@ -315,6 +318,10 @@ EXAMPLES = {
     LeakageDetected: LeakageDetected(
         LeakageAudit(1, True, (ViewAudit("v", 1, 0, 60.0, None, True, {"created_ts_after_entity_ts": 1}),))
     ),
+    DriftRequestInvalid: DriftRequestInvalid("features.0", "'x' is not a column of training set ts-0"),
+    ThresholdTagInvalid: ThresholdTagInvalid("feature_view:v", "feastline.psi_warn", "high", "is not a number"),
+    DriftReportNotFound: DriftReportNotFound("drift-0"),
+    OnlineLogUnavailable: OnlineLogUnavailable("online feature logging is not part of this build yet"),
     StorageUnavailable: StorageUnavailable("the training-sets directory", "no space left on the device", 5),
     IdempotencyKeyInvalid: IdempotencyKeyInvalid("must be 1 to 255 printable ASCII characters"),
     IdempotencyKeyReused: IdempotencyKeyReused(),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
-CAPABILITIES = ("service.training", "service.online", "service.materialization")
+CAPABILITIES = ("service.training", "service.online", "service.materialization", "service.monitoring")
 SHARED_SHELL = {
     "service.settings",
     "service.clock",

@@ -32,7 +32,8 @@ from tests.conftest import REPLAY_NOW, copy_repo
 from tests.live_server import live_server
 
 ONLINE = {"feature_service": "delay_model_v1", "entities": {"origin": ["EWR"], "carrier": ["UA"]}}
-ASYNC_ROUTES = {"get_online_features", "push", "post_training_set"}  # they hand each blocking step to a pool
+# they hand each blocking step to a pool
+ASYNC_ROUTES = {"get_online_features", "push", "post_training_set", "post_drift"}
 HEALTH_BUDGET_S = 1.0  # /health while the store is frozen: well inside a Kubernetes probe's 1 s timeout
 
 

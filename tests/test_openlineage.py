@@ -42,16 +42,16 @@ if "date-time" not in FORMATS.checkers:
 if "uri" not in FORMATS.checkers:
     FORMATS.checks("uri")(lambda v: not isinstance(v, str) or bool(_URI.fullmatch(v)))
 
-# our custom facet's schema ships with the package, at the path its _schemaURL names
-QUARANTINE_SCHEMA: dict[str, Any] = json.loads(
-    (Path(ol.__file__).parent / "schemas" / "QuarantineOutputDatasetFacet.json").read_text()
-)
+# our custom facets' schemas ship with the package, at the path their _schemaURL names
+CUSTOM_SCHEMAS: list[dict[str, Any]] = [
+    json.loads(path.read_text()) for path in sorted((Path(ol.__file__).parent / "schemas").glob("*.json"))
+]  # the quarantine facet's and the drift facet's
 
 
 def _load_schemas() -> dict[str, dict[str, Any]]:
     """The vendored official files, and our custom facet's schema, by ``$id``."""
     docs = [json.loads(path.read_text()) for path in sorted(SPEC_DIR.rglob("*.json"))]
-    docs.append(QUARANTINE_SCHEMA)
+    docs.extend(CUSTOM_SCHEMAS)
     by_id = {doc["$id"]: doc for doc in docs}
     assert len(by_id) == len(docs), "two schema files with the same $id"
     return by_id
@@ -134,7 +134,8 @@ def test_vendored_spec_matches_what_we_emit():
     assert SPEC_ID == ol.SPEC_URL == "https://openlineage.io/spec/2-0-2/OpenLineage.json"
     official = {uri for uri in SCHEMAS if uri.startswith("https://openlineage.io/spec/facets/")}
     emitted = {url.partition("#")[0] for url in ol.FACET_SCHEMA_URLS.values()}
-    assert official == emitted - {QUARANTINE_SCHEMA["$id"]}, "a facet without its file, or a file we do not use"
+    custom = {schema["$id"] for schema in CUSTOM_SCHEMAS}
+    assert official == emitted - custom, "a facet without its file, or a file we do not use"
     for url in ol.FACET_SCHEMA_URLS.values():
         assert REGISTRY.resolver().lookup(url).contents  # the fragment resolves too
 
@@ -224,7 +225,47 @@ def test_every_facet_we_emit_validates():
         "status": "completed",
     }
     events += ol.pipeline_step_events("4b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00", step, {"a": 0})
+    report = {
+        "id": "drift-1",
+        "verdict": "drift",
+        "features": [
+            {
+                "name": "x",
+                "psi": 0.3,
+                "js": 0.2,
+                "test": "ks",
+                "p_value": 0.01,
+                "verdict": "drift",
+                "thresholds": {"warn": 0.1, "drift": 0.2},
+            },
+            {
+                "name": "y",
+                "psi": None,
+                "js": None,
+                "test": None,
+                "p_value": None,
+                "verdict": "ok",
+                "thresholds": {"warn": 0.1, "drift": 0.2},
+            },
+        ],
+    }
+    base = (5, {"x": {"nullCount": 1, "count": 4, "min": 0.0, "max": 3.0, "quantiles": {"0.5": 1.5}}})
+    drift = ol.drift_events(
+        "5b5e3d0e-7a0c-4b9e-9a86-1d2d2c1d2f00",
+        now,
+        now,
+        "training_set:ts-1",
+        "training_set:ts-2",
+        base,
+        (2, {}),
+        report,
+    )
+    assert drift[1]["inputs"][1]["inputFacets"]["feastline_drift"]["features"][0]["pValue"] == 0.01
+    events += drift
     check_runs(events)
+    broken = {**drift[1]["inputs"][1]["inputFacets"]["feastline_drift"], "verdict": "bad"}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_facet("InputDatasetFacet", "feastline_drift", broken)
     seen = {facet["_schemaURL"] for event in events for facet in _all_facets(event)}
     assert seen == set(ol.FACET_SCHEMA_URLS.values())
 

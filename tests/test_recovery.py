@@ -114,7 +114,7 @@ def test_what_the_code_before_intents_left_is_repaired(repo, stores):
         "jobs_failed": 1,
     }, done
     names = sorted(p.name for p in root.iterdir())
-    assert names == sorted([f"{kept['id']}.parquet", f"{kept['id']}.entities.parquet"])
+    assert names == sorted([f"{kept['id']}.{x}" for x in ("parquet", "entities.parquet", "profile.json")])
     assert not push_tmp.exists()
     assert [r.id for r in stores.catalog.all() if r.id in (kept["id"], broken["id"])] == [kept["id"]]
     graph = stores.lineage.load_graph()

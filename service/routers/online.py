@@ -20,7 +20,13 @@ router = APIRouter(tags=["online"], route_class=WorkerRoute)
     "/get-online-features",
     openapi_extra=request_body_doc(OnlineFeaturesRequest),
     response_model=None,
-    responses={200: {"model": OnlineFeaturesOut}, **problem_responses(400, 404, 406, 408, 413, 415, 422, 503)},
+    responses={
+        200: {
+            "model": OnlineFeaturesOut,
+            "headers": {"X-Request-Id": {"schema": {"type": "string"}, "description": "this read's id (online log)"}},
+        },
+        **problem_responses(400, 404, 406, 408, 413, 415, 422, 503),
+    },
 )
 async def get_online_features(request: Request, store: StoreDep, settings: SettingsDep) -> Any:
     """Latest materialized values, in ``feast serve``'s request and response JSON, TTL enforced.
@@ -28,6 +34,9 @@ async def get_online_features(request: Request, store: StoreDep, settings: Setti
     The body is ``OnlineFeaturesRequest`` sent as ``application/json``. Each value has a status:
     ``PRESENT``, ``NULL_VALUE``, ``NOT_FOUND`` or ``OUTSIDE_MAX_AGE`` (older than the view's TTL at
     the service clock — wall time, or ``FEASTLINE_NOW`` when pinned; the value is then withheld as null).
+    The answer's ``X-Request-Id`` header names the read; a read of a feature service is logged (request
+    id, clock time, sequence, keys, values, statuses) at its ``feastline.log_sample_rate``, off the
+    request path (``GET /monitoring/online-log``; service/monitoring/online_log.py).
 
     Errors: 400 malformed JSON (line and column given) or an empty body; 404 unknown feature
     service/feature; 406 an on-demand value is ±inf, which JSON cannot carry (names the feature and
@@ -48,9 +57,12 @@ async def get_online_features(request: Request, store: StoreDep, settings: Setti
         # encoder was a third of a batch-100 request's CPU time. NaN/inf (not JSON) become null.
         req = parse_json_body(body, OnlineFeaturesRequest)
         result = read_online(store, req, now, settings.retry_after_seconds, settings.max_online_entities)
-        return Response(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+        encoded = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+        request_id = online_log.offer(store, req.feature_service, req.entities, result, now)  # queued, never waits
+        return Response(encoded, media_type="application/json", headers={"X-Request-Id": request_id})
 
     workers = workers_of(request)
+    online_log = request.app.state.online_log
 
     def timed_out() -> OnlineStoreUnavailable:
         reason = f"no answer within {workers.store_timeout:g} s (FEASTLINE_STORE_TIMEOUT_SECONDS)"

@@ -28,17 +28,25 @@ views and compute on-demand views with the same code as the join; the materializ
 batch source spec; the push gate parses timestamps as entity rows do; the materializer and the ordered
 online stores order rows by the engine's own rule (``offline/order.py``: one definition of "newer",
 so training sets, materialization and online reads pick the same row); the materializer keys rows as
-the engine joins them (``offline/keys.py``). Monitoring will join its target
-rows point-in-time through the same engine. ``tests/test_layering.py`` checks all of this.
+the engine joins them (``offline/keys.py``). Monitoring joins a drift target's
+rows point-in-time through the same path as a training set (``training_sets.compute``) and reads
+the baseline training set's catalog row. ``tests/test_layering.py`` checks all of this.
 """
 
 # module -> the names other capability packages may import from it
 PUBLIC: dict[str, frozenset[str]] = {
     "service.training.offline.views": frozenset(
-        {"RetrievalPlan", "ViewSpec", "plan_retrieval", "service_references", "batch_spec"}
+        {"RetrievalPlan", "ViewSpec", "plan_retrieval", "service_references", "batch_spec", "registry_version"}
     ),
-    "service.training.offline.engine": frozenset({"apply_on_demand"}),
-    "service.training.entity_rows": frozenset({"timestamp_problem", "parse_timestamps"}),
+    # monitoring's drift and parity join targets and logged reads through the training-set join
+    "service.training.offline.engine": frozenset(
+        {"apply_on_demand", "get_training_frame", "join_views", "JoinOptions"}
+    ),
+    "service.training.entity_rows": frozenset(
+        {"timestamp_problem", "parse_timestamps", "entity_frame", "entity_frame_from_table"}
+    ),
+    "service.training.training_sets": frozenset({"TrainingSetOptions", "compute", "resolve"}),
+    "service.training.catalog": frozenset({"TrainingSetCatalog", "TrainingSetNotFound", "TrainingSetRecord"}),
     "service.training.offline.order": frozenset({"order_key", "to_ns", "latest_first", "NO_CREATED_NS"}),
     "service.training.offline.keys": frozenset({"source_column_types", "source_key_sql"}),
     "service.training.offline.client_created": frozenset(

@@ -12,10 +12,12 @@ a copied or moved repo keeps its sets. Rows written before (absolute paths) are 
 with ``deleted_at`` set (its files are gone): the catalog remembers what existed.
 """
 
+import dataclasses
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -114,6 +116,16 @@ class TrainingSetRecord:
         out["created_at"] = _z(self.created_at)
         out["deleted_at"] = _z(self.deleted_at) if self.deleted_at else None
         return out
+
+    def located(self, root: Path) -> "TrainingSetRecord":
+        """This record with ``data_path`` and ``entity_path`` as files under the training-sets folder
+        ``root`` (they are stored relative to it), for a reader in this process; never stored so."""
+        data, entities = (Path(v) for v in (self.data_path, self.entity_path))
+        return dataclasses.replace(
+            self,
+            data_path=str(data if data.is_absolute() else root / data),
+            entity_path=str(entities if entities.is_absolute() else root / entities),
+        )
 
     def check_present(self) -> None:
         """Raises: TrainingSetDeleted, when the set was deleted (its data is gone)."""

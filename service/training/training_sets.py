@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from lineage.builders import spec_hash, training_set_graph
 from lineage.database import transaction
 from lineage.store import LineageWrite
 from service.intents import Intents
+from service.monitoring.profiles import profile_path, start_profile
 from service.run_events import TrainingSetRun, openlineage_for
 from service.storage import crash_point, replace, temp_path, write_temp
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
@@ -235,16 +237,23 @@ def create_training_set(
     transaction(intents.engine, begin)
     emitter.send(started)
     crash_point("training_set.started")
+    profile: Future[dict[str, Any]] | None = None
     try:
         result = compute(entity_df, plan, opts)
         views, sources = inputs_of(plan, Path(store.repo_path))
         ent_hash = entity_sha256(entity_df)
         out_dir.mkdir(parents=True, exist_ok=True)
+        profile = start_profile(result.frame, plan, opts.full_feature_names, files[0])  # <id>.profile.json, meanwhile
         write_temp(files[0], lambda fh: result.frame.to_parquet(fh, index=False), temps[0])
         write_temp(files[1], lambda fh: entity_df.to_parquet(fh, index=False), temps[1])
         crash_point("training_set.files_written")
         for tmp, final in zip(temps, files, strict=True):
             replace(tmp, final)
+        try:
+            profile_summary = profile.result()
+        except Exception:  # a profile never costs the set: it is computed on its first request instead
+            log.exception("could not profile training set %s", ts_id)
+            profile_summary = None
         crash_point("training_set.renamed")
         record = TrainingSetRecord(
             id=ts_id,
@@ -265,7 +274,8 @@ def create_training_set(
         completed = run.complete(ts_id, result.frame)
         view_names = {v.name: v.definition.name for v in plan.views}
         view_names |= {o.name: o.definition.name for o in plan.on_demand}
-        graph = training_set_graph(ts_id, refs, opts.feature_service, lineage_attributes(record), view_names)
+        attributes = {**lineage_attributes(record), "profile": profile_summary}
+        graph = training_set_graph(ts_id, refs, opts.feature_service, attributes, view_names)
 
         def commit(w: LineageWrite) -> None:
             catalog.add(record, w.connection)
@@ -275,6 +285,10 @@ def create_training_set(
 
         lineage.write(commit)
     except BaseException as exc:
+        if profile is not None:  # its file is written on the profiler thread: wait, then remove it too
+            with contextlib.suppress(Exception):
+                profile.result()
+            profile_path(files[0]).unlink(missing_ok=True)
         for path in (*temps, *files):
             path.unlink(missing_ok=True)
         failed = run.fail(exc)
@@ -495,7 +509,8 @@ def delete_training_set(
         lineage.mark_deleted(ref, at, refuse_if_used_by=NodeKind.MODEL)
     record = catalog.mark_deleted(ts_id, at)
     removed = []
-    for path in (stored_file(root, record.data_path), stored_file(root, record.entity_path)):
+    data = stored_file(root, record.data_path)
+    for path in (data, stored_file(root, record.entity_path), profile_path(data)):
         if path.exists():
             path.unlink()
             removed.append(path.name)

@@ -79,6 +79,20 @@ def test_get_node_and_update_attributes(store: LineageStore) -> None:
     assert store.get_node(VIEW) == expected
 
 
+def test_update_attributes_of_several_nodes_is_all_or_nothing(store: LineageStore) -> None:
+    store.save([Node(VIEW, "c" * 64, {"owner": "ana"}), Node(FEATURE, "d" * 64, {"dtype": "Float64"})], [])
+    token = store.change_token()
+    with pytest.raises(NodeNotFound):  # one unknown node: none is written
+        store.update_attributes_of({VIEW: {"last_drift": {"id": "d-1"}}, SERVICE: {"last_drift": {"id": "d-1"}}})
+    assert store.change_token() == token and "last_drift" not in store.get_node(VIEW).attributes
+    done = store.update_attributes_of({VIEW: {"last_drift": {"id": "d-2"}}, FEATURE: {"last_drift": {"id": "d-2"}}})
+    assert [n.ref for n in done] == [VIEW, FEATURE]
+    assert store.get_node(VIEW).attributes == {"owner": "ana", "last_drift": {"id": "d-2"}}
+    assert store.get_node(FEATURE).attributes == {"dtype": "Float64", "last_drift": {"id": "d-2"}}
+    assert store.change_token() == token + 1  # one transaction
+    assert store.update_attributes_of({}) == []
+
+
 def test_create_all_is_idempotent(store_factory: StoreFactory) -> None:
     first = store_factory()
     first.save([Node(VIEW)], [])

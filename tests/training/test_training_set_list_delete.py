@@ -99,7 +99,7 @@ def test_delete_keeps_the_record_and_history_removes_the_data_and_refuses_while_
     body = deleted.json()
     assert body["id"] == ids["b"] and body["deleted_at"] is not None
     assert sorted(body["files_removed"]) == sorted(
-        [Path(record_b["data_path"]).name, Path(record_b["entity_path"]).name]
+        [Path(record_b["data_path"]).name, Path(record_b["entity_path"]).name, f"{ids['b']}.profile.json"]
     )
     assert not (client.sets_dir / record_b["data_path"]).exists()
     assert not (client.sets_dir / record_b["entity_path"]).exists()

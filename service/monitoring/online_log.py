@@ -1,0 +1,535 @@
+"""Online feature logging: what ``/get-online-features`` served, kept as Parquet, off the request path.
+
+Each answered read of a feature service whose sampling rate (the feature service's tag
+``feastline.log_sample_rate``, a number in [0, 1]; ``FEASTLINE_ONLINE_LOG_SAMPLE_RATE`` for a service
+without the tag, 0 by default) draws it becomes one **record**: a request id (also sent back as the
+``X-Request-Id`` header), the service clock time of the read, a sequence number (increasing over the
+life of the log folder: requests served at one pinned instant keep their order), the feature service,
+the entity keys (join keys and request fields, as sent) and, per feature, the values, statuses and
+event timestamps answered. Reads of a ``features`` list (no feature service) are not logged.
+
+**Off the request path.** :meth:`OnlineLog.offer` only puts the record (a tuple of references to the
+request's and the answer's lists) in a bounded in-memory queue (``FEASTLINE_ONLINE_LOG_QUEUE``
+records) with ``put_nowait``: when the queue is full the record is dropped and counted, serving never
+waits and never fails because of the log. A background thread takes records off the queue, turns
+them into Arrow columns and writes one Parquet file per feature service and hour every
+``FEASTLINE_ONLINE_LOG_FLUSH_SECONDS`` (temp file + ``os.replace``: a reader sees whole files or
+none), and deletes hour partitions older than ``FEASTLINE_ONLINE_LOG_RETENTION_HOURS`` at the
+service clock. :meth:`OnlineLog.close` (the app's shutdown) flushes what is queued.
+
+**Layout.** ``<FEASTLINE_ONLINE_LOG_DIR>/feature_service=<name>/hour=<YYYY-MM-DDTHH>/part-<first
+sequence>-<last sequence>.parquet``, one row per served entity (a batch of 100 entities is 100 rows of
+one record).
+
+**Counted** in ``/metrics``: ``feastline_online_log_records_total{feature_service, outcome}`` with
+``outcome`` = ``logged`` (written to Parquet), ``dropped`` (queue full, or the record could not be
+taken) or ``failed`` (the write failed; logged as an error); every sampled request is counted exactly
+once, so sampled = logged + dropped + failed. ``feastline_online_log_queue_records`` is the queue's
+depth at scrape time.
+"""
+
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from feast import FeatureStore
+from feast.value_type import ValueType
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.clock import service_now
+from service.settings import Settings
+from service.training.offline.views import RetrievalPlan, plan_retrieval, registry_version, service_references
+
+log = logging.getLogger(__name__)
+
+SAMPLE_TAG = "feastline.log_sample_rate"
+BASE_COLUMNS = ("request_id", "logged_at", "sequence", "row", "feature_service")
+STATUS_SUFFIX = "__status"
+EVENT_TS_SUFFIX = "__event_timestamp"
+EPOCH = "1970-01-01T00:00:00Z"  # the event timestamp answered with NOT_FOUND and on-demand values
+_PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
+_HOUR_FORMAT = "%Y-%m-%dT%H"
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One served read, as queued: references to the request's and the answer's lists (never copied
+    on the request path; neither is changed after the answer is built)."""
+
+    request_id: str
+    logged_at: datetime
+    sequence: int
+    feature_service: str
+    entities: dict[str, list[Any]]
+    names: list[str]  # the answered feature names, in answer order
+    results: list[dict[str, Any]]  # the answer's feature results: {"values", "statuses", "event_timestamps"}
+
+
+# -- sampling --------------------------------------------------------------------------------------
+
+_RATES: dict[tuple[int, str | None, str], float | None] = {}
+
+
+def sample_rate(store: FeatureStore, feature_service: str, default: float) -> float:
+    """The feature service's ``feastline.log_sample_rate`` tag (clamped to [0, 1]), else ``default``;
+    cached until the registry changes. A tag that is not a number is ignored (warned once)."""
+    key = (id(store), registry_version(store), feature_service)
+    if key not in _RATES:
+        if len(_RATES) > 1024:
+            _RATES.clear()
+        rate: float | None = None
+        try:
+            tag = store.get_feature_service(feature_service).tags.get(SAMPLE_TAG)
+        except Exception:  # unknown service: the read itself answers 404, nothing is logged
+            tag = None
+        if tag is not None:
+            try:
+                rate = min(1.0, max(0.0, float(tag)))
+            except ValueError:
+                log.warning("feature service %s: tag %s=%r is not a number; ignored", feature_service, SAMPLE_TAG, tag)
+        _RATES[key] = rate
+    found = _RATES[key]
+    return default if found is None else found
+
+
+def feature_columns(plan: RetrievalPlan) -> list[str]:
+    """The log's (and parity's) column name per requested feature, in request order: the feature's
+    name, or ``view__feature`` for every feature when two share a name (as a training set names them
+    with ``full_feature_names``; an online read of such a service needs full names anyway)."""
+    short = [f for _, f in plan.requested]
+    if len(set(short)) == len(short):
+        return short
+    return [f"{v}__{f}" for v, f in plan.requested]
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+class _QueueDepth(Collector):
+    def __init__(self, online_log: "OnlineLog"):
+        self.online_log = online_log
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "feastline_online_log_queue_records", "online log records waiting for the background writer"
+        )
+        family.add_metric([], self.online_log.queue.qsize())
+        yield family
+
+
+# -- the log ---------------------------------------------------------------------------------------
+
+
+class OnlineLog:
+    """The online feature log of one app: a bounded queue, a background writer, Parquet partitions.
+
+    ``offer`` is called on the online worker threads; ``start``/``close`` by the app's lifespan.
+    """
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None):
+        self.settings = settings
+        self.root = settings.online_log_path
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=settings.online_log_queue)
+        self.records = Counter(
+            "feastline_online_log_records",
+            "sampled online reads by what became of their log record (logged, dropped, failed)",
+            ["feature_service", "outcome"],
+            registry=registry,
+        )
+        if registry is not None:
+            registry.register(_QueueDepth(self))
+        self._sequence = itertools.count(self._next_sequence())
+        self._thread: threading.Thread | None = None
+        self._store: FeatureStore | None = None
+        self._random = random.Random()
+
+    def _next_sequence(self) -> int:
+        """One more than the highest sequence number already logged in the folder (0 for a new one)."""
+        highest = -1
+        if self.root.is_dir():
+            for path in self.root.glob("feature_service=*/hour=*/part-*.parquet"):
+                if m := _PART.match(path.name):
+                    highest = max(highest, int(m.group(2)))
+        return highest + 1
+
+    # -- request path --
+
+    def offer(
+        self,
+        store: FeatureStore,
+        feature_service: str | None,
+        entities: dict[str, list[Any]],
+        answer: dict[str, Any],
+        now: datetime,
+    ) -> str:
+        """Queue the record of one answered read if its feature service samples it; never blocks or raises.
+
+        Args:
+            feature_service: the request's ``feature_service`` (None: a ``features`` list, not logged).
+            entities: the request's ``entities`` (join keys and request fields, values as sent).
+            answer: the read's answer (``feast serve``'s shape: entity keys first, then the features).
+            now: the service clock time the read used.
+
+        Returns:
+            the request id (sent as ``X-Request-Id`` whether the read is logged or not).
+        """
+        request_id = uuid.uuid4().hex
+        if feature_service is None or not self.settings.online_log_enabled:
+            return request_id
+        try:
+            rate = sample_rate(store, feature_service, self.settings.online_log_sample_rate)
+            if rate <= 0.0 or (rate < 1.0 and self._random.random() >= rate):
+                return request_id
+            names = answer["metadata"]["feature_names"]
+            keys = 0  # the answer's entity key columns come first
+            while keys < len(names) and names[keys] in entities:
+                keys += 1
+            record = LogRecord(
+                request_id,
+                now,
+                next(self._sequence),
+                feature_service,
+                entities,
+                names[keys:],
+                answer["results"][keys:],
+            )
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.records.labels(feature_service, "dropped").inc()
+        except Exception:  # the log must never fail a read
+            log.exception("online log: record of %s not taken", feature_service)
+            self.records.labels(feature_service, "dropped").inc()
+        return request_id
+
+    # -- lifecycle --
+
+    def start(self, store: FeatureStore) -> None:
+        """Start the background writer (idempotent)."""
+        self._store = store
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="feastline-online-log", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush every queued record to Parquet and stop the writer (the app's shutdown)."""
+        if self._thread is None:
+            return
+        while True:  # the stop mark must get in even if the queue is full: the writer is draining it
+            try:
+                self.queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if not self._thread.is_alive():
+                    break
+        self._thread.join(timeout)
+        self._thread = None
+
+    def flush(self) -> None:
+        """Write what is queued now (for tests and benchmarks): close, then start again."""
+        store = self._store
+        self.close()
+        if store is not None:
+            self.start(store)
+
+    # -- writer thread --
+
+    def _run(self) -> None:
+        buffer: list[LogRecord] = []
+        deadline = time.monotonic() + self.settings.online_log_flush_seconds
+        stop = False
+        while not stop:
+            try:
+                item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                if item is _STOP:
+                    stop = True
+                else:
+                    buffer.append(item)
+                    # drain what is there without waking up once per record
+                    while len(buffer) < 50_000:
+                        item = self.queue.get_nowait()
+                        if item is _STOP:
+                            stop = True
+                            break
+                        buffer.append(item)
+            except queue.Empty:
+                pass
+            if stop or time.monotonic() >= deadline:
+                if buffer:
+                    self._write(buffer)
+                    buffer = []
+                self._expire()
+                deadline = time.monotonic() + self.settings.online_log_flush_seconds
+
+    def _write(self, records: list[LogRecord]) -> None:
+        groups: dict[tuple[str, str], list[LogRecord]] = {}
+        for r in records:
+            groups.setdefault((r.feature_service, r.logged_at.astimezone(UTC).strftime(_HOUR_FORMAT)), []).append(r)
+        for (service, hour), group in groups.items():
+            try:
+                write_partition(self.root, service, hour, group, self._store)
+                self.records.labels(service, "logged").inc(len(group))
+            except Exception:
+                log.exception("online log: %d record(s) of %s not written", len(group), service)
+                self.records.labels(service, "failed").inc(len(group))
+
+    def _expire(self) -> None:
+        retention = self.settings.online_log_retention_hours
+        if retention <= 0:
+            return
+        try:
+            expire_partitions(self.root, service_now(self.settings) - timedelta(hours=retention))
+        except OSError:
+            log.exception("online log: retention could not delete old partitions")
+
+
+def _service_dir(root: Path, service: str) -> Path:
+    return root / f"feature_service={quote(service, safe='')}"
+
+
+def _arrow_type(vtype: ValueType | None) -> pa.DataType | None:
+    """The Arrow type of a value as ``/get-online-features`` answers it (JSON: Bytes as base64,
+    UnixTimestamp as epoch seconds), or None to let Arrow infer it."""
+    scalar = {
+        ValueType.FLOAT: pa.float64(),
+        ValueType.DOUBLE: pa.float64(),
+        ValueType.INT32: pa.int64(),
+        ValueType.INT64: pa.int64(),
+        ValueType.UNIX_TIMESTAMP: pa.int64(),
+        ValueType.STRING: pa.string(),
+        ValueType.BYTES: pa.string(),
+        ValueType.BOOL: pa.bool_(),
+    }
+    if vtype is None:
+        return None
+    if vtype in scalar:
+        return scalar[vtype]
+    name = vtype.name
+    if name.endswith("_LIST") and (inner := scalar.get(ValueType[name[: -len("_LIST")]])) is not None:
+        return pa.list_(inner)
+    return None
+
+
+def _array(values: list[Any], vtype: ValueType | None) -> pa.Array:
+    """Values answered in JSON as one Arrow column: of the declared type's Arrow type, else inferred,
+    else (mixed or nested values Arrow cannot type) each value's JSON text."""
+    arrow_type = _arrow_type(vtype)
+    with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array(values, type=arrow_type)
+    with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array(values)
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], type=pa.string())
+
+
+def _stamps(values: list[str]) -> pa.Array:
+    """Answered event timestamps (ISO 8601; the epoch for none) as timestamp[ns, UTC], the epoch as null."""
+    parsed = pd.to_datetime(pd.Series(values, dtype="object"), utc=True, format="ISO8601")
+    parsed = parsed.where(pd.Series(values, dtype="object") != EPOCH)
+    return pa.array(parsed.astype("datetime64[ns, UTC]"), type=pa.timestamp("ns", tz="UTC"))
+
+
+def _types(store: FeatureStore | None, service: str) -> tuple[dict[str, ValueType], list[str] | None]:
+    """(column -> declared type for keys, request fields and features; the feature columns by answer
+    position), from the registry as it is now; ({}, None) when the service cannot be planned."""
+    if store is None:
+        return {}, None
+    try:
+        plan = plan_retrieval(store, service_references(store, service), service)
+    except Exception:
+        return {}, None
+    columns = feature_columns(plan)
+    types = plan.key_types | plan.request_types
+    types |= {c: plan.feature_type(v, f) for c, (v, f) in zip(columns, plan.requested, strict=True)}
+    return types, columns
+
+
+def log_table(records: list[LogRecord], store: FeatureStore | None) -> pa.Table:
+    """Records of one feature service as one table, one row per served entity, in record order: the
+    base columns, the entity columns, then per feature its value, ``__status`` and ``__event_timestamp``."""
+    service = records[0].feature_service
+    types, canonical = _types(store, service)
+    counts = [len(r.results[0]["values"]) if r.results else len(next(iter(r.entities.values()))) for r in records]
+    columns: dict[str, pa.Array] = {
+        "request_id": pa.array([r.request_id for r, n in zip(records, counts, strict=True) for _ in range(n)]),
+        "logged_at": pa.array(
+            [r.logged_at for r, n in zip(records, counts, strict=True) for _ in range(n)],
+            type=pa.timestamp("ns", tz="UTC"),
+        ),
+        "sequence": pa.array([r.sequence for r, n in zip(records, counts, strict=True) for _ in range(n)], pa.int64()),
+        "row": pa.array([i for n in counts for i in range(n)], pa.int32()),
+        "feature_service": pa.array([service] * sum(counts), pa.string()),
+    }
+    entity_names = list(dict.fromkeys(k for r in records for k in r.entities))
+    for key in entity_names:
+        values = [v for r, n in zip(records, counts, strict=True) for v in r.entities.get(key, [None] * n)]
+        columns[key] = _array(values, types.get(key))
+    names = list(dict.fromkeys(n for r in records for n in r.names))
+    for name in names:
+        column = name
+        first = records[0]
+        if canonical is not None and name in first.names and len(first.names) == len(canonical):
+            column = canonical[first.names.index(name)]  # full names answered: the canonical column
+        cells: list[Any] = []
+        statuses: list[Any] = []
+        stamps: list[Any] = []
+        for r, n in zip(records, counts, strict=True):
+            if name in r.names:
+                result = r.results[r.names.index(name)]
+                cells += result["values"]
+                statuses += result["statuses"]
+                stamps += result["event_timestamps"]
+            else:
+                cells += [None] * n
+                statuses += [None] * n
+                stamps += [EPOCH] * n
+        columns[column] = _array(cells, types.get(column))
+        columns[column + STATUS_SUFFIX] = pa.array(statuses, pa.string())
+        columns[column + EVENT_TS_SUFFIX] = _stamps(stamps)
+    return pa.table(columns)
+
+
+def write_partition(
+    root: Path, service: str, hour: str, records: list[LogRecord], store: FeatureStore | None = None
+) -> Path:
+    """Write ``records`` (one feature service, one hour) as a new Parquet file of the hour's partition,
+    through a temporary file renamed into place. Returns the file's path."""
+    folder = _service_dir(root, service) / f"hour={hour}"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = log_table(records, store)
+    path = folder / f"part-{records[0].sequence:016d}-{records[-1].sequence:016d}.parquet"
+    tmp = folder / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _hour_of(folder: Path) -> datetime | None:
+    try:
+        return datetime.strptime(folder.name.removeprefix("hour="), _HOUR_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def expire_partitions(root: Path, before: datetime) -> list[Path]:
+    """Delete the hour partitions that end at or before ``before`` (every file in them). Returns them."""
+    removed = []
+    for folder in sorted(root.glob("feature_service=*/hour=*")):
+        hour = _hour_of(folder)
+        if hour is None or hour + timedelta(hours=1) > before:
+            continue
+        for f in folder.iterdir():
+            f.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        removed.append(folder)
+    return removed
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _files(root: Path, start: datetime, end: datetime, feature_service: str | None) -> list[Path]:
+    services = [_service_dir(root, feature_service)] if feature_service else sorted(root.glob("feature_service=*"))
+    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    files = []
+    for service in services:
+        for folder in sorted(service.glob("hour=*")):
+            hour = _hour_of(folder)
+            if hour is not None and first <= hour < end:
+                files += sorted(p for p in folder.iterdir() if _PART.match(p.name))
+    return files
+
+
+_EARLIEST: datetime = pd.Timestamp.min.tz_localize(UTC).ceil("s").to_pydatetime()
+_LATEST: datetime = pd.Timestamp.max.tz_localize(UTC).floor("s").to_pydatetime()
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    """``value`` in UTC, clamped to the nanosecond timestamps' range (years 1677-2262): a window
+    reaching past it holds no more logged reads."""
+    if value.tzinfo is None:
+        raise ValueError(f"{name} needs a timezone (Z or an offset)")
+    clamped: datetime = min(max(value.astimezone(UTC), _EARLIEST), _LATEST)
+    return clamped
+
+
+def read_log(settings: Settings, start: datetime, end: datetime, feature_service: str | None = None) -> pd.DataFrame:
+    """The logged online reads with ``start <= logged_at < end``, one row per served entity.
+
+    Args:
+        settings: where the log is (``settings.online_log_path``).
+        start, end: timezone-aware; compared with the service clock time each read was served at.
+        feature_service: only this service's reads (default: every service's).
+
+    Returns:
+        columns ``request_id`` (str), ``logged_at`` (datetime64[ns, UTC]), ``sequence`` (Int64, one per
+        request, increasing), ``row`` (Int64, the entity's position in its request),
+        ``feature_service`` (str), the entity columns (join keys and request fields, values as sent in
+        JSON), then per feature (named as a training set names it) the value answered (JSON form:
+        UnixTimestamp as epoch seconds, Bytes as base64), ``<feature>__status`` (``PRESENT``,
+        ``NULL_VALUE``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``) and ``<feature>__event_timestamp``
+        (datetime64[ns, UTC], null when none was answered). Sorted by ``logged_at``, ``sequence``,
+        ``row``. Integer and boolean columns are nullable (Int64, boolean); an empty window gives the
+        base columns and no rows. Columns of several services are their union (null where absent).
+
+    Raises:
+        ValueError: ``start`` or ``end`` naive.
+    """
+    start, end = _aware(start, "start"), _aware(end, "end")
+    tables = []
+    for path in _files(settings.online_log_path, start, end, feature_service):
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid):  # deleted by retention meanwhile
+            continue
+        at = table.column("logged_at")
+        keep = pc.and_(
+            pc.greater_equal(at, pa.scalar(start, pa.timestamp("ns", tz="UTC"))),
+            pc.less(at, pa.scalar(end, pa.timestamp("ns", tz="UTC"))),
+        )
+        tables.append(table.filter(keep))
+    if not tables:
+        return pd.DataFrame(
+            {
+                "request_id": pd.Series(dtype="object"),
+                "logged_at": pd.Series(dtype="datetime64[ns, UTC]"),
+                "sequence": pd.Series(dtype="Int64"),
+                "row": pd.Series(dtype="Int64"),
+                "feature_service": pd.Series(dtype="object"),
+            }
+        )
+    table = pa.concat_tables(tables, promote_options="permissive")
+    ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64()}
+    frame = table.to_pandas(
+        types_mapper=lambda t: pd.Int64Dtype() if t in ints else pd.BooleanDtype() if t == pa.bool_() else None
+    )
+    return frame.sort_values(["logged_at", "sequence", "row"], kind="stable").reset_index(drop=True)
+
+
+def logged_services(settings: Settings) -> list[str]:
+    """The feature services that have a partition in the log folder."""
+    root = settings.online_log_path
+    return sorted(unquote(p.name.removeprefix("feature_service=")) for p in root.glob("feature_service=*"))

@@ -1,0 +1,1 @@
+"""Feature monitoring (issue #12)."""
