@@ -239,9 +239,39 @@ async def json_body(request: Request, model: type[M]) -> M:
     return parse_json_body(await json_bytes(request), model)
 
 
+def standalone_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON Schema with its nested models (pydantic's ``$defs``) inlined where they are
+    referenced, so the schema can sit anywhere in an OpenAPI document: a ``#/$defs/...`` reference is
+    resolved from the document's root by OpenAPI tools (ReDoc fails on it). Nested models must not be
+    recursive.
+
+    Raises:
+        ValueError: a nested model refers to itself (directly or not).
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name in seen:
+                    raise ValueError(f"{model.__name__}: {name} is recursive; it cannot be inlined")
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**inline(defs[name], (*seen, name)), **inline(rest, seen)}
+            return {k: inline(v, seen) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v, seen) for v in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema, ())
+    return inlined
+
+
 def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI ``requestBody`` for a route that reads its body with :func:`json_bytes`."""
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": model.model_json_schema()}}}}
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": standalone_schema(model)}}}}
 
 
 def _iso(ts: pd.Timestamp) -> str:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.formats import standalone_schema
+
 
 def binary_content(*media_types: str, description: str = "") -> dict[str, Any]:
     """OpenAPI ``content`` for answers that are bytes (Parquet, Arrow IPC stream)."""
@@ -50,7 +52,7 @@ def request_body_doc(model: type[BaseModel], **refine: dict[str, Any]) -> dict[s
     """OpenAPI ``requestBody`` (``application/json``) of a route that reads ``model``: its JSON Schema
     with ``refine`` merged in per property (``timezone=TIMEZONE``; for an optional property, into its
     non-null type), and ``FEATURE_SELECTION`` when the model has both ``feature_service`` and ``features``."""
-    schema = model.model_json_schema()
+    schema = standalone_schema(model)
     for name, extra in refine.items():
         prop = schema["properties"][name]
         if "anyOf" in prop:  # Optional[X]: the rule is X's; null stays allowed

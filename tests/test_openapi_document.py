@@ -100,3 +100,22 @@ def test_a_lookback_written_with_a_zero_fraction_is_an_integer(client) -> None: 
     assert whole.status_code == 404 and whole.json()["field"] == "feature_views.0"
     half = client.post("/materialize-incremental", json={"lookback_seconds": 3600.5})
     assert half.status_code == 422 and half.json()["field"] == "lookback_seconds"
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_every_reference_resolves_from_the_document_root(doc) -> None:  # type: ignore[no-untyped-def]
+    """A ``$ref`` is resolved from the OpenAPI document's root (ReDoc stops drawing on ``#/$defs/...``
+    of an embedded JSON Schema): each one must name a component that exists."""
+    refs = _refs(doc)
+    assert refs, "the document has no references at all: the check would be empty"
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"], ref
