@@ -236,6 +236,11 @@ class FeastlineClient:
         """``GET /monitoring/drift/{id}``: a stored drift report."""
         return self._object("GET", f"/monitoring/drift/{_segment(drift_id)}")
 
+    def monitoring_view(self, drift_id: str) -> str:
+        """``GET /monitoring/view?drift=ID``: the HTML page drawing a stored drift report (histograms, PSI
+        chart), with the latest parity reports and the freshness table."""
+        return self.request("GET", "/monitoring/view", params={"drift": drift_id}).text
+
     def training_set_profile(self, ts_id: str) -> dict[str, Any]:
         """``GET /training-sets/{id}/profile``: the profile stored with the set (per column statistics and
         the baseline bins)."""

@@ -40,6 +40,7 @@ from service.routers import (
     monitoring_drift,
     monitoring_freshness,
     monitoring_online,
+    monitoring_view,
     online,
     push,
     training_sets,
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         monitoring_drift,
         monitoring_online,
         monitoring_freshness,
+        monitoring_view,
     ):
         # every route may answer 422 (a parameter) and 503 (overloaded, a store or storage fault)
         app.include_router(module.router, responses=problem_responses(422, 503))

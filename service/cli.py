@@ -1,4 +1,5 @@
-"""The ``feastline`` command: ``build-data``, ``apply``, ``materialize``, ``serve``.
+"""The ``feastline`` command: ``build-data``, ``apply``, ``materialize``, ``serve``, ``monitor``
+(``service/cli_monitor.py``).
 
 Each command takes ``--repo`` (default ``feature_repo``), a plain Feast repo.
 """
@@ -512,6 +513,10 @@ def serve_cmd(
         print(f"    -d '{json.dumps(example)}'", flush=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log)
 
+
+from service.cli_monitor import monitor_app  # noqa: E402  (its commands import Feast only when they run)
+
+app.add_typer(monitor_app, name="monitor")
 
 if __name__ == "__main__":
     app()

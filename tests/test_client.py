@@ -373,6 +373,7 @@ def test_the_client_covers_every_route(raw: NoServerErrorClient) -> None:
         ("get", "/monitoring/freshness"): "freshness",
         ("post", "/monitoring/drift"): "drift",
         ("get", "/monitoring/drift/{drift_id}"): "drift_report",
+        ("get", "/monitoring/view"): "monitoring_view",
         ("get", "/training-sets/{ts_id}/profile"): "training_set_profile",
         ("get", "/monitoring/online-log"): "online_log",
         ("post", "/monitoring/parity"): "parity",

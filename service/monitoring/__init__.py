@@ -23,6 +23,9 @@ What it owns:
 - ``freshness.py``: per online feature view, the newest event time held online, its age at the
   service clock and the view's objective (tag ``feastline.freshness_slo``, e.g. ``2h``);
   ``GET /monitoring/freshness`` and the ``/metrics`` freshness gauges.
+- ``page.py``: the monitoring page (``GET /monitoring/view``, ``feastline monitor --out``): a drift
+  report's histograms and PSI chart as inline SVG, with parity and freshness tables, in one HTML page;
+  ``tables.py``: the reports as tables of text cells, what the page and ``feastline monitor`` both show.
 - ``errors.py``: this package's errors and their HTTP statuses.
 
 May import: Feast, ``lineage``, the shared shell modules (``service.settings``, ``service.clock``,

@@ -486,6 +486,12 @@ class ParityGauges(Collector):
         with self._lock:
             self._latest[report["feature_service"]] = report
 
+    def latest(self) -> list[dict[str, Any]]:
+        """The latest report per feature service this process computed, sorted by feature service
+        (what the monitoring page's parity tables show; empty before the first report)."""
+        with self._lock:
+            return [self._latest[name] for name in sorted(self._latest)]
+
     def collect(self) -> Iterator[Metric]:
         rate = GaugeMetricFamily(
             "feastline_parity_match_rate",

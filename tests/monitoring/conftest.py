@@ -1,6 +1,7 @@
 """A private copy of the built demo repo with one more feature service, ``live_weather`` (the push-fed
 view ``origin_weather_fresh``, logged at sampling 1.0), and a helper to open an app on it."""
 
+import io
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,12 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import copy_repo
+from tests.conftest import REPLAY_NOW, copy_repo
 
 LIVE_SERVICE = """
 
@@ -75,3 +77,40 @@ def metric(client: TestClient, name: str, **labels: str) -> float:
         if metric_name == name and got == want:
             return float(value)
     return 0.0
+
+
+PARQUET = "application/vnd.apache.parquet"
+SEASON_STEP = 20  # every 20th flight: about 12,600 rows January-September and 4,200 October-December
+
+
+def season_flights(repo: Path, start: str, end: str) -> pd.DataFrame:
+    """Every ``SEASON_STEP``-th flight departing in ``[start, end)``: entity rows of ``delay_model_v1``."""
+    frame = pd.read_parquet(repo / "data" / "flights.parquet")
+    ts = frame["event_timestamp"]
+    rows = frame.loc[(ts >= start) & (ts < end), ["origin", "carrier", "event_timestamp", "label_delayed"]]
+    return rows.iloc[::SEASON_STEP].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def seasons_repo(live_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A copy of ``live_base`` holding two ``delay_model_v1`` training sets made through the API: a sample
+    of January-September flights (``jan_sep``, with the model ``season_model@1`` registered on it) and one
+    of October-December (``oct_dec``). ``{"repo", "jan_sep", "oct_dec"}``; copy ``repo`` before writing."""
+    repo = tmp_path_factory.mktemp("seasons") / "repo"
+    copy_repo(live_base, repo)
+    ids = {}
+    with app_client(repo, REPLAY_NOW) as client:
+        seasons = {"jan_sep": ("2013-01-01", "2013-10-01"), "oct_dec": ("2013-10-01", "2014-01-01")}
+        for name, (start, end) in seasons.items():
+            buffer = io.BytesIO()
+            season_flights(repo, start, end).to_parquet(buffer, index=False)
+            made = client.post(
+                "/training-sets?feature_service=delay_model_v1",
+                content=buffer.getvalue(),
+                headers={"content-type": PARQUET, "accept": PARQUET},
+            )
+            assert made.status_code == 201, made.text[:2000]
+            ids[name] = str(made.headers["x-training-set-id"])
+        model = {"name": "season_model", "version": "1", "training_set_id": ids["jan_sep"]}
+        assert client.post("/models", json=model).status_code == 201
+    return {"repo": repo, **ids}
