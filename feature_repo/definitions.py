@@ -191,6 +191,14 @@ delay_model_v1 = FeatureService(
     description="Departure-delay model v1: weather at the origin and carrier punctuality.",
     tags={"feastline.log_sample_rate": "1.0"},  # every online read logged (GET /monitoring/online-log)
 )
+delay_model_v1_live = FeatureService(
+    name="delay_model_v1_live",
+    features=[origin_weather_fresh, carrier_daily_stats],
+    owner=OWNER,
+    description="Departure-delay model v1 in production: weather pushed in real time (weather_push) "
+    "and carrier punctuality.",
+    tags={"feastline.log_sample_rate": "1.0"},  # logged: POST /monitoring/parity checks pushes against offline
+)
 delay_model_v2 = FeatureService(
     name="delay_model_v2",
     features=[origin_weather, carrier_daily_stats, plane_profile, plane_age],
