@@ -48,8 +48,8 @@ from service.materialization.jobs import INTERRUPTED as JOB_INTERRUPTED
 from service.materialization.jobs import JobStore
 from service.materialization.runs import INTENT_KIND as RUN_INTENT
 from service.materialization.runs import INTERRUPTED, recover_run
-from service.online.push import INTENT_KIND as PUSH_INTENT
-from service.online.push import recover_push
+from service.online.push_write import INTENT_KIND as PUSH_INTENT
+from service.online.push_write import recover_push
 from service.online.quarantine import QuarantineStore
 from service.online.receipts import Receipts
 from service.run_events import OpenLineageEmitter

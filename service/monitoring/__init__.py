@@ -29,7 +29,7 @@ What it owns:
 - ``errors.py``: this package's errors and their HTTP statuses.
 
 May import: Feast, ``lineage``, the shared shell modules (``service.settings``, ``service.clock``,
-``service.run_events``, ``service.value_types``) and ``service.training`` through its ``PUBLIC``
+``service.run_events``, ``service.value_types``, ``service.storage``) and ``service.training`` through its ``PUBLIC``
 names (a drift target is joined point in time exactly as a training set is). Never the routers,
 the app, or the HTTP error table. ``tests/test_layering.py`` checks this.
 """

@@ -29,8 +29,6 @@ An **all-null** column has ``degenerate: "all_null"`` and no bins (``bin_edges``
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from service.storage import write_atomically
 
 QUANTILES = tuple(i / 10 for i in range(11))
 TOP_K = 20
@@ -231,17 +231,9 @@ def profile_path(data_path: str | Path) -> Path:
 
 def write_profile(profile: Mapping[str, Any], path: Path) -> None:
     """Write ``profile`` as JSON at ``path``, all or nothing (temporary file in the same folder + rename)."""
+    data = json.dumps(profile, allow_nan=False, separators=(",", ":")).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(profile, fh, allow_nan=False, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda fh: fh.write(data))
 
 
 def read_profile(path: Path) -> dict[str, Any] | None:

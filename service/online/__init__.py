@@ -5,8 +5,9 @@ What it owns:
 - ``reads.py``: ``/get-online-features`` (the ``feast serve`` request and answer), validated against
   the registry, read through Feast's online store, on-demand views computed per request.
 - ``push.py``: **where a push is validated**: the push gate built per push source from the feature
-  views it feeds plus the repo's pandera push schemas, strict or quarantine, then the write online
-  and/or appended offline.
+  views it feeds plus the repo's pandera push schemas, strict or quarantine.
+- ``push_write.py``: a validated push's writes, all or nothing: online, appended offline (temp file +
+  rename under a write intent), the acknowledgement; and the recovery of a push a crash cut short.
 - ``quarantine.py``: the quarantine table of rejected push rows (lineage database).
 - ``receipts.py``: the answers of pushes sent with an ``Idempotency-Key`` (lineage database), so a
   push resent after a lost answer is written once.

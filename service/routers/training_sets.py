@@ -42,6 +42,7 @@ from service.openapi import (
     binary_content,
     request_body_doc,
 )
+from service.training.catalog import stored_file
 from service.training.entity_rows import entity_frame, entity_frame_from_table
 from service.training.offline.errors import TooLargeForJson
 from service.training.training_sets import (
@@ -51,7 +52,6 @@ from service.training.training_sets import (
     delete_training_set,
     reproduce,
     resolve,
-    stored_file,
 )
 from service.workers import WorkerRoute, workers_of
 

@@ -93,6 +93,13 @@ training_sets = Table(
 JSON_COLUMNS = ("features", "options", "view_hashes", "source_hashes", "audit", "columns")
 
 
+def stored_file(root: Path, stored: str) -> Path:
+    """A catalog path (``data_path``, ``entity_path``) as a file: relative to the training-sets folder
+    ``root`` (an absolute path, as rows stored before were, as it is)."""
+    path = Path(stored)
+    return path if path.is_absolute() else root / path
+
+
 @dataclass(frozen=True)
 class TrainingSetRecord:
     id: str
@@ -120,11 +127,10 @@ class TrainingSetRecord:
     def located(self, root: Path) -> "TrainingSetRecord":
         """This record with ``data_path`` and ``entity_path`` as files under the training-sets folder
         ``root`` (they are stored relative to it), for a reader in this process; never stored so."""
-        data, entities = (Path(v) for v in (self.data_path, self.entity_path))
         return dataclasses.replace(
             self,
-            data_path=str(data if data.is_absolute() else root / data),
-            entity_path=str(entities if entities.is_absolute() else root / entities),
+            data_path=str(stored_file(root, self.data_path)),
+            entity_path=str(stored_file(root, self.entity_path)),
         )
 
     def check_present(self) -> None:

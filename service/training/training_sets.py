@@ -40,7 +40,7 @@ from service.intents import Intents
 from service.monitoring.profiles import profile_path, start_profile
 from service.run_events import TrainingSetRun, openlineage_for
 from service.storage import crash_point, replace, temp_path, write_temp
-from service.training.catalog import TrainingSetCatalog, TrainingSetRecord
+from service.training.catalog import TrainingSetCatalog, TrainingSetRecord, stored_file
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.training.offline.errors import FeatureSelectionInvalid
 from service.training.offline.prepared import per_file_state
@@ -156,13 +156,6 @@ def inputs_of(plan: RetrievalPlan, repo: Path) -> tuple[dict[str, str], dict[str
         source_key(v.path, repo): sha256_source(v.path, files) for v in plan.views if (files := v.parquet_files())
     }
     return views, sources
-
-
-def stored_file(root: Path, stored: str) -> Path:
-    """A catalog path (``data_path``, ``entity_path``) as a file: relative to the training-sets folder
-    ``root`` (an absolute path, as rows stored before were, as it is)."""
-    path = Path(stored)
-    return path if path.is_absolute() else root / path
 
 
 def files_of(out_dir: Path, ts_id: str) -> tuple[Path, Path]:
