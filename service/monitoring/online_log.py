@@ -515,7 +515,8 @@ def read_log_table(
     """:func:`read_log` as one Arrow table (the files read in parallel, Arrow releasing the GIL), sorted
     by ``logged_at``, ``sequence``, ``row``; None when the window holds no file.
 
-    ``without_suffix``: leave out the columns whose names end with it (not read at all).
+    ``without_suffix``: leave out the columns whose names end with it (not read at all); the status
+    columns are then read dictionary-encoded (as Parquet stores them: a few distinct texts).
 
     Raises:
         ValueError: ``start`` or ``end`` naive.
@@ -528,8 +529,9 @@ def read_log_table(
             if without_suffix is None:
                 table = pq.read_table(path)
             else:
-                names = pq.read_schema(path).names
-                table = pq.read_table(path, columns=[c for c in names if not c.endswith(without_suffix)])
+                names = [c for c in pq.read_schema(path).names if not c.endswith(without_suffix)]
+                statuses = [c for c in names if c.endswith(STATUS_SUFFIX)]
+                table = pq.read_table(path, columns=names, read_dictionary=statuses)
         except (OSError, pa.ArrowInvalid):  # deleted by retention meanwhile
             return None
         at = table.column("logged_at")

@@ -362,10 +362,11 @@ def _parity(
         same = equal_columns(online, offline, vtype) if online is not None else np.zeros(n, dtype=bool)
         mismatched[col] = np.flatnonzero(compared & ~same)
         rows = mismatched[col]
-        online_values[col] = dict(
-            zip(rows.tolist(), logged_json(online.iloc[rows] if online is not None else None, len(rows)), strict=True)
-        )
-        offline_values[col] = dict(zip(rows.tolist(), offline_json(offline.iloc[rows], vtype), strict=True))
+        online_values[col], offline_values[col] = {}, {}
+        if len(rows):
+            online_json = logged_json(online.iloc[rows] if online is not None else None, len(rows))
+            online_values[col] = dict(zip(rows.tolist(), online_json, strict=True))
+            offline_values[col] = dict(zip(rows.tolist(), offline_json(offline.iloc[rows], vtype), strict=True))
         per_feature.append(
             {
                 "name": col,
