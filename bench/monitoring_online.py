@@ -1,8 +1,10 @@
 """Monitoring benchmarks, online part (issue #12, parts 3 and 4): online logging cost and parity time.
 
     .venv/bin/python bench/monitoring_online.py [--requests 3000] [--rounds 2] [--parity-requests 100000]
+        [--repo BUILT_REPO]
 
-One run on a temporary copy of ``feature_repo/`` built from the real data, applied and materialized:
+One run on a temporary copy of ``feature_repo/`` built from the real data, applied and materialized
+(or, with ``--repo``, a copy of that built, applied and materialized repo, its online log left out):
 
 1. **Online logging.** ``feastline serve`` (1 worker, ``FEASTLINE_NOW=2013-12-31T00:00:00Z``) is started
    alternately with logging off (``FEASTLINE_ONLINE_LOG_ENABLED=false``) and on (the demo's
@@ -27,6 +29,7 @@ import datetime as dt
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +72,14 @@ def build_repo(root: Path) -> Path:
     subprocess.run([str(VENV_BIN / "feastline"), "apply", "--repo", str(repo)], check=True, capture_output=True)
     materialize_in_process(repo, root)
     return repo
+
+
+def copy_built_repo(src: Path, root: Path) -> Path:
+    """A copy of a built repo (``tests.conftest.copy_repo``: its SQLite lineage database by the backup
+    API), without its online log."""
+    from tests.conftest import copy_repo
+
+    return copy_repo(src, root / "repo", ignore=("online_log", "__pycache__"))
 
 
 def bodies(repo: Path) -> dict[int, bytes]:
@@ -156,7 +167,7 @@ def write_log(repo: Path, settings: Settings, n: int) -> pd.DataFrame:
     return flights
 
 
-def parity_phase(repo: Path, n: int) -> dict[str, float]:
+def parity_phase(repo: Path, n: int, repeat: int) -> dict[str, float]:
     settings = Settings(repo=repo, now=NOW)
     shutil.rmtree(settings.online_log_path, ignore_errors=True)
     t0 = time.perf_counter()
@@ -166,18 +177,21 @@ def parity_phase(repo: Path, n: int) -> dict[str, float]:
     window = (NOW, NOW + dt.timedelta(seconds=1))
     logged = len(read_log(settings, *window, SERVICE))
     out: dict[str, float] = {"logged_rows": logged, "write_log_s": write_s}
-    for _attempt in range(2):  # the first of each warms the prepared sources; the second is reported
+    times: dict[str, list[float]] = {"training_set_s": [], "parity_s": [], "read_log_s": []}
+    for attempt in range(1 + repeat):  # the first warms the prepared sources; medians of the others
         plan = plan_retrieval(store, service_references(store, SERVICE), SERVICE)
         t0 = time.perf_counter()
         entity = flights.assign(event_timestamp=pd.Timestamp(NOW))
         frame = get_training_frame(entity_frame_from_table(entity, plan), plan, JoinOptions()).frame
-        out["training_set_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         report = parity_report(store, settings, SERVICE, *window)
-        out["parity_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t2 = time.perf_counter()
         read_log(settings, *window, SERVICE)
-        out["read_log_s"] = time.perf_counter() - t0
+        t3 = time.perf_counter()
+        if attempt:
+            for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                times[key].append(seconds)
+    out |= {key: statistics.median(values) for key, values in times.items()}
     out["rows"] = len(frame)
     out["parity_rows"] = report["rows"]
     out["match_rate"] = report["match_rate"] or 0.0
@@ -194,7 +208,9 @@ def render(args: argparse.Namespace, online: dict, parity: dict[str, float], wal
         "Written by `bench/monitoring_online.py`; every number below was measured by the run it describes.",
         "",
         f"- command: `.venv/bin/python bench/monitoring_online.py --requests {args.requests} --rounds {args.rounds} "
-        f"--parity-requests {args.parity_requests}`",
+        f"--parity-requests {args.parity_requests} --parity-repeat {args.parity_repeat}"
+        + (f" --repo {args.repo}" if args.repo else "")
+        + "`",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; whole run {wall:.0f} s",
         f"- machine: {machine()}",
         "- online: `feastline serve`, 1 worker, SQLite online store, `delay_model_v1`, sequential client "
@@ -227,7 +243,8 @@ def render(args: argparse.Namespace, online: dict, parity: dict[str, float], wal
         f"{counts.get('served', 0):,.0f} (the load client's and the readiness probes).",
         "",
         f"Parity: {args.parity_requests:,} logged single-flight reads (`delay_model_v1`, {parity['parity_rows']:,.0f} "
-        f"rows read back), written in {parity['write_log_s']:.1f} s (not timed against the target).",
+        f"rows read back), written in {parity['write_log_s']:.1f} s (not timed against the target); medians of "
+        f"{args.parity_repeat} runs after a warm-up, the training set and the report alternating.",
         "",
         "| step | seconds |",
         "|---|---:|",
@@ -262,14 +279,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--parity-requests", type=int, default=100_000)
+    parser.add_argument("--parity-repeat", type=int, default=5, help="measured parity runs (medians)")
+    parser.add_argument("--repo", type=Path, default=None, help="a built, applied and materialized repo to copy")
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="feastline-bench-monitoring-") as tmp:
         root = Path(tmp)
         os.environ.pop("FEASTLINE_NOW", None)
-        repo = build_repo(root)
+        repo = copy_built_repo(args.repo, root) if args.repo else build_repo(root)
         online = online_phase(repo, root, args.requests, args.rounds)
-        parity = parity_phase(repo, args.parity_requests)
+        parity = parity_phase(repo, args.parity_requests, args.parity_repeat)
     section = render(args, online, parity, time.perf_counter() - started)
     write_results(section)
     print(section)

@@ -29,8 +29,10 @@ the ``feastline_drift`` facet on the target.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,12 +40,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from feast import FeatureStore
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from lineage import LineageStore, NodeKind, NodeNotFound, NodeRef
 from lineage import openlineage as ol
 from service.monitoring import distances
+from service.monitoring.baseline_rows import sorted_columns
 from service.monitoring.profiles import build_profile, column_roles, profile_path, read_profile, write_profile
 from service.monitoring.reports import DriftReports
 from service.monitoring.window import entity_rows_in_window
@@ -57,6 +61,7 @@ from service.training.training_sets import TrainingSetOptions, compute, resolve
 DEFAULT_WARN, DEFAULT_DRIFT = 0.1, 0.2
 WARN_TAG, DRIFT_TAG = "feastline.psi_warn", "feastline.psi_drift"
 VERDICTS = ("ok", "warn", "drift")  # in order of severity
+MAX_ASSESS_THREADS = 4  # columns assessed at once (at most one per CPU)
 
 
 class DriftRequestInvalid(Exception):
@@ -230,13 +235,23 @@ def thresholds_of(plan: RetrievalPlan) -> dict[str, tuple[Thresholds, str]]:
 # -- one column -------------------------------------------------------------------------------------
 
 
-def column_drift(profile: Mapping[str, Any], baseline: pd.Series, target: pd.Series, th: Thresholds) -> dict[str, Any]:
+def column_drift(
+    profile: Mapping[str, Any],
+    baseline: pd.Series | None,
+    target: pd.Series,
+    th: Thresholds,
+    *,
+    baseline_sorted: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The drift of one column.
 
     Args:
         profile: the column's baseline profile entry (bins, counts).
-        baseline: the column's stored baseline rows (for KS; missing values included).
+        baseline: the column's stored baseline rows (for KS; missing values included); may be None
+            when ``baseline_sorted`` is given.
         target: the target's column (missing values included).
+        baseline_sorted: the baseline's values for KS already without missing values and sorted
+            (float64; :mod:`service.monitoring.baseline_rows`), used instead of ``baseline``.
 
     Returns:
         ``{"name", "feature", "kind", "psi", "js", "test", "statistic", "p_value", "null_rate_baseline",
@@ -247,40 +262,57 @@ def column_drift(profile: Mapping[str, Any], baseline: pd.Series, target: pd.Ser
     Raises:
         DriftRequestInvalid: the target column does not hold values of the baseline's kind (422).
     """
+    return _column_drift(profile, baseline, target, th, baseline_sorted)[0]
+
+
+def _column_drift(
+    profile: Mapping[str, Any],
+    baseline: pd.Series | None,
+    target: pd.Series,
+    th: Thresholds,
+    baseline_sorted: np.ndarray | None,
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """(:func:`column_drift`, the target's values sorted without missing ones: numeric columns, else None)."""
     name = str(profile["name"])
+    t: np.ndarray | None = None
     kind = profile["kind"]
-    target_values = target.dropna()
     bins: dict[str, Any]
     if kind == "numeric":
         try:
-            t = np.sort(target_values.to_numpy(dtype=np.float64))  # sorted once: the counts and KS use it
+            t = np.sort(_present(target))  # sorted once: the counts and KS use it
         except (TypeError, ValueError):
             raise DriftRequestInvalid(
                 f"features.{name}", f"the target's values are not numbers ({target.dtype})"
             ) from None
         edges = list(profile["bin_edges"])
         b_counts = np.asarray(profile["counts"], dtype=np.int64)
-        t_counts = distances.numeric_counts(edges, t) if edges else np.zeros(0, dtype=np.int64)
+        t_counts = distances.numeric_counts(edges, t, presorted=True) if edges else np.zeros(0, dtype=np.int64)
         bins = {"edges": edges}
         test = "ks"
+        n_t = len(t)
     else:
+        target_values = target.dropna()
         categories = list(profile["categories"])
         b_counts = np.asarray([*profile["counts"], profile["other"]], dtype=np.int64)
         t_counts = distances.categorical_counts(categories, target_values)
         bins = {"categories": [*categories, "other"]}
         test = "chi2"
-    n_b, n_t = int(b_counts.sum()), len(target_values)  # a baseline without values has no bins at all
+        n_t = len(target_values)
+    n_b = int(b_counts.sum())  # a baseline without values has no bins at all
     psi = js = statistic = p_value = None
     if n_b and n_t:
         psi, js = distances.psi(b_counts, t_counts), distances.js_distance(b_counts, t_counts)
-        if kind == "numeric":
-            statistic, p_value = distances.ks_test(baseline.dropna().to_numpy(dtype=np.float64), t)
+        if t is not None:
+            if baseline_sorted is None:
+                assert baseline is not None
+                baseline_sorted = np.sort(baseline.dropna().to_numpy(dtype=np.float64))
+            statistic, p_value = distances.ks_test(baseline_sorted, t, presorted=True)
         else:
             statistic, p_value = distances.chi2_test(b_counts, t_counts)
         verdict = th.verdict(psi)
     else:  # degenerate: a side without values (see the module docstring)
         verdict = "ok" if n_b == n_t == 0 else "drift"
-    return {
+    item = {
         "name": name,
         "feature": profile.get("feature"),
         "kind": kind,
@@ -297,6 +329,30 @@ def column_drift(profile: Mapping[str, Any], baseline: pd.Series, target: pd.Ser
         "values_target": n_t,
         "bins": {**bins, "baseline_counts": b_counts.tolist(), "target_counts": t_counts.tolist()},
     }
+    return item, t
+
+
+def _present(column: pd.Series) -> np.ndarray:
+    """``column.dropna().to_numpy(dtype=np.float64)`` (a float64 column without the copy into a Series).
+
+    Raises:
+        TypeError, ValueError: values that are not numbers.
+    """
+    if column.dtype == np.float64:
+        values = column.to_numpy()
+        return values[~np.isnan(values)]
+    return column.dropna().to_numpy(dtype=np.float64)
+
+
+def _target_metrics(profile: Mapping[str, Any], target: pd.Series, t: np.ndarray | None) -> dict[str, Any]:
+    """:func:`_metrics` of one target column, from its sorted values ``t`` (numeric) when given."""
+    if t is None:
+        return _metrics([dict(profile)], target.to_frame(profile["name"]))[profile["name"]]
+    m: dict[str, Any] = {"nullCount": len(target) - len(t), "count": len(t)}
+    lo, hi = np.searchsorted(t, -np.inf, side="right"), np.searchsorted(t, np.inf, side="left")
+    if lo < hi:  # the finite values' extremes
+        m |= {"min": float(t[lo]), "max": float(t[hi - 1])}
+    return m
 
 
 def worst(verdicts: list[str]) -> str:
@@ -386,9 +442,12 @@ def target_of(
     catalog: TrainingSetCatalog,
     settings: Settings,
     timezone: str | None = None,
+    columns: list[str] | None = None,
 ) -> Target:
     """The target frame: a stored set's rows, the online log's window joined, or entity rows (a JSON
     list in ``spec.entity_rows``, or an already-read table as ``spec``) joined.
+
+    ``columns``: of a stored set, read only these (those it has); every row is read either way.
 
     Raises:
         TrainingSetNotFound / TrainingSetDeleted (``target.training_set_id``), EntityRowsInvalid,
@@ -405,7 +464,12 @@ def target_of(
         except Exception as exc:
             exc.field = "target.training_set_id"  # type: ignore[attr-defined]
             raise
-        frame = pd.read_parquet(record.data_path)
+        if columns is not None:
+            held = set(pq.read_schema(record.data_path).names)
+            columns = [c for c in columns if c in held]
+        frame = pd.read_parquet(record.data_path, columns=columns)
+        if frame.columns.empty:  # none of the columns held: the row count still counts
+            frame = pd.DataFrame(index=pd.RangeIndex(pq.ParquetFile(record.data_path).metadata.num_rows))
         return Target(
             frame,
             {"kind": "training_set", "training_set_id": record.id, "row_count": len(frame)},
@@ -477,18 +541,36 @@ def assess(baseline: Baseline, target: pd.DataFrame, columns: list[dict[str, Any
         DriftRequestInvalid: the target lacks a column (``target``), or holds values of another kind.
         ThresholdTagInvalid: see :func:`thresholds_of`.
     """
+    return _assess(baseline, target, columns)[0]
+
+
+def _assess(
+    baseline: Baseline, target: pd.DataFrame, columns: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(:func:`assess`, the target's :func:`_metrics` per column, measured on the way)."""
     missing = [c["name"] for c in columns if c["name"] not in target.columns]
     if missing:
         raise DriftRequestInvalid("target", f"has no column {', '.join(map(repr, missing))}")
     thresholds = thresholds_of(baseline.plan)
-    numeric = [c["name"] for c in columns if c["kind"] == "numeric"]
-    rows = pd.read_parquet(baseline.record.data_path, columns=numeric) if numeric else pd.DataFrame()
-    items = []
-    for col in columns:
+    # numeric columns with values: KS needs the baseline's rows, sorted (cached: a stored set never changes)
+    numeric = [c["name"] for c in columns if c["kind"] == "numeric" and c["count"] > c["nulls"]]
+    rows = sorted_columns(baseline.record.data_path, numeric) if numeric else {}
+    empty = np.zeros(0, dtype=np.float64)
+
+    def one(col: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         th, node = thresholds.get(col.get("feature") or "", (Thresholds(DEFAULT_WARN, DEFAULT_DRIFT, "default"), None))
-        base = rows[col["name"]] if col["name"] in rows.columns else pd.Series([], dtype=object)
-        items.append({**column_drift(col, base, target[col["name"]], th), "node": node})
-    return items
+        column = target[col["name"]]
+        item, t = _column_drift(col, None, column, th, rows.get(col["name"], empty))
+        return {**item, "node": node}, _target_metrics(col, column, t)
+
+    # per column: sorting, counting and the KS p-value run in numpy/scipy code that releases the GIL
+    workers = min(len(columns), os.cpu_count() or 1, MAX_ASSESS_THREADS)
+    if workers <= 1:
+        done = [one(col) for col in columns]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="feastline-drift") as pool:
+            done = list(pool.map(one, columns))  # in column order; the first column's error in order is raised
+    return [item for item, _ in done], {col["name"]: m for col, (_, m) in zip(columns, done, strict=True)}
 
 
 def _metrics(columns: list[dict[str, Any]], frame: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
@@ -571,8 +653,8 @@ def run_drift(
         spec, target_spec, features, tz = request
     baseline = resolve_baseline(spec, store, catalog, lineage, settings.training_sets_path)
     columns = columns_to_assess(baseline, features)
-    target = target_of(target_spec, baseline, catalog, settings, tz)
-    items = assess(baseline, target.frame, columns)
+    target = target_of(target_spec, baseline, catalog, settings, tz, [c["name"] for c in columns])
+    items, target_metrics = _assess(baseline, target.frame, columns)
     drift_id = f"drift-{uuid.uuid4().hex[:16]}"
     created = datetime.now(UTC)
     report = {
@@ -597,7 +679,7 @@ def run_drift(
         f"training_set:{baseline.record.id}",
         dataset,
         (baseline.record.row_count, _metrics(columns, None)),
-        (len(target.frame), _metrics(columns, target.frame)),
+        (len(target.frame), target_metrics),
         report,
     )
     openlineage_for(lineage).emit_all(events)
@@ -612,8 +694,17 @@ def _attach(lineage: LineageStore, report: Mapping[str, Any]) -> None:
     if report["baseline"]["model"]:
         refs.append(NodeRef(NodeKind.MODEL, report["baseline"]["model"]))
     updates: dict[NodeRef, dict[str, Any]] = {ref: {"last_drift": summary} for ref in refs}
-    graph = lineage.current_graph()
     for f in report["features"]:
-        if f["verdict"] == "drift" and f["node"] and (ref := NodeRef.parse(f["node"])) in graph:
-            updates[ref] = {"last_drift": {**summary, "psi": f["psi"], "feature_verdict": f["verdict"]}}
-    lineage.update_attributes_of({ref: attrs for ref, attrs in updates.items() if ref in graph})
+        if f["verdict"] == "drift" and f["node"]:
+            drifted = {**summary, "psi": f["psi"], "feature_verdict": f["verdict"]}
+            updates[NodeRef.parse(f["node"])] = {"last_drift": drifted}
+    # a few indexed lookups, not the whole graph (every report writes, so a cached graph is always stale)
+    lineage.update_attributes_of({ref: attrs for ref, attrs in updates.items() if _stored(lineage, ref)})
+
+
+def _stored(lineage: LineageStore, ref: NodeRef) -> bool:
+    try:
+        lineage.get_node(ref)
+    except NodeNotFound:
+        return False
+    return True

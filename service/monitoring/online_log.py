@@ -11,9 +11,11 @@ event timestamps answered. Reads of a ``features`` list (no feature service) are
 **Off the request path.** :meth:`OnlineLog.offer` only puts the record (a tuple of references to the
 request's and the answer's lists) in a bounded in-memory queue (``FEASTLINE_ONLINE_LOG_QUEUE``
 records) with ``put_nowait``: when the queue is full the record is dropped and counted, serving never
-waits and never fails because of the log. A background thread takes records off the queue, turns
-them into Arrow columns and writes one Parquet file per feature service and hour every
-``FEASTLINE_ONLINE_LOG_FLUSH_SECONDS`` (temp file + ``os.replace``: a reader sees whole files or
+waits and never fails because of the log. A background thread sleeps
+``FEASTLINE_ONLINE_LOG_FLUSH_SECONDS``, then takes every queued record off the queue (it never blocks
+on the queue, so a request's put wakes no thread), turns them into Arrow columns (the values and
+timestamps are converted there, not on the request path) and writes one Parquet file per feature
+service and hour (temp file + ``os.replace``: a reader sees whole files or
 none), and deletes hour partitions older than ``FEASTLINE_ONLINE_LOG_RETENTION_HOURS`` at the
 service clock. :meth:`OnlineLog.close` (the app's shutdown) flushes what is queued.
 
@@ -36,15 +38,16 @@ import queue
 import random
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -161,6 +164,7 @@ class OnlineLog:
             registry.register(_QueueDepth(self))
         self._sequence = itertools.count(self._next_sequence())
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # set by close(): the writer drains now instead of at its next flush
         self._store: FeatureStore | None = None
         self._random = random.Random()
 
@@ -228,6 +232,7 @@ class OnlineLog:
         """Start the background writer (idempotent)."""
         self._store = store
         if self._thread is None or not self._thread.is_alive():
+            self._wake.clear()
             self._thread = threading.Thread(target=self._run, name="feastline-online-log", daemon=True)
             self._thread.start()
 
@@ -235,9 +240,11 @@ class OnlineLog:
         """Flush every queued record to Parquet and stop the writer (the app's shutdown)."""
         if self._thread is None:
             return
+        self._wake.set()  # the writer drains now (making room for the stop mark if the queue is full)
         while True:  # the stop mark must get in even if the queue is full: the writer is draining it
             try:
                 self.queue.put(_STOP, timeout=0.1)
+                self._wake.set()
                 break
             except queue.Full:
                 if not self._thread.is_alive():
@@ -255,31 +262,27 @@ class OnlineLog:
     # -- writer thread --
 
     def _run(self) -> None:
-        buffer: list[LogRecord] = []
-        deadline = time.monotonic() + self.settings.online_log_flush_seconds
+        # The writer sleeps a whole flush interval, then drains the queue: it never waits *on* the queue,
+        # so a request's put_nowait wakes no thread and hands no GIL over (close() wakes it early).
         stop = False
         while not stop:
-            try:
-                item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            self._wake.wait(self.settings.online_log_flush_seconds)
+            buffer: list[LogRecord] = []
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
                 if item is _STOP:
                     stop = True
-                else:
-                    buffer.append(item)
-                    # drain what is there without waking up once per record
-                    while len(buffer) < 50_000:
-                        item = self.queue.get_nowait()
-                        if item is _STOP:
-                            stop = True
-                            break
-                        buffer.append(item)
-            except queue.Empty:
-                pass
-            if stop or time.monotonic() >= deadline:
-                if buffer:
+                    break
+                buffer.append(item)
+                if len(buffer) >= 50_000:
                     self._write(buffer)
                     buffer = []
-                self._expire()
-                deadline = time.monotonic() + self.settings.online_log_flush_seconds
+            if buffer:
+                self._write(buffer)
+            self._expire()
 
     def _write(self, records: list[LogRecord]) -> None:
         groups: dict[tuple[str, str], list[LogRecord]] = {}
@@ -342,10 +345,28 @@ def _array(values: list[Any], vtype: ValueType | None) -> pa.Array:
 
 
 def _stamps(values: list[str]) -> pa.Array:
-    """Answered event timestamps (ISO 8601; the epoch for none) as timestamp[ns, UTC], the epoch as null."""
-    parsed = pd.to_datetime(pd.Series(values, dtype="object"), utc=True, format="ISO8601")
-    parsed = parsed.where(pd.Series(values, dtype="object") != EPOCH)
-    return pa.array(parsed.astype("datetime64[ns, UTC]"), type=pa.timestamp("ns", tz="UTC"))
+    """Answered event timestamps (ISO 8601; the epoch for none) as timestamp[ns, UTC], the epoch as null.
+
+    Each distinct text is parsed once (a batch's rows share a handful of event times): the values are
+    dictionary-encoded by Arrow and the dictionary parsed, by Arrow when every text is in the form
+    ``/get-online-features`` answers (``YYYY-MM-DDTHH:MM:SSZ``), else by pandas (any ISO 8601).
+    """
+    encoded = pa.array(values, pa.string()).dictionary_encode()
+    distinct = encoded.dictionary
+    stamp = pa.timestamp("ns", tz="UTC")
+    parsed: pa.Array | None = None
+    if pc.all(pc.match_substring_regex(distinct, _ANSWERED_STAMP)).as_py() is not False:
+        with contextlib.suppress(pa.ArrowInvalid):
+            parsed = pc.strptime(distinct, format="%Y-%m-%dT%H:%M:%SZ", unit="ns").cast(stamp)
+    if parsed is None:
+        texts = pd.Series(distinct.to_pylist(), dtype="object")
+        as_pandas = pd.to_datetime(texts, utc=True, format="ISO8601")
+        parsed = pa.array(as_pandas.astype("datetime64[ns, UTC]"), type=stamp)
+    parsed = pc.if_else(pc.equal(distinct, EPOCH), pa.scalar(None, stamp), parsed)
+    return parsed.take(encoded.indices)
+
+
+_ANSWERED_STAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
 
 
 def _types(store: FeatureStore | None, service: str) -> tuple[dict[str, ValueType], list[str] | None]:
@@ -365,43 +386,42 @@ def _types(store: FeatureStore | None, service: str) -> tuple[dict[str, ValueTyp
 
 def log_table(records: list[LogRecord], store: FeatureStore | None) -> pa.Table:
     """Records of one feature service as one table, one row per served entity, in record order: the
-    base columns, the entity columns, then per feature its value, ``__status`` and ``__event_timestamp``."""
+    base columns, the entity columns, then per feature its value, ``__status`` and ``__event_timestamp``.
+
+    Built by the background writer, not on the request path: per-record values are repeated by Arrow
+    ``take``s and lists concatenated by ``itertools.chain``, so the writer holds the GIL (which the
+    online workers need) as briefly as it can.
+    """
     service = records[0].feature_service
     types, canonical = _types(store, service)
     counts = [len(r.results[0]["values"]) if r.results else len(next(iter(r.entities.values()))) for r in records]
+    total = sum(counts)
+    owner = pa.array(np.repeat(np.arange(len(records), dtype=np.int64), counts))  # each row's record
+    starts = np.cumsum([0, *counts[:-1]], dtype=np.int64)
+    chain = itertools.chain.from_iterable
     columns: dict[str, pa.Array] = {
-        "request_id": pa.array([r.request_id for r, n in zip(records, counts, strict=True) for _ in range(n)]),
-        "logged_at": pa.array(
-            [r.logged_at for r, n in zip(records, counts, strict=True) for _ in range(n)],
-            type=pa.timestamp("ns", tz="UTC"),
-        ),
-        "sequence": pa.array([r.sequence for r, n in zip(records, counts, strict=True) for _ in range(n)], pa.int64()),
-        "row": pa.array([i for n in counts for i in range(n)], pa.int32()),
-        "feature_service": pa.array([service] * sum(counts), pa.string()),
+        "request_id": pa.array([r.request_id for r in records]).take(owner),
+        "logged_at": pa.array([r.logged_at for r in records], type=pa.timestamp("ns", tz="UTC")).take(owner),
+        "sequence": pa.array([r.sequence for r in records], pa.int64()).take(owner),
+        "row": pa.array((np.arange(total, dtype=np.int64) - np.repeat(starts, counts)).astype(np.int32)),
+        "feature_service": pa.array([service] * total, pa.string()),
     }
     entity_names = list(dict.fromkeys(k for r in records for k in r.entities))
     for key in entity_names:
-        values = [v for r, n in zip(records, counts, strict=True) for v in r.entities.get(key, [None] * n)]
+        values = list(chain(r.entities.get(key, [None] * n) for r, n in zip(records, counts, strict=True)))
         columns[key] = _array(values, types.get(key))
     names = list(dict.fromkeys(n for r in records for n in r.names))
+    answered = [dict(zip(r.names, r.results, strict=True)) for r in records]
+    first = records[0]
     for name in names:
         column = name
-        first = records[0]
         if canonical is not None and name in first.names and len(first.names) == len(canonical):
             column = canonical[first.names.index(name)]  # full names answered: the canonical column
-        cells: list[Any] = []
-        statuses: list[Any] = []
-        stamps: list[Any] = []
-        for r, n in zip(records, counts, strict=True):
-            if name in r.names:
-                result = r.results[r.names.index(name)]
-                cells += result["values"]
-                statuses += result["statuses"]
-                stamps += result["event_timestamps"]
-            else:
-                cells += [None] * n
-                statuses += [None] * n
-                stamps += [EPOCH] * n
+        results = [a.get(name) for a in answered]
+        pairs = list(zip(results, counts, strict=True))
+        cells = list(chain(r["values"] if r is not None else [None] * n for r, n in pairs))
+        statuses = list(chain(r["statuses"] if r is not None else [None] * n for r, n in pairs))
+        stamps = list(chain(r["event_timestamps"] if r is not None else [EPOCH] * n for r, n in pairs))
         columns[column] = _array(cells, types.get(column))
         columns[column + STATUS_SUFFIX] = pa.array(statuses, pa.string())
         columns[column + EVENT_TS_SUFFIX] = _stamps(stamps)
@@ -476,6 +496,70 @@ def _aware(value: datetime, name: str) -> datetime:
     return clamped
 
 
+_INTS = {pa.int8(), pa.int16(), pa.int32(), pa.int64()}
+SORT_KEYS = ("logged_at", "sequence", "row")
+
+
+def pandas_types(t: pa.DataType) -> Any:
+    """``to_pandas`` types of a log table: integers as Int64, booleans as boolean (nullable)."""
+    return pd.Int64Dtype() if t in _INTS else pd.BooleanDtype() if t == pa.bool_() else None
+
+
+def read_log_table(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    feature_service: str | None = None,
+    without_suffix: str | None = None,
+) -> pa.Table | None:
+    """:func:`read_log` as one Arrow table (the files read in parallel, Arrow releasing the GIL), sorted
+    by ``logged_at``, ``sequence``, ``row``; None when the window holds no file.
+
+    ``without_suffix``: leave out the columns whose names end with it (not read at all); the status
+    columns are then read dictionary-encoded (as Parquet stores them: a few distinct texts).
+
+    Raises:
+        ValueError: ``start`` or ``end`` naive.
+    """
+    start, end = _aware(start, "start"), _aware(end, "end")
+    bounds = pa.scalar(start, pa.timestamp("ns", tz="UTC")), pa.scalar(end, pa.timestamp("ns", tz="UTC"))
+
+    def one(path: Path) -> pa.Table | None:
+        try:
+            if without_suffix is None:
+                table = pq.read_table(path)
+            else:
+                names = [c for c in pq.read_schema(path).names if not c.endswith(without_suffix)]
+                statuses = [c for c in names if c.endswith(STATUS_SUFFIX)]
+                table = pq.read_table(path, columns=names, read_dictionary=statuses)
+        except (OSError, pa.ArrowInvalid):  # deleted by retention meanwhile
+            return None
+        at = table.column("logged_at")
+        return table.filter(pc.and_(pc.greater_equal(at, bounds[0]), pc.less(at, bounds[1])))
+
+    files = _files(settings.online_log_path, start, end, feature_service)
+    if len(files) > 1:
+        with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1, 4), thread_name_prefix="feastline-log") as pool:
+            read = list(pool.map(one, files))
+    else:
+        read = [one(f) for f in files]
+    tables = [t for t in read if t is not None]
+    if not tables:
+        return None
+    table = pa.concat_tables(tables, promote_options="permissive")
+    keys = [table.column(k).cast(pa.int64()).to_numpy() for k in SORT_KEYS]  # never null
+    if not _ordered(*keys):  # the files in order (the usual case): nothing to move
+        table = table.take(pa.array(np.lexsort(keys[::-1]), pa.int64()))  # lexsort is stable
+    return table
+
+
+def _ordered(at: np.ndarray, sequence: np.ndarray, row: np.ndarray) -> bool:
+    """Whether the rows are already sorted by (at, sequence, row)."""
+    a0, a1, s0, s1 = at[:-1], at[1:], sequence[:-1], sequence[1:]
+    later = (a1 > a0) | ((a1 == a0) & ((s1 > s0) | ((s1 == s0) & (row[1:] >= row[:-1]))))
+    return bool(later.all())
+
+
 def read_log(settings: Settings, start: datetime, end: datetime, feature_service: str | None = None) -> pd.DataFrame:
     """The logged online reads with ``start <= logged_at < end``, one row per served entity.
 
@@ -498,20 +582,8 @@ def read_log(settings: Settings, start: datetime, end: datetime, feature_service
     Raises:
         ValueError: ``start`` or ``end`` naive.
     """
-    start, end = _aware(start, "start"), _aware(end, "end")
-    tables = []
-    for path in _files(settings.online_log_path, start, end, feature_service):
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid):  # deleted by retention meanwhile
-            continue
-        at = table.column("logged_at")
-        keep = pc.and_(
-            pc.greater_equal(at, pa.scalar(start, pa.timestamp("ns", tz="UTC"))),
-            pc.less(at, pa.scalar(end, pa.timestamp("ns", tz="UTC"))),
-        )
-        tables.append(table.filter(keep))
-    if not tables:
+    table = read_log_table(settings, start, end, feature_service)
+    if table is None:
         return pd.DataFrame(
             {
                 "request_id": pd.Series(dtype="object"),
@@ -521,12 +593,8 @@ def read_log(settings: Settings, start: datetime, end: datetime, feature_service
                 "feature_service": pd.Series(dtype="object"),
             }
         )
-    table = pa.concat_tables(tables, promote_options="permissive")
-    ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64()}
-    frame = table.to_pandas(
-        types_mapper=lambda t: pd.Int64Dtype() if t in ints else pd.BooleanDtype() if t == pa.bool_() else None
-    )
-    return frame.sort_values(["logged_at", "sequence", "row"], kind="stable").reset_index(drop=True)
+    frame: pd.DataFrame = table.to_pandas(types_mapper=pandas_types)
+    return frame
 
 
 def logged_services(settings: Settings) -> list[str]:

@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from feast import FeatureStore
 from feast.data_source import PushSource
@@ -57,7 +59,13 @@ from feast.value_type import ValueType
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.monitoring.online_log import EVENT_TS_SUFFIX, STATUS_SUFFIX, feature_columns, read_log
+from service.monitoring.online_log import (
+    EVENT_TS_SUFFIX,
+    STATUS_SUFFIX,
+    feature_columns,
+    pandas_types,
+    read_log_table,
+)
 from service.settings import Settings
 from service.training.entity_rows import entity_frame_from_table
 from service.training.offline.engine import JoinOptions, get_training_frame, join_views
@@ -298,14 +306,33 @@ def parity_report(
     """
     refs = service_references(store, feature_service)
     plan = plan_retrieval(store, refs, feature_service)
+    # every row's event timestamps are needed only where a value mismatches: read the rest first
+    lean = read_log_table(settings, start, end, feature_service, without_suffix=EVENT_TS_SUFFIX)
+    return _parity(plan, settings, feature_service, start, end, max_listed, lean)
+
+
+_IDS = ["request_id", "logged_at", "sequence", "row"]  # which rows a log table holds, in its order
+
+
+def _parity(
+    plan: RetrievalPlan,
+    settings: Settings,
+    feature_service: str,
+    start: datetime,
+    end: datetime,
+    max_listed: int,
+    table: pa.Table | None,
+    whole: bool = False,
+) -> dict[str, Any]:
+    """:func:`parity_report` of the log rows in ``table`` (every column if ``whole``, else without the
+    event timestamps: those are read for the mismatching rows when there are any)."""
     columns = feature_columns(plan)
     full = columns != [f for _, f in plan.requested]
-    logged = read_log(settings, start, end, feature_service)
-    n = len(logged)
+    n = table.num_rows if table is not None else 0
     report: dict[str, Any] = {
         "feature_service": feature_service,
         "window": {"start": _iso(start), "end": _iso(end)},
-        "requests": int(logged["request_id"].nunique()) if n else 0,
+        "requests": int(pc.count_distinct(table.column("request_id")).as_py()) if table is not None and n else 0,
         "rows": n,
     }
     if n == 0:
@@ -314,6 +341,12 @@ def parity_report(
             for c, (v, _) in zip(columns, plan.requested, strict=True)
         ]
         return report | {"match_rate": None, "features": features, "causes": {}, "mismatch_count": 0, "mismatches": []}
+    assert table is not None
+    # in pandas, every row: what the replay and the comparison need (statuses are counted in Arrow);
+    # the other columns (request ids, event timestamps) only for the mismatching rows, below
+    held = set(table.column_names)
+    bulk = [c for c in ("logged_at", *plan.key_types, *plan.request_types, *columns) if c in held]
+    logged = table.select(list(dict.fromkeys(bulk))).to_pandas(types_mapper=pandas_types)
     entity_df = _entity_table(logged, plan)
     frame = get_training_frame(entity_df, plan, JoinOptions(full_feature_names=full)).frame
     batch_views = {v.name for v in plan.views}
@@ -324,15 +357,16 @@ def parity_report(
     for col, (view, feature) in zip(columns, plan.requested, strict=True):
         vtype = plan.feature_type(view, feature)
         online, offline = logged.get(col), frame[col]
-        status = logged[col + STATUS_SUFFIX] if col + STATUS_SUFFIX in logged else pd.Series(np.full(n, None))
-        compared = status.notna().to_numpy()  # a feature logged for these rows
+        status = table.column(col + STATUS_SUFFIX) if col + STATUS_SUFFIX in held else pa.nulls(n, pa.string())
+        compared = pc.is_valid(status).to_numpy(zero_copy_only=False)  # a feature logged for these rows
         same = equal_columns(online, offline, vtype) if online is not None else np.zeros(n, dtype=bool)
         mismatched[col] = np.flatnonzero(compared & ~same)
         rows = mismatched[col]
-        online_values[col] = dict(
-            zip(rows.tolist(), logged_json(online.iloc[rows] if online is not None else None, len(rows)), strict=True)
-        )
-        offline_values[col] = dict(zip(rows.tolist(), offline_json(offline.iloc[rows], vtype), strict=True))
+        online_values[col], offline_values[col] = {}, {}
+        if len(rows):
+            online_json = logged_json(online.iloc[rows] if online is not None else None, len(rows))
+            online_values[col] = dict(zip(rows.tolist(), online_json, strict=True))
+            offline_values[col] = dict(zip(rows.tolist(), offline_json(offline.iloc[rows], vtype), strict=True))
         per_feature.append(
             {
                 "name": col,
@@ -340,22 +374,30 @@ def parity_report(
                 "compared": int(compared.sum()),
                 "matches": int((compared & same).sum()),
                 "match_rate": float((compared & same).sum() / compared.sum()) if compared.any() else None,
-                "statuses": {str(k): int(v) for k, v in status.value_counts().sort_index().items()},
+                "statuses": _status_counts(status),
                 "offline_nulls": int(offline.isna().sum()),
             }
         )
+    rows_listed = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *mismatched.values()]))
+    if len(rows_listed) and not whole:  # the event timestamps, from the same rows read again in full
+        again = read_log_table(settings, start, end, feature_service)
+        if again is None or not again.select(_IDS).equals(table.select(_IDS)):  # the log changed meanwhile
+            return _parity(plan, settings, feature_service, start, end, max_listed, again, whole=True)
+        table = again
+    detail = table.take(pa.array(rows_listed, pa.int64())).to_pandas(types_mapper=pandas_types)
+    detail.index = pd.Index(rows_listed)  # the mismatching rows, every column, by row number
     causes, offline_ts = _causes(
-        plan, logged, entity_df, columns, mismatched, online_values, offline_values, batch_views
+        plan, detail, entity_df, columns, mismatched, online_values, offline_values, batch_views
     )
     total_compared = sum(f["compared"] for f in per_feature)
     for f in per_feature:
         f["causes"] = dict(sorted(_count(causes.get(f["name"], {}).values()).items()))
     order = {c: i for i, c in enumerate(columns)}
     cells = sorted(((int(r), col) for col, rows in mismatched.items() for r in rows), key=lambda x: (x[0], order[x[1]]))
-    keys = [k for k in (*plan.join_keys, *plan.request_fields) if k in logged]
+    keys = [k for k in (*plan.join_keys, *plan.request_fields) if k in held]
     listed = []
     for r, col in cells[:max_listed]:
-        row = logged.iloc[r]
+        row = detail.loc[r]
         stamp = row.get(col + EVENT_TS_SUFFIX)
         taken = offline_ts.get((col, r))
         listed.append(
@@ -384,6 +426,13 @@ def parity_report(
     }
 
 
+def _status_counts(status: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    """Rows per logged status (missing ones left out), by status."""
+    counts = pc.value_counts(status)
+    found = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+    return dict(sorted((str(k), int(v)) for k, v in found if k is not None))
+
+
 def _count(values: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for v in values:
@@ -393,7 +442,7 @@ def _count(values: Any) -> dict[str, int]:
 
 def _causes(
     plan: RetrievalPlan,
-    logged: pd.DataFrame,
+    detail: pd.DataFrame,
     entity_df: pd.DataFrame,
     columns: list[str],
     mismatched: dict[str, np.ndarray],
@@ -425,7 +474,7 @@ def _causes(
             source_json = offline_json(source[feature], vtype) if len(source) else []
             for r in mismatched[col]:
                 r = int(r)
-                entry = logged.iloc[r]
+                entry = detail.loc[r]
                 stamp = entry.get(col + EVENT_TS_SUFFIX)
                 online_ts = None if stamp is None or pd.isna(stamp) else pd.Timestamp(stamp).floor("s")
                 t_off = taken.get(r)

@@ -218,3 +218,44 @@ def app_client_none(tmp_path, root):
 def test_bad_windows_are_422(client, bad):
     answer = client.get("/monitoring/online-log", params=bad)
     assert answer.status_code == 422
+
+
+def test_records_of_mixed_shapes_become_the_rows_they_served(tmp_path):
+    """Records of 1 and 3 entities, one answering a feature fewer, event times in the answered form,
+    in other ISO 8601 forms and the epoch (none): the table's rows, column by column, written out."""
+    stamps = ["2013-12-30T23:00:00Z", "2013-12-30T22:30:00.5+01:00", "1970-01-01T00:00:00Z"]
+    one = LogRecord(
+        "a",
+        REPLAY_NOW,
+        7,
+        V1,
+        {"origin": ["EWR"]},
+        ["temp", "humid"],
+        [
+            {"values": [1.5], "statuses": ["PRESENT"], "event_timestamps": [stamps[0]]},
+            {"values": [None], "statuses": ["NOT_FOUND"], "event_timestamps": [stamps[2]]},
+        ],
+    )
+    three = LogRecord(
+        "b",
+        REPLAY_NOW,
+        8,
+        V1,
+        {"origin": ["JFK", "LGA", "EWR"]},
+        ["temp"],
+        [{"values": [2.0, 3.0, None], "statuses": ["PRESENT"] * 2 + ["NULL_VALUE"], "event_timestamps": stamps}],
+    )
+    path = write_partition(tmp_path, V1, REPLAY_NOW.strftime("%Y-%m-%dT%H"), [one, three])
+    table = pd.read_parquet(path)
+    assert table["request_id"].tolist() == ["a", "b", "b", "b"]
+    assert table["sequence"].tolist() == [7, 8, 8, 8]
+    assert table["row"].tolist() == [0, 0, 1, 2]
+    assert table["origin"].tolist() == ["EWR", "JFK", "LGA", "EWR"]
+    assert table["temp"].tolist()[:3] == [1.5, 2.0, 3.0] and pd.isna(table["temp"].iloc[3])
+    assert table["temp__status"].tolist() == ["PRESENT", "PRESENT", "PRESENT", "NULL_VALUE"]
+    utc = [pd.Timestamp("2013-12-30T23:00:00", tz="UTC"), pd.Timestamp("2013-12-30T21:30:00.5", tz="UTC")]
+    assert table["temp__event_timestamp"].tolist()[:3] == [utc[0], utc[0], utc[1]]
+    assert pd.isna(table["temp__event_timestamp"].iloc[3])  # the epoch: none answered
+    assert pd.isna(table["humid"].iloc[0]) and table["humid__status"].tolist() == ["NOT_FOUND", None, None, None]
+    assert table["humid__event_timestamp"].isna().all()
+    assert str(table["temp__event_timestamp"].dtype) == "datetime64[ns, UTC]"
