@@ -73,6 +73,10 @@ class Relation(StrEnum):
 
 _CONTROL_CHARACTERS = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc
 _CONTROL = re.compile(f"[{_CONTROL_CHARACTERS}]")
+# A registered model's name and its version (each; the model's node is ``model:<name>@<version>``): what
+# ``POST /models`` accepts, so every route that names a model accepts the same.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+MODEL_NAME_MAX_LENGTH = 200
 NODE_ID_PATTERN = f"^({'|'.join(NodeKind)}):[^{_CONTROL_CHARACTERS}]+$"
 """A node id ``kind:name`` as a JSON Schema (ECMA 262) regular expression: exactly the ids
 :meth:`NodeRef.parse` accepts (in Python, ``re.fullmatch`` it without the anchors: Python's ``$`` also

@@ -252,6 +252,9 @@ def parity_cmd(
         fresh = _freshness(settings, store) if out is not None else None
     from service.monitoring.tables import mismatch_table, parity_table, percent
 
+    if report["requests"] == 0:  # logging stopped, or the wrong service/window: never a passing check
+        console.print(f"[red]the online log holds no requests of {feature_service} from {t0} to {t1}[/red]")
+        raise typer.Exit(2)
     rate = report["match_rate"]
     console.print(
         f"parity of {feature_service}, {t0} to {t1}: {report['requests']:,} requests, {report['rows']:,} rows, "

@@ -1,6 +1,7 @@
 """Wire formats: JSON rows for small sets, Parquet and Arrow IPC stream for any size; JSON request bodies."""
 
 import io
+from collections import Counter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -78,11 +79,11 @@ NULLABLE_DTYPES: dict[pa.DataType, pd.api.extensions.ExtensionDtype] = {
 
 
 def _refuse_duplicate_columns(names: list[str]) -> None:
-    twice = [n for n in dict.fromkeys(names) if names.count(n) > 1]
-    if twice:
+    counts = Counter(names)
+    if twice := [n for n, k in counts.items() if k > 1]:
         raise EntityRowsInvalid(
             [
-                {"row": None, "field": n, "problem": f"names {names.count(n)} columns; column names must be unique"}
+                {"row": None, "field": n, "problem": f"names {counts[n]} columns; column names must be unique"}
                 for n in twice
             ]
         )

@@ -10,7 +10,9 @@ What it owns:
 - ``drift.py``: drift reports of a target (a training set, a window of the online log, entity rows)
   against a baseline training set or the one a model was trained on; verdicts from PSI thresholds
   (tags ``feastline.psi_warn`` / ``feastline.psi_drift`` on the feature view or feature); lineage
-  and OpenLineage; the data the monitoring page draws (``histograms``).
+  and OpenLineage; the data the monitoring page draws (``histograms``). ``baseline_rows.py``: the
+  baselines' sorted numeric columns for KS, kept between reports in a bounded LRU (a stored set never
+  changes).
 - ``reports.py``: stored drift reports and the latest PSI per feature (exported at ``/metrics``).
 - ``window.py``: the entity rows of a window of the online log (read through ``online_log.py``).
 - ``online_log.py``: the online feature log: what ``/get-online-features`` served (request id, service

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from feast import FeatureStore
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from lineage import LineageStore, NodeKind, NodeNotFound, NodeRef
+from lineage import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN, LineageStore, NodeKind, NodeNotFound, NodeRef
 from lineage import openlineage as ol
 from service.monitoring import distances
 from service.monitoring.baseline_rows import sorted_columns
@@ -106,8 +106,10 @@ def _exactly_one(schema: dict[str, Any]) -> None:
 
 
 class ModelBaseline(_Strict):
-    name: str = Field(min_length=1, examples=["delay_baseline"])
-    version: str = Field(min_length=1, examples=["1"])
+    name: str = Field(
+        min_length=1, max_length=MODEL_NAME_MAX_LENGTH, pattern=MODEL_NAME_PATTERN, examples=["delay_baseline"]
+    )
+    version: str = Field(min_length=1, max_length=MODEL_NAME_MAX_LENGTH, pattern=MODEL_NAME_PATTERN, examples=["1"])
 
 
 class BaselineIn(_Strict):
@@ -478,10 +480,18 @@ def target_of(
     if spec.window is not None:
         start, end = spec.window.start.astimezone(UTC), spec.window.end.astimezone(UTC)
         log = entity_rows_in_window(settings, start, end)
-        if baseline.record.feature_service and "feature_service" in log.columns:
-            log = log[log["feature_service"] == baseline.record.feature_service]
         if log.empty:
             raise DriftRequestInvalid("target.window", "the online log holds no requests in this window")
+        service = baseline.record.feature_service
+        if service and "feature_service" in log.columns:
+            logged = sorted(str(s) for s in log["feature_service"].dropna().unique())
+            log = log[log["feature_service"] == service]
+            if log.empty:
+                raise DriftRequestInvalid(
+                    "target.window",
+                    f"the online log holds no requests for feature service {service!r} (the baseline's) in this "
+                    f"window; it holds requests for {logged}",
+                )
         wanted = ["event_timestamp", *plan.join_keys, *plan.request_fields]
         entity_df = entity_frame_from_table(log[[c for c in wanted if c in log.columns]].reset_index(drop=True), plan)
         frame = join_target(baseline, entity_df)
@@ -510,8 +520,8 @@ def columns_to_assess(baseline: Baseline, features: list[str] | None) -> list[di
     else every numeric or categorical feature column of the baseline.
 
     Raises:
-        DriftRequestInvalid: a name the baseline does not hold, or a column that is neither numeric
-            nor categorical (``features.<i>``).
+        DriftRequestInvalid: a name the baseline does not hold, a column named twice (by its name or its
+            ``view:feature`` reference), or a column that is neither numeric nor categorical (``features.<i>``).
     """
     columns = baseline.profile["columns"]
     if features is None:
@@ -526,6 +536,8 @@ def columns_to_assess(baseline: Baseline, features: list[str] | None) -> list[di
         col = next((c for c in columns if name in (c["name"], c.get("feature"))), None)
         if col is None:
             raise DriftRequestInvalid(f"features.{i}", f"{name!r} is not a column of training set {baseline.record.id}")
+        if any(c is col for c in out):
+            raise DriftRequestInvalid(f"features.{i}", f"{name!r} names column {col['name']!r} again; list each once")
         if col["kind"] not in ASSESSED_KINDS:
             raise DriftRequestInvalid(
                 f"features.{i}", f"{name!r} is a {col['kind']} column: neither numeric nor categorical"

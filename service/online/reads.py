@@ -9,6 +9,7 @@ epoch seconds as in ``feast serve`` (:func:`epoch_seconds_json`), not ISO 8601 s
 """
 
 import sqlite3
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,11 +111,11 @@ def validate_online_request(store: FeatureStore, req: OnlineFeaturesRequest) -> 
     problems: list[dict[str, Any]] = []
     names = [r if req.full_feature_names else r.partition(":")[2] for r in refs]
     if len(set(refs)) < len(refs):
-        twice = sorted({r for r in refs if refs.count(r) > 1})
+        twice = sorted(r for r, n in Counter(refs).items() if n > 1)
         problems.append(
             {"field": "features", "row": None, "problem": f"{twice} requested more than once; list each feature once"}
         )
-    elif len(set(names)) < len(names) and (clashes := sorted({n for n in names if names.count(n) > 1})):
+    elif len(set(names)) < len(names) and (clashes := sorted(n for n, k in Counter(names).items() if k > 1)):
         problems.append(
             {
                 "field": "features",

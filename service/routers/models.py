@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from lineage import Node, NodeKind, NodeRef, definition_hash
+from lineage import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN, Node, NodeKind, NodeRef, definition_hash
 from service.deps import CatalogDep, LineageDep
 from service.errors import at_field, problem_responses
 from service.formats import json_content_type
@@ -23,8 +23,6 @@ from service.training.catalog import TrainingSetDeleted, TrainingSetNotFound
 from service.workers import WorkerRoute
 
 router = APIRouter(prefix="/models", tags=["models"], responses=problem_responses(404, 422), route_class=WorkerRoute)
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
 
 def _metric(value: Any) -> int | float:
@@ -44,8 +42,10 @@ class ModelIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["delay_baseline"])
-    version: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["1"])
+    name: str = Field(
+        min_length=1, max_length=MODEL_NAME_MAX_LENGTH, pattern=MODEL_NAME_PATTERN, examples=["delay_baseline"]
+    )
+    version: str = Field(min_length=1, max_length=MODEL_NAME_MAX_LENGTH, pattern=MODEL_NAME_PATTERN, examples=["1"])
     training_set_id: str = Field(min_length=1, max_length=64, examples=["ts-0123456789abcdef"])
     metrics: dict[str, Metric] = Field(
         default_factory=dict,
@@ -93,7 +93,7 @@ def list_models(lineage: LineageDep) -> list[dict[str, Any]]:
     return [node.to_dict() for node in lineage.load_graph().nodes() if node.ref.kind is NodeKind.MODEL]
 
 
-NamePart = Annotated[str, PathParam(json_schema_extra={"pattern": NAME_PATTERN})]  # others: 404, never registered
+NamePart = Annotated[str, PathParam(json_schema_extra={"pattern": MODEL_NAME_PATTERN})]  # others: 404, never registered
 
 
 @router.get("/{name}/{version}", response_model=None, responses={200: {"model": NodeOut}})

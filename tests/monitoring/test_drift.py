@@ -441,6 +441,29 @@ def fill(body: Any, ids: dict[str, str]) -> Any:
             422,
             "features.0",
         ),
+        (  # a column named twice, by its name or by its reference (was a 500 from KS on a numeric column)
+            {
+                "baseline": {"training_set_id": "JAN"},
+                "target": {"training_set_id": "OCT"},
+                "features": ["temp", "temp"],
+            },
+            422,
+            "features.1",
+        ),
+        (
+            {
+                "baseline": {"training_set_id": "JAN"},
+                "target": {"training_set_id": "OCT"},
+                "features": ["dewp", "origin_weather:dewp"],
+            },
+            422,
+            "features.1",
+        ),
+        (  # a model name no model can have (control characters): refused by the schema, as POST /models does
+            {"baseline": {"model": {"name": "m\u0006", "version": "1"}}, "target": {"training_set_id": "OCT"}},
+            422,
+            "baseline.model.name",
+        ),
         (
             {
                 "baseline": {"training_set_id": "JAN"},
@@ -524,6 +547,11 @@ def test_window_needs_the_online_log(client: Any, seasons: dict[str, Any], monke
     assert report["features"][0]["psi"] == pytest.approx(
         ref_psi(ref_counts(inner, b), ref_counts(inner, temps.dropna().to_numpy())), abs=1e-9
     )
+    other = logged.assign(feature_service="delay_model_v2")
+    monkeypatch.setattr(drift_mod, "entity_rows_in_window", lambda *a: other)
+    elsewhere = client.post("/monitoring/drift", json=body)
+    assert elsewhere.status_code == 422 and elsewhere.json()["field"] == "target.window"
+    assert "'delay_model_v1'" in elsewhere.text and "delay_model_v2" in elsewhere.text  # what it does hold
     monkeypatch.setattr(drift_mod, "entity_rows_in_window", lambda *a: logged.iloc[:0])
     empty = client.post("/monitoring/drift", json=body)
     assert empty.status_code == 422 and empty.json()["field"] == "target.window"

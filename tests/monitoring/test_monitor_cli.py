@@ -137,3 +137,13 @@ def test_parity_prints_the_services_report_and_exits_1_below_the_minimum(repo: P
     assert causes == [m["cause"] for m in answer["mismatches"][:20]]
     page = parse((tmp_path / "p.html").read_text(encoding="utf-8"))
     assert len(page.tables["parity-0"]) == 1 + len(answer["features"]) and page.histogram_order == []
+
+
+def test_parity_over_a_window_without_requests_exits_2(repo: Path) -> None:
+    """A cron check must not pass when nothing was logged (logging stopped, wrong service or window)."""
+    run = feastline(
+        "monitor", "parity", "--repo", str(repo), "--feature-service", "live_weather",
+        "--start", "2020-01-01T00:00:00Z", "--end", "2020-01-02T00:00:00Z", "--min-match-rate", "0.5",
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "holds no requests of live_weather" in run.stdout

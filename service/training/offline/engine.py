@@ -22,6 +22,7 @@ it, and the TTL test on the winner decides (it has the greatest ``feature_ts`` o
 if it is too old, every candidate is). O(n log n), exact, no range join.
 """
 
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -324,9 +325,9 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     """
     names = [f"{v}__{f}" if options.full_feature_names else f for v, f in plan.requested]
     if len(set(plan.requested)) < len(plan.requested):
-        twice = sorted({f"{v}:{f}" for v, f in plan.requested if plan.requested.count((v, f)) > 1})
+        twice = sorted(f"{v}:{f}" for (v, f), n in Counter(plan.requested).items() if n > 1)
         raise FeatureNameCollision(twice, "are requested more than once", "list each feature once")
-    if clashes := sorted({n for n in names if names.count(n) > 1}):
+    if clashes := sorted(n for n, k in Counter(names).items() if k > 1):
         raise FeatureNameCollision(clashes)
     if clashes := sorted(set(names) & set(entity_df.columns)):
         hint = (
