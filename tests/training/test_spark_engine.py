@@ -166,3 +166,22 @@ def test_training_frame_options_pick_the_engine(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(spark.frame, duck.frame, check_exact=True)
     assert spark.audit == duck.audit
     assert duck.frame["x"].isna().all()  # the newest row's null is kept, never the older row's 1.0
+
+
+def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().offline_engine == "duckdb" and Settings().spark_master == "local[*]"
+    monkeypatch.setenv("FEASTLINE_OFFLINE_ENGINE", "spark")
+    monkeypatch.setenv("FEASTLINE_SPARK_MASTER", "spark://example:7077")
+    assert (Settings().offline_engine, Settings().spark_master) == ("spark", "spark://example:7077")
+    monkeypatch.setenv("FEASTLINE_OFFLINE_ENGINE", "flink")
+    with pytest.raises(ValueError):
+        Settings()
+
+
+def test_the_session_is_built_once_and_shared_by_threads(spark) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        sessions = list(pool.map(lambda _: spark_engine.session("local[1]"), range(16)))
+    assert all(s is spark for s in sessions)  # later masters are ignored: one session per process
+    assert spark.conf.get("spark.sql.legacy.parquet.nanosAsLong") == "true"

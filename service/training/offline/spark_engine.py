@@ -15,16 +15,18 @@ formulation carries over, with the ASOF join itself done by the window:
    the created cut-off is off); under the cut-off a row with a null ``created`` is dropped. Its rank is
    the struct ``(event_ts, created_ts or -2^63, file, row in file)``: the contract's tie order (created
    null lowest, then the later file, then the later row), compared field by field by ``max``.
-2. The distinct ``(join keys, entity_ts)`` of the entity rows are unioned with the source rows, as rows
-   at time ``entity_ts`` with a null rank, sorted after the source rows of the same time (``avail <=
-   entity_ts`` is inclusive). A window per join key ordered by time keeps the running
-   ``max(struct(...))``: at an entity row it is the best row among all those available then, the
-   same row the DuckDB engine's running best rank finds.
-3. The winner is joined back to its source row (by file and row number) for its values and times, and
-   the TTL is tested on it: it has the greatest ``event_ts`` of all candidates, so if it is too old,
-   every candidate is. A winner's value that is null stays null.
-4. Each view's answer is joined to the entity rows by (join keys, entity_ts); the rows are put back in
-   input order on the driver (by an explicit row id), so duplicate entity rows are kept.
+2. The entity rows are unioned with the source rows, as rows at time ``entity_ts`` without a rank,
+   sorted after the source rows of the same time (``avail <= entity_ts`` is inclusive). A window per
+   join key ordered by time keeps the running best: ``max_by(values, rank)``, the values (event and
+   created times, features) of the row whose rank is the running ``max(struct(...))``. At an entity
+   row that is the best row among all those available then: the row the DuckDB engine's running best
+   rank and ASOF join find. (``max_by`` rather than ``max`` of one wide struct: the values' types need
+   not be orderable, and ranks are unique, ending in file and row.) A winner's null value stays null.
+3. The TTL is tested on the winner: it has the greatest ``event_ts`` of all candidates, so if it is
+   too old, every candidate is.
+4. One Spark job per view gives every entity row (by an explicit row id) that view's columns; the
+   driver puts each answer in input order by the row id and sets them side by side, so duplicate
+   entity rows are kept and no join of the entity table is needed.
 
 Times are carried as int64 nanoseconds since the epoch (Spark timestamps hold microseconds): Parquet
 nanosecond timestamps are read as longs (``spark.sql.legacy.parquet.nanosAsLong``), coarser ones as
@@ -34,7 +36,7 @@ DuckDB sorts its ``filename`` (the order of the file names, byte-wise). The engi
 files ``ViewSpec.parquet_files()`` lists, with ``spark.read.parquet``; they must be readable at the
 same paths by the executors (local mode, or a shared file system mounted alike). Unlike the DuckDB
 engine, a single-file source is not pinned through a descriptor: a push that replaces the file while a
-Spark job reads it can fail that job (it never mixes versions silently: Parquet footers are checked).
+Spark job reads it may fail that job (run it again; feastline replaces files by rename, never in place).
 
 Key columns are put into their declared type's domain as the DuckDB engine does
 (:mod:`service.training.offline.keys`, validated on the same column types); a null key matches nothing.
@@ -48,7 +50,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -208,45 +209,41 @@ def _source(spark: SparkSession, v: ViewSpec, created_filter: bool, keys: dict[s
     return src.where(" AND ".join([*conditions, "__avail IS NOT NULL"]))
 
 
-def _pick_sql(v: ViewSpec, src: str, entity: str) -> str:
-    """SQL giving, per distinct (join keys, ``__ts_ns``) of ``entity`` without a null key, the view's
-    chosen row's features and ``v____feature_ts``/``v____created_ts`` (ns), null when none or out of TTL."""
+def _view(v: ViewSpec, src: DataFrame, entity: DataFrame) -> DataFrame:
+    """Per entity row (``__row_id``): the view's chosen row's features (``v__f``) and
+    ``v____feature_ts``/``v____created_ts`` (ns), null when there is none or it is out of TTL.
+
+    The source rows (at ``__avail``) and the entity rows (at ``__ts_ns``, after the source rows of the
+    same time) form one series per join key; over it, the running ``max_by(values, rank)`` is the
+    values of the row whose ``rank`` struct is the running ``max(struct(...))`` (ranks are unique: they
+    end in file and row), so the values' types need not be orderable (maps, nested types). An entity
+    row with a null key falls in a series without source rows (those are left out): null.
+    """
     keys = [_q(k) for k in v.join_keys]
-    keys_ = "".join(f"{k}, " for k in keys)
-    partition = f"PARTITION BY {', '.join(keys)}" if keys else ""  # no keys: one global series
-    not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "TRUE"
     rank = (
         f"named_struct('ts', coalesce(__ts, {MAX_NS}), 'created', coalesce(__created, {MIN_NS}), "
         "'file', __file, 'frow', __frow)"
     )
-    ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
-    in_ttl = f"coalesce(r.__ts >= b.{TS_NS} - {ttl_ns}L, FALSE)" if ttl_ns else "TRUE"
     feats = [_q(f"{v.name}__{f}") for f in v.features]
-    kept = ", ".join(
-        [
-            *(f"CASE WHEN {in_ttl} THEN r.{f} END AS {f}" for f in feats),
-            f"CASE WHEN {in_ttl} THEN r.__ts END AS {_q(f'{v.name}____feature_ts')}",
-            f"CASE WHEN {in_ttl} THEN r.__created END AS {_q(f'{v.name}____created_ts')}",
-        ]
+    values = ", ".join(["'ts', __ts", "'created', __created", *(f"'f{i}', {f}" for i, f in enumerate(feats))])
+    rows = src.selectExpr(
+        *keys, "__avail AS __time", "0 AS __kind", f"{rank} AS __rank", f"named_struct({values}) AS __vals"
     )
-    b_keys = "".join(f"b.{k}, " for k in keys)
-    return f"""
-    SELECT {b_keys}b.{TS_NS}, {kept}
-    FROM (
-        SELECT {keys_}__time AS {TS_NS}, __best.file AS __bf, __best.frow AS __br
-        FROM (
-            SELECT {keys_}__time, __kind,
-                   max(__rank) OVER ({partition} ORDER BY __time, __kind
-                                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
-            FROM (
-                SELECT {keys_}__avail AS __time, 0 AS __kind, {rank} AS __rank FROM {src}
-                UNION ALL
-                SELECT DISTINCT {keys_}{TS_NS}, 1, CAST(NULL AS {RANK_TYPE}) FROM {entity} WHERE {not_null}
-            )
-        )
-        WHERE __kind = 1
-    ) b
-    LEFT JOIN {src} r ON r.__file = b.__bf AND r.__frow = b.__br"""
+    asked = entity.selectExpr(*keys, f"{TS_NS} AS __time", "1 AS __kind", ROW_ID)
+    partition = f"PARTITION BY {', '.join(keys)} " if keys else ""  # no keys: one global series
+    window = (
+        f"max_by(__vals, __rank) OVER ({partition}ORDER BY __time, __kind "  # equal times: source rows first
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best"
+    )
+    best = rows.unionByName(asked, allowMissingColumns=True).selectExpr(ROW_ID, "__kind", "__time", window)
+    ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
+    in_ttl = f"coalesce(__best.ts >= __time - {ttl_ns}L, FALSE)" if ttl_ns else "TRUE"
+    return best.where("__kind = 1").selectExpr(
+        ROW_ID,
+        *(f"CASE WHEN {in_ttl} THEN __best.f{i} END AS {f}" for i, f in enumerate(feats)),
+        f"CASE WHEN {in_ttl} THEN __best.ts END AS {_q(f'{v.name}____feature_ts')}",
+        f"CASE WHEN {in_ttl} THEN __best.created END AS {_q(f'{v.name}____created_ts')}",
+    )
 
 
 def join_views(
@@ -287,24 +284,14 @@ def join_views(
         }
     )
     spark = session(master)
-    tag = uuid.uuid4().hex  # temporary view names of this join (several joins may run at once)
-    names = {"entity": f"__feastline_entity_{tag}", **{f"s{i}": f"__feastline_s{i}_{tag}" for i in range(len(views))}}
-    try:
-        spark.createDataFrame(entity).createOrReplaceTempView(names["entity"])
-        selects, joins = [], []
-        for i, (v, ks) in enumerate(zip(views, key_sql, strict=True)):
-            _source(spark, v, created_filter, ks).createOrReplaceTempView(names[f"s{i}"])
-            alias = f"p{i}"
-            cols = [*(f"{v.name}__{f}" for f in v.features), f"{v.name}____feature_ts", f"{v.name}____created_ts"]
-            selects += [f"{alias}.{_q(c)}" for c in cols]
-            on = " AND ".join(f"{alias}.{_q(k)} = e.{_q(k)}" for k in (*v.join_keys, TS_NS))
-            joins.append(f"LEFT JOIN ({_pick_sql(v, names[f's{i}'], names['entity'])}) {alias} ON {on}")
-        sql = f"SELECT e.{ROW_ID}, {', '.join(selects)} FROM {names['entity']} e {' '.join(joins)}"
-        table = spark.sql(sql).toArrow()
-    finally:
-        for name in names.values():
-            spark.catalog.dropTempView(name)
-    table = table.sort_by(ROW_ID).drop_columns([ROW_ID])
+    frame = spark.createDataFrame(entity)
+    columns: dict[str, pa.ChunkedArray] = {}
+    for v, ks in zip(views, key_sql, strict=True):  # one job per view, no join: rows meet by row id here
+        part = _view(v, _source(spark, v, created_filter, ks), frame).toArrow()
+        assert part.num_rows == len(entity_df), "point-in-time join changed the row count"
+        part = part.sort_by(ROW_ID)
+        columns |= {name: part.column(name) for name in part.column_names if name != ROW_ID}
+    table = pa.table(columns)
     assert table.num_rows == len(entity_df), "point-in-time join changed the row count"
     table = _as_duckdb_types(table, views)
     result = engine.arrow_to_pandas(table)
