@@ -145,7 +145,10 @@ def _duckdb_types(v: ViewSpec) -> dict[str, pa.DataType]:
     source's footers, once per state of its files."""
 
     def read() -> dict[str, pa.DataType]:
-        cols = ", ".join(f"{engine._q(v.columns[f])} AS {engine._q(f'{v.name}__{f}')}" for f in v.features)
+        def dq(name: str) -> str:  # a DuckDB identifier
+            return '"' + name.replace('"', '""') + '"'
+
+        cols = ", ".join(f"{dq(v.columns[f])} AS {dq(f'{v.name}__{f}')}" for f in v.features)
         path = v.parquet_glob.replace("'", "''")
         with duckdb.connect() as con:
             con.execute("SET TimeZone = 'UTC'")
@@ -174,7 +177,6 @@ def _key_sql(v: ViewSpec, domains: dict[str, ValueType], physical: dict[str, str
     return out
 
 
-RANK_TYPE = "struct<ts: bigint, created: bigint, file: string, frow: bigint>"
 MIN_NS = f"({NO_CREATED_NS + 1}L - 1L)"  # -2^63: "created unknown" ranks lowest (order.py)
 MAX_NS = f"{2**63 - 1}L"  # a null event time ranks highest, as DuckDB orders NULLs last
 
