@@ -16,7 +16,7 @@ LINT_DIRS := service lineage feature_repo feastline tests $(wildcard bench)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.3
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,spark]' 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import feast, service, lineage, feature_repo"
 	touch $(STAMP)
 

@@ -6,6 +6,7 @@ and offline stores, registry); these settings only say where things are.
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,13 @@ class Settings(BaseSettings):
     """``Retry-After`` sent with a 503 when the online store is unreachable."""
     openlineage_url: str | None = None
     """Base URL of an OpenLineage consumer; events are also POSTed to ``<url>/api/v1/lineage``."""
+
+    offline_engine: Literal["duckdb", "spark"] = "duckdb"
+    """Which engine joins training sets: DuckDB in process, or Spark (needs ``pip install 'feastline[spark]'``
+    and Java 17+); both give the same answer (service/training/offline/spark_engine.py)."""
+    spark_master: str = "local[*]"
+    """The Spark master the Spark engine's session is built on, the first time it joins (e.g.
+    ``spark://host:7077``; the sources' paths must be readable there)."""
 
     # -- limits and worker pools (service/limits.py, service/workers.py) --
     max_body_bytes: int = Field(1 << 20, ge=0)

@@ -433,9 +433,10 @@ class Target:
     dataset: str  # its OpenLineage dataset name (before the report id is known: may hold "{id}")
 
 
-def join_target(baseline: Baseline, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Entity rows (validated) joined point in time with the baseline's features and options."""
-    return compute(entity_df, baseline.plan, baseline.options).frame
+def join_target(baseline: Baseline, entity_df: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
+    """Entity rows (validated) joined point in time with the baseline's features and options (by the
+    engine ``settings`` choose: see ``training_sets.compute``)."""
+    return compute(entity_df, baseline.plan, baseline.options, settings).frame
 
 
 def target_of(
@@ -457,7 +458,7 @@ def target_of(
     """
     plan = baseline.plan
     if isinstance(spec, pd.DataFrame):
-        frame = join_target(baseline, entity_frame_from_table(spec, plan, timezone))
+        frame = join_target(baseline, entity_frame_from_table(spec, plan, timezone), settings)
         return Target(frame, {"kind": "entity_rows", "row_count": len(frame)}, "entity_rows:{id}")
     if spec.training_set_id is not None:
         try:
@@ -494,7 +495,7 @@ def target_of(
                 )
         wanted = ["event_timestamp", *plan.join_keys, *plan.request_fields]
         entity_df = entity_frame_from_table(log[[c for c in wanted if c in log.columns]].reset_index(drop=True), plan)
-        frame = join_target(baseline, entity_df)
+        frame = join_target(baseline, entity_df, settings)
         window = {"start": _z(start), "end": _z(end)}
         return Target(
             frame,
@@ -502,7 +503,7 @@ def target_of(
             f"online_log:{window['start']}/{window['end']}",
         )
     assert spec.entity_rows is not None
-    frame = join_target(baseline, entity_frame(spec.entity_rows, plan, timezone))
+    frame = join_target(baseline, entity_frame(spec.entity_rows, plan, timezone), settings)
     return Target(frame, {"kind": "entity_rows", "row_count": len(frame)}, "entity_rows:{id}")
 
 

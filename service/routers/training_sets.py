@@ -198,7 +198,9 @@ def _build_training_set(
         entity_df = entity_frame(opts.entity_rows, plan, opts.timezone)
     choices = fitting(choices, len(entity_df), settings.max_json_rows)
     base = TrainingSetOptions(**opts.model_dump(include=set(TrainingSetOptions.model_fields)))
-    ts = create_training_set(store, catalog, lineage, intents, base, entity_df, plan, refs, settings.training_sets_path)
+    ts = create_training_set(
+        store, catalog, lineage, intents, base, entity_df, plan, refs, settings.training_sets_path, settings
+    )
     headers = {
         "Location": f"/training-sets/{ts.record.id}",
         "X-Training-Set-Id": ts.record.id,
@@ -389,4 +391,4 @@ def reproduce_training_set(ts_id: str, store: StoreDep, catalog: CatalogDep, set
     """
     record = catalog.get(ts_id)
     record.check_present()
-    return reproduce(store, record, settings.training_sets_path)
+    return reproduce(store, record, settings.training_sets_path, settings)

@@ -15,6 +15,8 @@ What it owns:
   the pick for small entity tables as array lookups over a prepared source; ``order.py`` the one order of
   feature rows (shared); ``keys.py`` how a join key is compared (in its declared type's domain; shared);
   ``audit.py`` the leakage audit;
+  ``spark_engine.py`` the same join on Spark (``FEASTLINE_OFFLINE_ENGINE=spark``: one running
+  ``max(struct(...))`` window per view instead of the ASOF join, the same answer);
   ``errors.py`` its errors; ``feast_store.py`` the Feast offline-store plug-in
   (``type: service.training.offline.feast_store.FeastlineOfflineStore``).
 

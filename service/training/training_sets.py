@@ -39,6 +39,7 @@ from lineage.store import LineageWrite
 from service.intents import Intents
 from service.monitoring.profiles import profile_path, start_profile
 from service.run_events import TrainingSetRun, openlineage_for
+from service.settings import Settings
 from service.storage import crash_point, replace, temp_path, write_temp
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord, stored_file
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
@@ -191,8 +192,17 @@ def fingerprint(
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def compute(entity_df: pd.DataFrame, plan: RetrievalPlan, opts: TrainingSetOptions) -> TrainingFrame:
-    join = JoinOptions(full_feature_names=opts.full_feature_names, created_filter=not opts.allow_created_after_entity)
+def compute(
+    entity_df: pd.DataFrame, plan: RetrievalPlan, opts: TrainingSetOptions, settings: Settings | None = None
+) -> TrainingFrame:
+    """The training frame of ``entity_df`` under ``opts`` (see ``get_training_frame``), joined by the
+    engine ``settings`` choose (``offline_engine``: DuckDB, the default, or Spark on ``spark_master``)."""
+    join = JoinOptions(
+        full_feature_names=opts.full_feature_names,
+        created_filter=not opts.allow_created_after_entity,
+        engine=settings.offline_engine if settings is not None else "duckdb",
+        spark_master=settings.spark_master if settings is not None else None,
+    )
     return get_training_frame(entity_df, plan, join)
 
 
@@ -206,9 +216,11 @@ def create_training_set(
     plan: RetrievalPlan,
     refs: list[str],
     out_dir: Path,
+    settings: Settings | None = None,
 ) -> TrainingSet:
     """Join, audit, store (Parquet + catalog row) and record lineage and OpenLineage events, all or
-    nothing (see the module docstring). ``catalog``, ``lineage`` and ``intents`` share one database.
+    nothing (see the module docstring). ``catalog``, ``lineage`` and ``intents`` share one database;
+    ``settings`` choose the engine that joins (see ``compute``; None: DuckDB).
 
     Raises:
         LeakageDetected: the audit failed (nothing is stored).
@@ -232,7 +244,7 @@ def create_training_set(
     crash_point("training_set.started")
     profile: Future[dict[str, Any]] | None = None
     try:
-        result = compute(entity_df, plan, opts)
+        result = compute(entity_df, plan, opts, settings)
         views, sources = inputs_of(plan, Path(store.repo_path))
         ent_hash = entity_sha256(entity_df)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -352,9 +364,11 @@ def _same(x: Any, y: Any) -> bool:
         return False
 
 
-def reproduce(store: FeatureStore, record: TrainingSetRecord, root: Path) -> dict[str, Any]:
+def reproduce(
+    store: FeatureStore, record: TrainingSetRecord, root: Path, settings: Settings | None = None
+) -> dict[str, Any]:
     """Recompute ``record`` from its stored entity table (under the training-sets folder ``root``)
-    with the repo as it is now.
+    with the repo as it is now (joined by the engine ``settings`` choose, see ``compute``).
 
     Returns ``{"id", "identical", "data_identical", "inputs_identical", "fingerprint_then",
     "fingerprint_now", "changed_sources", "changed_views", "differences"}``:
@@ -369,7 +383,7 @@ def reproduce(store: FeatureStore, record: TrainingSetRecord, root: Path) -> dic
     opts = TrainingSetOptions(**record.options)
     refs, plan = resolve(store, opts)
     entity_df = pd.read_parquet(stored_file(root, record.entity_path))
-    now = compute(entity_df, plan, opts).frame
+    now = compute(entity_df, plan, opts, settings).frame
     then = pd.read_parquet(stored_file(root, record.data_path))
     views, sources = inputs_of(plan, Path(store.repo_path))
     diff = _differing(then, now.reset_index(drop=True))

@@ -26,7 +26,7 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -55,6 +55,10 @@ class JoinOptions:
     # route's contract); False: as the source holds them (Feast's SDK convention: a Float32 feature of a
     # float64 source is answered as float64, equal to the source's value)
     declared_dtypes: bool = True
+    # which engine joins: "duckdb" (this module) or "spark" (service/training/offline/spark_engine.py, the
+    # same answer; its session built on ``spark_master`` the first time)
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_master: str | None = None
 
 
 def _q(name: str) -> str:
@@ -122,7 +126,8 @@ def _view_sql(
     return f"WITH ranked AS ({ranked}), frontier AS ({_frontier_sql(v, 'ranked')}) {_pick_sql(v, 'ranked', 'frontier')}"
 
 
-def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """``table`` as pandas, every integer column (up to 32 bits unsigned) as nullable ``Int64``."""
     ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32()}
     return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if t in ints else None)
 
@@ -189,7 +194,7 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
         for hidden in (f"{v.name}____feature_ts", f"{v.name}____created_ts"):
             i = table.schema.get_field_index(hidden)
             table = table.set_column(i, hidden, table.column(i).cast(pa.timestamp("ns", tz="UTC")))
-    result = _arrow_to_pandas(table.drop_columns([ROW_ID]))  # rows already in input order (ORDER BY ROW_ID)
+    result = arrow_to_pandas(table.drop_columns([ROW_ID]))  # rows already in input order (ORDER BY ROW_ID)
     assert len(result) == len(entity_df), "point-in-time join changed the row count"
     result.index = entity_df.index  # in place: set_index and drop would each copy every column
     return result
@@ -217,6 +222,17 @@ def _with_lookups(table: pa.Table, entity: pd.DataFrame, views: tuple[ViewSpec, 
     return pa.table({name: columns[name] for name in order})
 
 
+def source_types(v: ViewSpec) -> dict[str, str]:
+    """The DuckDB type of each column of ``v``'s source (as ``DESCRIBE`` spells it), read once per state
+    of its files."""
+
+    def describe() -> dict[str, str]:
+        with duckdb.connect() as con:
+            return source_column_types(con, v.parquet_glob)
+
+    return per_file_state(("column_types", v.parquet_glob), v.parquet_files(), describe)
+
+
 def _key_sql(v: ViewSpec, domains: dict[str, ValueType]) -> dict[str, str]:
     """Each join key's source expression in its domain (:func:`.keys.source_key_sql`); the source's
     column types are read once per state of its files.
@@ -226,12 +242,7 @@ def _key_sql(v: ViewSpec, domains: dict[str, ValueType]) -> dict[str, str]:
     """
     if not v.join_keys:
         return {}
-
-    def describe() -> dict[str, str]:
-        with duckdb.connect() as con:
-            return source_column_types(con, v.parquet_glob)
-
-    physical = per_file_state(("column_types", v.parquet_glob), v.parquet_files(), describe)
+    physical = source_types(v)
     return {
         k: source_key_sql(v.name, k, v.columns[k], physical.get(v.columns[k], "no such column"), domains[k])
         for k in v.join_keys
@@ -283,7 +294,7 @@ def apply_on_demand(joined: pd.DataFrame, entity_df: pd.DataFrame, spec: OnDeman
     for field in spec.request_fields:
         inputs[field] = entity_df[field]
     out = spec.definition.transform_arrow(pa.Table.from_pandas(inputs, preserve_index=False), False)
-    frame = _arrow_to_pandas(out)
+    frame = arrow_to_pandas(out)
     return pd.DataFrame({f"{spec.name}__{f}": frame[f].to_numpy() for f in spec.features}, index=joined.index)
 
 
@@ -318,6 +329,10 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
     ``Array(Float32)`` features float32 arrays), or with ``declared_dtypes=False`` in the source's dtype
     (integers as nullable Int64).
 
+    ``options.engine`` picks the join: DuckDB (:func:`join_views`) or Spark
+    (:func:`service.training.offline.spark_engine.join_views`); the audit, on-demand views and dtypes
+    that follow are the same code for both.
+
     Raises:
         FeatureNameCollision: two requested features share a name and full names were not asked for.
         LeakageDetected: the audit found a row violating the contract (no data is returned).
@@ -336,7 +351,12 @@ def get_training_frame(entity_df: pd.DataFrame, plan: RetrievalPlan, options: Jo
             else "rename the entity column(s) or ask for full_feature_names=true"
         )
         raise FeatureNameCollision(clashes, "are also columns of the entity rows", hint)
-    joined = join_views(entity_df, plan.views, options.created_filter)
+    if options.engine == "spark":
+        from service.training.offline import spark_engine  # pyspark is optional: imported when chosen
+
+        joined = spark_engine.join_views(entity_df, plan.views, options.created_filter, options.spark_master)
+    else:
+        joined = join_views(entity_df, plan.views, options.created_filter)
     keys = entity_df[sorted({k for v in plan.views for k in v.join_keys})]
     audit = audit_join(entity_df[TS], joined, plan.views, options.created_filter, keys)
     if not audit.passed:
