@@ -4,12 +4,23 @@ Every table feastline keeps (the lineage graph, the training-set catalog, the pu
 OpenLineage events, materialization jobs, write intents) lives in one database, opened through
 :func:`create_db_engine`:
 
-- SQLite: the WAL journal (readers never wait for the writer, nor the writer for readers), a busy
+- SQLite: the WAL journal (readers never wait for the writer, nor the writer for readers) with
+  ``synchronous = NORMAL`` (see below), a busy
   timeout of :data:`BUSY_TIMEOUT_SECONDS` on every connection, and ``BEGIN`` issued by SQLAlchemy
   rather than pysqlite, so a write transaction (:func:`write_connection`, :func:`transaction`) begins
   ``IMMEDIATE``: it takes the write lock up front, waiting up to the busy timeout, instead of failing
   with "database is locked" when a read transaction has to upgrade. Foreign keys are enforced.
 - PostgreSQL: the driver's defaults.
+
+**Durability (SQLite).** In WAL mode with ``synchronous = NORMAL`` a commit is written to the WAL file
+before it returns but not fsynced; the WAL is fsynced at each checkpoint. A committed transaction
+survives a crash of the application (``kill -9``: the OS still holds the written pages), and the
+database is never corrupted; a power cut or an OS crash may roll back the last transactions (never
+part of one). What that can leave (training-set files whose catalog row was rolled back, an
+OpenLineage START without its end) is what the recovery pass (``service.recovery``) already repairs.
+It saves one fsync per commit (the WAL's), a large part of a small training set's cost. (Files
+feastline writes are still fsynced before they are renamed into place: see ``service.storage``.) For
+durability across power cuts, use PostgreSQL.
 
 :func:`transaction` runs a function in a write transaction and runs it again (a few times, with a
 short random back-off) when the database answers busy/locked, so a burst of writers waits instead of
@@ -51,9 +62,12 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
         if url not in ("sqlite://", "sqlite:///:memory:"):
             try:  # persistent in the file; a no-op once set
-                dbapi_connection.execute("PRAGMA journal_mode = WAL")
+                (mode,) = dbapi_connection.execute("PRAGMA journal_mode = WAL").fetchone()
             except Exception as exc:  # e.g. another connection holds the file: stay in its current mode
                 log.warning("could not switch the lineage database to WAL: %s", exc)
+                mode = None
+            if str(mode).lower() == "wal":  # NORMAL is safe (never corrupts) only in WAL mode
+                dbapi_connection.execute("PRAGMA synchronous = NORMAL")
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
     @event.listens_for(engine, "begin")

@@ -45,6 +45,15 @@ def stored_nodes(conn: Connection, t: LineageTables, refs: Iterable[NodeRef]) ->
     return found
 
 
+def stored_refs(conn: Connection, t: LineageTables, refs: Iterable[NodeRef]) -> set[NodeRef]:
+    """The refs among ``refs`` stored as current nodes (their ids only: no row is decoded)."""
+    ids = sorted({str(ref) for ref in refs})
+    found: set[NodeRef] = set()
+    for part in _chunks(ids):
+        found.update(NodeRef.parse(i) for i in conn.scalars(select(t.nodes.c.id).where(t.nodes.c.id.in_(part))))
+    return found
+
+
 def stored_among(conn: Connection, t: LineageTables, edges: Sequence[Edge]) -> set[Edge]:
     """The edges of ``edges`` that are already stored."""
     e = t.edges

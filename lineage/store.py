@@ -434,9 +434,14 @@ class LineageStore:
         by_ref = {node.ref: node for node in nodes}  # the last of duplicate refs wins
         new_edges = sorted(set(edges))
         endpoints = {ref for edge in new_edges for ref in (edge.source, edge.target)}
-        known = neighbourhood.stored_nodes(w.conn, self._t, by_ref.keys() | endpoints)
-        stored_edges = neighbourhood.stored_among(w.conn, self._t, new_edges)
-        neighbourhood.check_edges(w.conn, self._t, new_edges, by_ref.keys() | known.keys(), stored_edges)
+        known = neighbourhood.stored_nodes(w.conn, self._t, by_ref.keys())  # to tell new or changed ones
+        # the other ends of the edges only need to exist: their ids, not their rows (a feature's are large)
+        present = known.keys() | neighbourhood.stored_refs(w.conn, self._t, endpoints - by_ref.keys())
+        # an edge stored has both ends stored (foreign keys): only those can be, so only those are looked up
+        stored_edges = neighbourhood.stored_among(
+            w.conn, self._t, [e for e in new_edges if e.source in present and e.target in present]
+        )
+        neighbourhood.check_edges(w.conn, self._t, new_edges, by_ref.keys() | present, stored_edges)
         added = [e for e in new_edges if e not in stored_edges]
         self._put_nodes(w, [n for n in by_ref.values() if known.get(n.ref) != n], known, registry=None)
         self._put_edges(w, added, stored_edges, registry=False)

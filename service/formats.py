@@ -5,12 +5,14 @@ from collections import Counter
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from feast.value_type import ValueType
 from pydantic import BaseModel, ValidationError
 
@@ -323,5 +325,37 @@ def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
             arrays = any(isinstance(v, np.ndarray) for v in values)  # Array features: their item type rules
             columns[str(name)] = [_object_json(v) for v in values] if arrays else to_json_column(values, None)
         else:
-            columns[str(name)] = col.astype(object).where(col.notna(), None).tolist()
+            columns[str(name)] = _plain_column(col)
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _plain_column(col: pd.Series) -> list[Any]:
+    """A column of numbers or booleans as Python values, missing as None: what
+    ``col.astype(object).where(col.notna(), None).tolist()`` gives (its fallback), without pandas'
+    per-column ``where`` for the dtypes of training sets (numpy ints and booleans have no missing
+    value; float64's NaN and the nullable dtypes' NA become None)."""
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        return col.to_numpy().tolist()
+    if dtype == np.dtype("float64"):
+        return [None if v != v else v for v in col.to_numpy().tolist()]  # only NaN differs from itself
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.name in _NULLABLE:
+        return col.to_numpy(dtype=object, na_value=None).tolist()
+    return col.astype(object).where(col.notna(), None).tolist()
+
+
+_NULLABLE = frozenset(
+    {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "boolean", "Float32", "Float64"}
+)
+
+
+def json_answer(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """``content`` (JSON-ready Python values without NaN or ±inf, as :func:`frame_to_records` makes
+    them) as an ``application/json`` response: the JSON ``JSONResponse`` gives (UTF-8, compact),
+    encoded by orjson, several times faster on rows; what orjson refuses (an integer beyond 64 bits,
+    a type it does not know) goes through ``JSONResponse`` as before."""
+    try:
+        body = orjson.dumps(content)
+    except TypeError:  # orjson.JSONEncodeError: a type or an integer it does not encode
+        return JSONResponse(content, status_code=status_code, headers=headers)
+    return Response(body, status_code=status_code, headers=headers, media_type=JSON)

@@ -31,7 +31,8 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -80,8 +81,56 @@ def replace(tmp: Path, target: Path) -> None:
     """Rename ``tmp`` over ``target`` (atomic on POSIX within a folder) and fsync the folder, so the
     rename survives a power cut."""
     os.replace(tmp, target)
+    _fsync_folder(target.parent)
+
+
+_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="feastline-write")
+"""Threads that write the files of :class:`TempWrites` (fsync waits on the disk, not on the GIL)."""
+
+
+class TempWrites:
+    """:func:`write_temp` of each ``(target, write, tmp)`` job, started at once on writer threads (their
+    fsyncs overlap, and with whatever the caller does meanwhile); :meth:`wait` for them.
+
+    The caller must :meth:`wait` (also when it fails meanwhile) before it removes the temporary files,
+    or a writer still running could leave one behind.
+    """
+
+    def __init__(self, jobs: Sequence[tuple[Path, Callable[[BinaryIO], Any], Path]]) -> None:
+        self._jobs = list(jobs)
+        self._futures = [_WRITERS.submit(write_temp, *job) for job in self._jobs]
+
+    def wait(self) -> None:
+        """Return once every write has finished, whatever happened.
+
+        Raises:
+            OSError (or what a ``write`` raised): the first failed job's error in ``jobs`` order; every
+                temporary file is removed then (those written too).
+        """
+        errors: list[BaseException] = []
+        for future in self._futures:
+            try:
+                future.result()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:
+            for _, _, tmp in self._jobs:
+                tmp.unlink(missing_ok=True)
+            raise errors[0]
+
+
+def replace_all(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each ``(tmp, target)`` of ``pairs`` (atomic each, in order), then fsync each folder once:
+    :func:`replace` for several files, one folder fsync instead of one per file."""
+    for tmp, target in pairs:
+        os.replace(tmp, target)
+    for folder in dict.fromkeys(target.parent for _, target in pairs):
+        _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
     try:
-        fd = os.open(target.parent, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:

@@ -94,7 +94,16 @@ def column_kind(col: pd.Series, factorized: Factorized | None = None) -> str:
 
 def numeric_values(col: pd.Series) -> np.ndarray:
     """The non-missing values of a numeric column as float64 (±inf kept)."""
+    dtype = col.dtype
+    if (isinstance(dtype, np.dtype) and dtype.kind in "fiu") or dtype.name in _NULLABLE_NUMBERS:
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)  # as dropna then to_numpy, without a Series
+        return values[~np.isnan(values)]
     return col.dropna().to_numpy(dtype=np.float64)
+
+
+_NULLABLE_NUMBERS = frozenset(
+    {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64"}
+)
 
 
 def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from lineage import NodeKind
@@ -28,6 +28,7 @@ from service.formats import (
     UnsupportedMediaType,
     acceptable,
     frame_to_records,
+    json_answer,
     parse_json_body,
     read_table,
     write_table,
@@ -216,7 +217,7 @@ def _build_training_set(
             "audit": ts.record.audit,
             "rows": rows,
         }
-        return JSONResponse(content, status_code=201, headers=headers)
+        return json_answer(content, status_code=201, headers=headers)
     # Parquet: the stored file itself, so the bytes answered are the bytes kept (and not encoded twice)
     if answer == PARQUET:
         data = stored_file(settings.training_sets_path, ts.record.data_path).read_bytes()
@@ -339,7 +340,7 @@ def get_training_set_data(ts_id: str, request: Request, catalog: CatalogDep, set
     frame = pd.read_parquet(stored_file(settings.training_sets_path, record.data_path))
     answer, rows = as_records(choices, frame)
     if rows is not None:
-        return JSONResponse({"id": ts_id, "row_count": len(frame), "columns": list(frame.columns), "rows": rows})
+        return json_answer({"id": ts_id, "row_count": len(frame), "columns": list(frame.columns), "rows": rows})
     return Response(write_table(frame, answer), media_type=answer, headers={"X-Training-Set-Id": ts_id})
 
 

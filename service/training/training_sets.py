@@ -40,7 +40,7 @@ from service.intents import Intents
 from service.monitoring.profiles import profile_path, start_profile
 from service.run_events import TrainingSetRun, openlineage_for
 from service.settings import Settings
-from service.storage import crash_point, replace, temp_path, write_temp
+from service.storage import TempWrites, crash_point, replace_all, temp_path
 from service.training.catalog import TrainingSetCatalog, TrainingSetRecord, stored_file
 from service.training.offline.engine import JoinOptions, TrainingFrame, get_training_frame
 from service.training.offline.errors import FeatureSelectionInvalid
@@ -243,17 +243,22 @@ def create_training_set(
     emitter.send(started)
     crash_point("training_set.started")
     profile: Future[dict[str, Any]] | None = None
+    writing: TempWrites | None = None
     try:
         result = compute(entity_df, plan, opts, settings)
-        views, sources = inputs_of(plan, Path(store.repo_path))
-        ent_hash = entity_sha256(entity_df)
         out_dir.mkdir(parents=True, exist_ok=True)
         profile = start_profile(result.frame, plan, opts.full_feature_names, files[0])  # <id>.profile.json, meanwhile
-        write_temp(files[0], lambda fh: result.frame.to_parquet(fh, index=False), temps[0])
-        write_temp(files[1], lambda fh: entity_df.to_parquet(fh, index=False), temps[1])
+        writing = TempWrites(  # on writer threads, while the inputs are hashed here
+            [
+                (files[0], lambda fh: result.frame.to_parquet(fh, index=False), temps[0]),
+                (files[1], lambda fh: entity_df.to_parquet(fh, index=False), temps[1]),
+            ]
+        )
+        views, sources = inputs_of(plan, Path(store.repo_path))
+        ent_hash = entity_sha256(entity_df)
+        writing.wait()
         crash_point("training_set.files_written")
-        for tmp, final in zip(temps, files, strict=True):
-            replace(tmp, final)
+        replace_all(list(zip(temps, files, strict=True)))
         try:
             profile_summary = profile.result()
         except Exception:  # a profile never costs the set: it is computed on its first request instead
@@ -290,6 +295,9 @@ def create_training_set(
 
         lineage.write(commit)
     except BaseException as exc:
+        if writing is not None:  # the files are written on writer threads: wait, then remove them (below)
+            with contextlib.suppress(Exception):
+                writing.wait()
         if profile is not None:  # its file is written on the profiler thread: wait, then remove it too
             with contextlib.suppress(Exception):
                 profile.result()

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from service.training.offline.client_created import client_created_matches
+from service.training.offline.client_created import client_created_matches, ledger_path
 from service.training.offline.errors import RetrievalError
 from service.training.offline.prepared import per_file_state
 from service.training.offline.views import ViewSpec
@@ -84,28 +85,39 @@ def audit_join(
     ``entity_keys`` (the entity rows' join-key columns, aligned too) lets the audit count the joined
     rows whose created time a pusher gave (:mod:`service.training.offline.client_created`)."""
     audits = []
+    ent = _ns(entity_ts)
+    ent_known = ent != _NAT
     for v in views:
         feature_ts = joined[f"{v.name}____feature_ts"]
         created_ts = joined[f"{v.name}____created_ts"]
-        matched = feature_ts.notna()
-        age = (entity_ts - feature_ts)[matched]
+        feat, created = _ns(feature_ts), _ns(created_ts)
+        matched = feat != _NAT
+        both = matched & ent_known  # a comparison with a missing entity time holds for no row (pandas' NaT)
+        age = ent[both] - feat[both]
         enforce_created = created_filter and v.created_field is not None
+        ttl_ns = v.ttl // pd.Timedelta(1, "ns") if v.ttl else None
+        unmatched = ~matched
+        without_row = np.zeros(len(matched), dtype=bool)
+        if unmatched.any():
+            for f in v.features:
+                without_row |= joined[f"{v.name}__{f}"].notna().to_numpy(dtype=bool) & unmatched
         violations = {
-            "feature_ts_after_entity_ts": int((feature_ts[matched] > entity_ts[matched]).sum()),
-            "created_ts_after_entity_ts": int((created_ts[matched] > entity_ts[matched]).sum())
+            "feature_ts_after_entity_ts": int((feat[both] > ent[both]).sum()),
+            "created_ts_after_entity_ts": int(((created != _NAT) & both & (created > ent)).sum())
             if enforce_created
             else 0,
-            "feature_older_than_ttl": int((age > v.ttl).sum()) if v.ttl else 0,
-            "values_without_feature_row": int(
-                joined.loc[~matched, [f"{v.name}__{f}" for f in v.features]].notna().any(axis=1).sum()
-            ),
+            "feature_older_than_ttl": int((age > ttl_ns).sum()) if ttl_ns is not None else 0,
+            "values_without_feature_row": int(without_row.sum()),
         }
+        n_matched = int(matched.sum())
+        # ns exact, not µs; NaT's value (as pandas gives) when every matched row lacks its entity time
+        max_age = (int(age.max()) if len(age) else pd.NaT.value) / 1e9 if n_matched else None
         audits.append(
             ViewAudit(
                 view=v.name,
-                rows_matched=int(matched.sum()),
-                rows_null=int((~matched).sum()),
-                max_feature_age_seconds=age.max().value / 1e9 if len(age) else None,  # ns exact, not µs
+                rows_matched=n_matched,
+                rows_null=len(matched) - n_matched,
+                max_feature_age_seconds=max_age,
                 ttl_seconds=v.ttl.total_seconds() if v.ttl else None,
                 created_filter=enforce_created,
                 feature_rows_created_unknown=_created_unknown(v) if enforce_created else 0,
@@ -116,9 +128,18 @@ def audit_join(
     return LeakageAudit(len(entity_ts), created_filter, tuple(audits))
 
 
+_NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
+
+
+def _ns(stamps: pd.Series) -> np.ndarray:
+    """A timestamp column (tz-aware or naive UTC, any unit) as int64 nanoseconds since the epoch, NaT as
+    :data:`_NAT`: the audit compares plain integers (pandas' per-Series overhead dominated a small set)."""
+    return np.asarray(stamps.to_numpy(dtype="datetime64[ns]")).view(np.int64)
+
+
 def _client_created(v: ViewSpec, entity_keys: pd.DataFrame | None, feature_ts: pd.Series, created_ts: pd.Series) -> int:
-    if entity_keys is None or v.created_field is None:
-        return 0
+    if entity_keys is None or v.created_field is None or not ledger_path(v.path).exists():
+        return 0  # no ledger, no client-created row (checked before the keys are sliced: a small set's ms)
     keys = entity_keys[list(v.join_keys)]
     return client_created_matches(v.path, {k: v.columns[k] for k in v.join_keys}, keys, feature_ts, created_ts)
 

@@ -181,13 +181,16 @@ def join_views(entity_df: pd.DataFrame, views: tuple[ViewSpec, ...], created_fil
             for v, tables in zip(views, prepared, strict=True)
         ]
         rest = [i for i, lk in enumerate(small) if lk is None]
-        table = _join(
-            entity,
-            tuple(pinned[i] for i in rest),
-            created_filter,
-            [prepared[i] for i in rest],
-            [key_sql[i] for i in rest],
-        )
+        if views and not rest:  # every view looked up: no query (registering the frame alone costs ms)
+            table = pa.table({ROW_ID: pa.array(np.arange(len(entity), dtype=np.int64))})
+        else:
+            table = _join(
+                entity,
+                tuple(pinned[i] for i in rest),
+                created_filter,
+                [prepared[i] for i in rest],
+                [key_sql[i] for i in rest],
+            )
         table = _with_lookups(table, entity, views, small)
     # int64 ns -> timestamp in Arrow (pandas' to_datetime on Int64 with NA loses the NAs on large inputs)
     for v in views:
