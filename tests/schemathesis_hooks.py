@@ -46,6 +46,7 @@ VIEW_KEYS = {
 }
 SERVICE_VIEWS = {
     "delay_model_v1": ("origin_weather", "carrier_daily_stats"),
+    "delay_model_v1_live": ("origin_weather_fresh", "carrier_daily_stats"),
     "delay_model_v2": ("origin_weather", "carrier_daily_stats", "plane_profile", "plane_age"),
 }
 WEATHER = {"temp": 31.0, "dewp": 12.0, "humid": 45.0, "wind_dir": 320.0, "wind_speed": 12.7, "precip": 0.0}
