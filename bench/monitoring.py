@@ -25,8 +25,6 @@ profile alternating). Writes its section of
 
 import argparse
 import datetime as dt
-import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -44,7 +42,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from training_set import machine, write_section  # noqa: E402
+from training_set import invocation, machine, write_section  # noqa: E402
 
 from lineage import LineageStore  # noqa: E402
 from service.intents import Intents  # noqa: E402
@@ -93,7 +91,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args()
-    command = shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = invocation(__file__)
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="feastline-monitoring-") as tmp:

@@ -56,7 +56,7 @@ from online_servers import (
     prepare_repo,
     serving,
 )
-from training_set import machine
+from training_set import invocation, machine
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup (finally blocks) on SIGTERM
-    command = shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = invocation(__file__)
     src = args.repo.resolve()
     began = time.monotonic()
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

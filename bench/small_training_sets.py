@@ -19,8 +19,6 @@ Run: ``.venv/bin/python bench/small_training_sets.py`` (after ``make materialize
 import argparse
 import datetime as dt
 import json
-import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,7 @@ sys.path.insert(0, str(BENCH))
 
 from online_servers import child_env, prepare_repo, serving  # noqa: E402
 from repos import copy_repo, feast_apply  # noqa: E402
-from training_set import machine, write_section  # noqa: E402
+from training_set import invocation, machine, write_section  # noqa: E402
 
 SERVICE = "delay_model_v1"
 FEAST_CHILD = """
@@ -143,7 +141,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args()
-    command = shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = invocation(__file__)
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     began = time.monotonic()
     rows = sample(args.repo)

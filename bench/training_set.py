@@ -134,6 +134,12 @@ def run_child(variant: str, repo: Path, entities: Path, work: Path, timeout: flo
     return outcome
 
 
+def invocation(script: str) -> str:
+    """The command line that ran ``script`` (its ``__file__``), relative to the project root, for a
+    results section."""
+    return shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(script, ROOT), *sys.argv[1:]])
+
+
 def machine() -> dict[str, str]:
     meminfo = Path("/proc/meminfo").read_text()
     total_kib = next(int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:"))
@@ -247,7 +253,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(LABELS), default=list(LABELS))
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args()
-    command = shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = invocation(__file__)
     repo = args.repo.resolve()
     began = time.monotonic()
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
